@@ -1,0 +1,124 @@
+"""Console entry points: farm-taskmanager and farm-worker.
+
+Every command prints a user's mistake as one ``ERROR:`` line and returns the
+exit code of its FarmError (see exceptions.py); tracebacks are for bugs.
+"""
+
+import argparse
+import logging
+import sys
+
+from .config import check_address, load_config
+from .exceptions import FarmError, UsageError
+from .service import run_service
+
+
+def _common(parser):
+    parser.add_argument("--config", metavar="FILE",
+                        help="farm.yaml to read (default: ./farm.yaml, $COMPUTEFARM_CONFIG, "
+                             "~/.config/computefarm/farm.yaml)")
+    parser.add_argument("--taskmanager", metavar="ADDR",
+                        help="the TaskManager's address tcp://HOST:PORT (overrides farm.yaml)")
+    parser.add_argument("--log-level", default=None,
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="how much to log on stderr (default: farm.yaml's logging.level)")
+
+
+def _setup(args):
+    config = load_config(args.config)
+    if args.taskmanager:
+        config.taskmanager.address = check_address(args.taskmanager, "--taskmanager")
+        config.taskmanager.configured = True
+    logging.basicConfig(level=args.log_level or config.logging.level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return config
+
+
+def _main(prog, build, argv):
+    try:
+        return build(argv)
+    except FarmError as exc:
+        print("ERROR: %s: %s" % (prog, exc), file=sys.stderr)
+        return exc.exit_code
+
+
+def taskmanager_main(argv=None):
+    def build(argv):
+        from .taskmanager import TaskManager
+        parser = argparse.ArgumentParser(
+            prog="farm-taskmanager",
+            description="Run the TaskManager: the farm's one port, its queue and scheduler.")
+        _common(parser)
+        parser.add_argument("--bind", metavar="ADDR",
+                            help="address to bind, tcp://HOST:PORT; port 0 picks a free one "
+                                 "(default: taskmanager.bind, else taskmanager.address)")
+        parser.add_argument("--ready-file", metavar="FILE",
+                            help="write the bound address to FILE once listening")
+        args = parser.parse_args(argv)
+        config = _setup(args)
+        bind = args.bind
+        if bind:
+            check_address(bind, "--bind", allow_port_zero=True)
+        elif args.taskmanager:
+            bind = config.taskmanager.address
+        manager = TaskManager(config.taskmanager, bind=bind, ready_file=args.ready_file)
+        return run_service(manager)
+    return _main("farm-taskmanager", build, argv)
+
+
+def worker_main(argv=None):
+    def build(argv):
+        from .worker import FarmWorker
+        parser = argparse.ArgumentParser(
+            prog="farm-worker", description="Run a specialised worker for one or more "
+                                            "capabilities, connected to the TaskManager.")
+        _common(parser)
+        parser.add_argument("--capability", action="append", metavar="NAME",
+                            help="a capability to offer (repeatable); default: this "
+                                 "machine's entry in farm.yaml")
+        parser.add_argument("--slots", type=int, metavar="N",
+                            help="tasks run at once (default: farm.yaml, else CPU count)")
+        parser.add_argument("--machine", metavar="NAME",
+                            help="machine id shared with this machine's monitor "
+                                 "(default: derived from /etc/machine-id)")
+        parser.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
+                            help="an extra attribute requests can constrain on (repeatable)")
+        args = parser.parse_args(argv)
+        config = _setup(args)
+        capabilities, slots, attributes = args.capability, args.slots, {}
+        if not capabilities:
+            capabilities, slots, attributes = _from_config(config, args.machine, slots)
+        for item in args.attr:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise UsageError("--attr %r: expected KEY=VALUE" % item)
+            attributes[key] = value
+        if slots is not None and slots < 1:
+            raise UsageError("--slots must be at least 1")
+        worker = FarmWorker(config.taskmanager.address, capabilities, slots=slots,
+                            machine=args.machine, attributes=attributes)
+        return run_service(worker)
+    return _main("farm-worker", build, argv)
+
+
+def _from_config(config, machine_name, slots):
+    from .hostinfo import host_name, machine_id
+    names = [n for n in (machine_name, machine_id(), host_name()) if n]
+    machine = next((config.machine(n) for n in names if config.machine(n)), None)
+    if machine is None or not machine.workers:
+        raise UsageError("no --capability given and %s describes no workers for machine %s"
+                         % (config.path or "no farm.yaml", " or ".join(repr(n) for n in names)))
+    if len(machine.workers) > 1:
+        raise UsageError("machine %r in %s has %d workers: start each with --capability"
+                         % (machine.name, config.path, len(machine.workers)))
+    spec = machine.workers[0]
+    return list(spec.capabilities), slots or spec.slots, dict(spec.attributes)
+
+
+COMMANDS = {"taskmanager": taskmanager_main, "worker": worker_main}
+
+if __name__ == "__main__":  # python -m computefarm.cli taskmanager|worker ...
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print("usage: python -m computefarm.cli {%s} ..." % ",".join(COMMANDS), file=sys.stderr)
+        sys.exit(2)
+    sys.exit(COMMANDS[sys.argv[1]](sys.argv[2:]))

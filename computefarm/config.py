@@ -1,0 +1,255 @@
+"""farm.yaml: one file that describes the farm, validated on load.
+
+Configuration flows one way: the defaults in ``defaults.py`` -> one validated
+``FarmConfig`` -> constructor arguments. Every mistake is a ConfigError whose one
+line names the file, the key and what was expected; unknown keys are mistakes.
+"""
+
+import os
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+from . import defaults
+from .exceptions import ConfigError
+
+_ADDRESS = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.*-]+):(\d{1,5})$")
+
+
+@dataclass
+class TaskManagerConfig:
+    address: str = defaults.TASKMANAGER_ADDRESS
+    bind: str = None
+    heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
+    heartbeat_liveness: int = defaults.HEARTBEAT_LIVENESS
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    max_message_size: int = defaults.MAX_MESSAGE_SIZE
+    recovery_grace: float = defaults.RECOVERY_GRACE
+    configured: bool = False  # whether farm.yaml named an address at all
+
+    @property
+    def bind_address(self):
+        return self.bind or self.address
+
+
+@dataclass
+class WorkerSpec:
+    capabilities: list
+    slots: int = None
+    attributes: dict = field(default_factory=dict)
+
+
+@dataclass
+class MachineConfig:
+    name: str
+    host: str = None
+    workers: list = field(default_factory=list)
+    path_map: dict = field(default_factory=dict)
+
+
+@dataclass
+class LoggingConfig:
+    level: str = "INFO"
+    file: str = None
+    cutelog: str = "127.0.0.1:19996"
+
+
+@dataclass
+class FarmConfig:
+    path: str = None
+    taskmanager: TaskManagerConfig = field(default_factory=TaskManagerConfig)
+    machines: dict = field(default_factory=dict)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def machine(self, name):
+        """The machine entry called ``name`` (or whose host is ``name``), else None."""
+        if name in self.machines:
+            return self.machines[name]
+        for machine in self.machines.values():
+            if machine.host == name:
+                return machine
+        return None
+
+    def offered_capabilities(self):
+        """Every capability some machine in the file offers."""
+        return {cap for m in self.machines.values() for w in m.workers for cap in w.capabilities}
+
+
+def find_config(explicit=None, cwd=None, environ=None):
+    """The farm.yaml to use: --config, ./farm.yaml, $COMPUTEFARM_CONFIG, the user's; or None."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise ConfigError("%s: no such configuration file" % explicit)
+        return explicit
+    candidates = [os.path.join(cwd or os.getcwd(), "farm.yaml"),
+                  environ.get(defaults.CONFIG_ENV),
+                  os.path.expanduser(defaults.CONFIG_USER_PATH)]
+    for path in candidates:
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def load_config(explicit=None, cwd=None, environ=None):
+    """The validated FarmConfig from the first farm.yaml found, or the defaults."""
+    path = find_config(explicit, cwd, environ)
+    if path is None:
+        return FarmConfig()
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream)
+    except OSError as exc:
+        raise ConfigError("%s: cannot read: %s" % (path, exc.strerror)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = " line %d" % (mark.line + 1) if mark else ""
+        raise ConfigError("%s:%s not valid YAML: %s" % (path, where,
+                          getattr(exc, "problem", None) or exc)) from None
+    return parse_config(data, path)
+
+
+def parse_config(data, path="farm.yaml"):
+    """FarmConfig from already-parsed YAML data; ConfigError names the key at fault."""
+    check = _Checker(path)
+    if data is None:
+        data = {}
+    top = check.mapping(data, "", ("taskmanager", "machines", "logging", "load", "keys"))
+    for reserved in ("load", "keys"):
+        if reserved in top:
+            check.fail(reserved, "is reserved for a later release and not read yet")
+    config = FarmConfig(path=path)
+    if "taskmanager" in top:
+        config.taskmanager = _taskmanager(check, top["taskmanager"])
+    if "machines" in top:
+        machines = check.mapping(top["machines"], "machines")
+        config.machines = {str(name): _machine(check, spec, "machines.%s" % name, str(name))
+                           for name, spec in machines.items()}
+    if "logging" in top:
+        config.logging = _logging(check, top["logging"])
+    return config
+
+
+def check_address(address, where="address", allow_port_zero=False):
+    """``address`` if it is tcp://HOST:PORT, else ConfigError naming ``where``."""
+    match = _ADDRESS.match(address) if isinstance(address, str) else None
+    port = int(match.group(2)) if match else -1
+    if not match or port > 65535 or (port == 0 and not allow_port_zero):
+        raise ConfigError("%s: expected tcp://HOST:PORT, got %r" % (where, address))
+    return address
+
+
+def _taskmanager(check, data):
+    section = check.mapping(data, "taskmanager", (
+        "address", "bind", "heartbeat_interval", "heartbeat_liveness", "max_attempts",
+        "max_message_size", "recovery_grace"))
+    tm = TaskManagerConfig()
+    if "address" in section:
+        tm.address = check.address(section["address"], "taskmanager.address")
+        tm.configured = True
+    if "bind" in section:
+        tm.bind = check.address(section["bind"], "taskmanager.bind", allow_port_zero=True)
+    for key in ("heartbeat_interval", "recovery_grace"):
+        if key in section:
+            setattr(tm, key, check.number(section[key], "taskmanager." + key))
+    for key in ("heartbeat_liveness", "max_attempts", "max_message_size"):
+        if key in section:
+            setattr(tm, key, check.integer(section[key], "taskmanager." + key, minimum=1))
+    return tm
+
+
+def _machine(check, data, where, name):
+    section = check.mapping(data, where, ("host", "workers", "path_map"))
+    machine = MachineConfig(name=name)
+    if "host" in section:
+        machine.host = check.string(section["host"], where + ".host")
+    if "path_map" in section:
+        machine.path_map = check.str_map(section["path_map"], where + ".path_map")
+    workers = section.get("workers", [])
+    if not isinstance(workers, list):
+        check.fail(where + ".workers", "expected a list of workers")
+    for index, spec in enumerate(workers):
+        wpath = "%s.workers[%d]" % (where, index)
+        wsec = check.mapping(spec, wpath, ("capabilities", "slots", "attributes"))
+        caps = wsec.get("capabilities")
+        if not isinstance(caps, list) or not caps or not all(
+                isinstance(c, str) and c for c in caps):
+            check.fail(wpath + ".capabilities", "expected a non-empty list of names")
+        worker = WorkerSpec(capabilities=caps)
+        if "slots" in wsec:
+            worker.slots = check.integer(wsec["slots"], wpath + ".slots", minimum=1)
+        if "attributes" in wsec:
+            worker.attributes = check.str_map(wsec["attributes"], wpath + ".attributes")
+        machine.workers.append(worker)
+    return machine
+
+
+def _logging(check, data):
+    section = check.mapping(data, "logging", ("level", "file", "cutelog"))
+    config = LoggingConfig()
+    if "level" in section:
+        level = check.string(section["level"], "logging.level").upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            check.fail("logging.level", "expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        config.level = level
+    if "file" in section:
+        config.file = check.string(section["file"], "logging.file")
+    if "cutelog" in section:
+        config.cutelog = check.string(section["cutelog"], "logging.cutelog")
+    return config
+
+
+class _Checker:
+    """Type checks that raise one-line ConfigErrors naming the file and key."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def fail(self, key, expected):
+        raise ConfigError("%s: %s: %s" % (self.path, key or "(top level)", expected))
+
+    def mapping(self, value, key, allowed=None):
+        if not isinstance(value, dict):
+            self.fail(key, "expected a mapping, got %s" % _show(value))
+        if allowed is not None:
+            for name in value:
+                if name not in allowed:
+                    self.fail("%s.%s" % (key, name) if key else str(name),
+                              "unknown key (expected one of: %s)" % ", ".join(allowed))
+        return value
+
+    def string(self, value, key):
+        if not isinstance(value, str) or not value:
+            self.fail(key, "expected a non-empty string, got %s" % _show(value))
+        return value
+
+    def number(self, value, key):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            self.fail(key, "expected a number > 0, got %s" % _show(value))
+        return float(value)
+
+    def integer(self, value, key, minimum=0):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.fail(key, "expected a whole number >= %d, got %s" % (minimum, _show(value)))
+        return value
+
+    def str_map(self, value, key):
+        self.mapping(value, key)
+        return {str(k): self.scalar(v, "%s.%s" % (key, k)) for k, v in value.items()}
+
+    def scalar(self, value, key):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            self.fail(key, "expected a string or number, got %s" % _show(value))
+        return str(value)
+
+    def address(self, value, key, allow_port_zero=False):
+        try:
+            return check_address(value, key, allow_port_zero)
+        except ConfigError as exc:
+            raise ConfigError("%s: %s" % (self.path, exc)) from None
+
+
+def _show(value):
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

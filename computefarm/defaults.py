@@ -1,0 +1,50 @@
+"""Every tunable default of the farm, each with what it is for."""
+
+# The TaskManager's one port when farm.yaml names none; peers connect here.
+TASKMANAGER_ADDRESS = "tcp://127.0.0.1:5555"
+
+# Heartbeats, in seconds of time.monotonic(). A peer silent for
+# HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS is taken for dead.
+HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_LIVENESS = 3
+
+# Reconnect back-off: the wait doubles after each failure, up to the cap.
+RECONNECT_INITIAL = 0.1
+RECONNECT_MAX = 5.0
+
+# A task is tried this many times before it fails as lost.
+MAX_ATTEMPTS = 3
+
+# Largest message the TaskManager accepts (ZeroMQ drops the peer beyond it).
+MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
+# After a TaskManager start, tasks resubmitted by clients wait this long for
+# workers to reconnect and claim them, so a running task is not started twice.
+RECOVERY_GRACE = 3.0
+
+# Results that arrive for tasks nobody has (re)submitted yet, kept for clients
+# that are still reconnecting after a TaskManager restart.
+ORPHAN_RESULTS_MAX = 10000
+ORPHAN_RESULT_TTL = 300.0
+
+# Longest sleep of any service loop: bounds how late a stop signal is seen.
+POLL_MAX = 0.1
+
+# Output lines a worker keeps while it cannot reach the TaskManager; older ones
+# beyond this are dropped (and counted in the log).
+OUTPUT_BACKLOG_LINES = 100000
+
+# Output a result carries (the tail, in characters): the streamed lines are the
+# live view, the result's copy is what survives a TaskManager restart.
+RESULT_OUTPUT_MAX = 1024 * 1024
+
+# A process tree asked to stop with SIGTERM gets this long before SIGKILL.
+KILL_GRACE = 1.0
+
+# After a command exits, how long its orphaned children may hold its output
+# pipes open before they are killed and the task finishes.
+OUTPUT_DRAIN_GRACE = 0.5
+
+# Search order for farm.yaml after --config (see config.find_config).
+CONFIG_ENV = "COMPUTEFARM_CONFIG"
+CONFIG_USER_PATH = "~/.config/computefarm/farm.yaml"

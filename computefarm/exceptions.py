@@ -1,0 +1,50 @@
+"""The errors a user can cause, each with the exit code its command returns.
+
+Exit codes (documented in README.md):
+  0  success
+  1  a task failed (majordomo, like doit)
+  2  bad input: configuration, command line, request
+  3  the TaskManager could not be reached or went away for good
+  4  a task was lost: it failed on every attempt it was allowed
+"""
+
+
+class FarmError(Exception):
+    """Base of every error a user can cause; printed as one ``ERROR:`` line."""
+
+    exit_code = 2
+
+
+class ConfigError(FarmError):
+    """farm.yaml (or a command-line override) is not valid."""
+
+
+class UsageError(FarmError):
+    """A command line or API call asks for something that cannot be done."""
+
+
+class PluginError(FarmError):
+    """A worker plugin cannot be loaded or rejects its request."""
+
+
+class ProtocolError(FarmError):
+    """A message on the wire is malformed; never raised past the receiving loop."""
+
+
+class FarmUnreachable(FarmError):
+    """The TaskManager does not answer, or shut down while work was outstanding."""
+
+    exit_code = 3
+
+
+class TaskLost(FarmError):
+    """A task could not be completed: its workers vanished on every attempt."""
+
+    exit_code = 4
+
+
+class RemoteError(Exception):
+    """Raised by a FarmExecutor future when the remote callable raised.
+
+    The original exception is chained as ``__cause__`` when it could be decoded.
+    """

@@ -1,0 +1,92 @@
+"""A farm on this machine alone: a TaskManager and workers as child processes.
+
+``with LocalFarm(["shell", "python"]) as farm:`` gives ``farm.address`` to
+connect clients to; everything it started is stopped (by pid) on exit. It binds
+127.0.0.1 on a free port only. majordomo's embedded farm and the examples use it.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from .exceptions import FarmError
+
+START_TIMEOUT = 20.0
+
+
+class LocalFarm:
+    def __init__(self, capabilities, slots=None, log_level="WARNING", log_dir=None):
+        self.capabilities = list(capabilities)
+        self.slots = slots or os.cpu_count() or 1
+        self.log_level = log_level
+        self.log_dir = log_dir
+        self.address = None
+        self.processes = []
+        self._tmp = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="computefarm-")
+        ready = os.path.join(self._tmp.name, "ready")
+        manager = self._spawn("taskmanager", ["--bind", "tcp://127.0.0.1:0",
+                                              "--ready-file", ready])
+        deadline = time.monotonic() + START_TIMEOUT
+        while not os.path.exists(ready):
+            if manager.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise FarmError("the local TaskManager did not start (see %s)" % manager.log)
+            time.sleep(0.01)
+        with open(ready) as stream:
+            self.address = stream.read().strip()
+        args = ["--taskmanager", self.address, "--slots", str(self.slots)]
+        for cap in self.capabilities:
+            args += ["--capability", cap]
+        worker = self._spawn("worker", args, log_level="INFO")
+        while "connected to the" not in _read(worker.log):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise FarmError("the local worker did not start: %s"
+                                % _read(worker.log).strip()[-500:])
+            time.sleep(0.01)
+        return self.address
+
+    def _spawn(self, command, args, log_level=None):
+        directory = self.log_dir or self._tmp.name
+        log = os.path.join(directory, "%s-%d.log" % (command, len(self.processes)))
+        with open(log, "w") as stream:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "computefarm.cli", command, "--log-level",
+                 log_level or self.log_level] + args, stdout=stream, stderr=stream,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc.log = log
+        self.processes.append(proc)
+        return proc
+
+    def stop(self):
+        for proc in reversed(self.processes):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(self.processes):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        self.processes = []
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+def _read(path):
+    with open(path) as stream:
+        return stream.read()

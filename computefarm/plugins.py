@@ -1,0 +1,123 @@
+"""Specialised workers: one plugin class per capability, and the registry of them.
+
+A plugin turns a decoded request into a ``Run`` and may read meaning into the
+lines it prints (``records``) and the way it ended (``finish``). The built-in
+plugins live in the project's ``workers/`` folder, installed as the package
+``computefarm_workers``; third parties register theirs in the entry-point group
+``computefarm.workers`` (``name = "package.module:Class"``).
+"""
+
+import importlib
+import logging
+import os
+
+from .exceptions import PluginError
+from .execution import ProcessRun
+from .hostinfo import platform_tag
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "computefarm.workers"
+
+BUILTIN = (
+    ("shell", "computefarm_workers.shell:ShellWorker"),
+    ("python", "computefarm_workers.python:PythonWorker"),
+    ("gcc", "computefarm_workers.gcc:GccWorker"),
+)
+
+
+class Task:
+    """What a plugin knows of the task it is asked to run."""
+
+    __slots__ = ("id", "attempt", "timeout", "worker")
+
+    def __init__(self, task_id, attempt, timeout, worker):
+        self.id = task_id
+        self.attempt = attempt
+        self.timeout = timeout
+        self.worker = worker
+
+    def environ(self, extra=None, base=None):
+        """The environment of the task: ``base`` (or ours), ``extra``, and who it is."""
+        env = dict(os.environ if base is None else base)
+        if extra:
+            env.update(extra)
+        env["COMPUTEFARM_TASK_ID"] = self.id
+        env["COMPUTEFARM_ATTEMPT"] = str(self.attempt)
+        env["COMPUTEFARM_WORKER"] = self.worker
+        return env
+
+
+class WorkerPlugin:
+    """Base class of every specialised worker.
+
+    Class attributes:
+      capability -- the name requests ask for (``meta: {capability: ...}``)
+    A subclass implements ``start`` (or ``command`` for a plain process) and
+    may override ``attributes``, ``records`` and ``finish``.
+    """
+
+    capability = None
+
+    def __init__(self, slots, options=None):
+        self.slots = slots
+        self.options = dict(options or {})
+
+    def attributes(self):
+        """Attributes requests can constrain on; ``platform`` at least."""
+        return {"platform": platform_tag()}
+
+    def start(self, request, task, now):
+        """A Run for ``request`` (the decoded task body). Raise PluginError if invalid."""
+        argv, cwd, env = self.command(request, task)
+        try:
+            return ProcessRun(task.id, task.attempt, argv, cwd, env, task.timeout, now)
+        except OSError as exc:
+            raise PluginError("cannot start %s: %s" % (argv[0], exc.strerror)) from None
+
+    def command(self, request, task):
+        """``(argv, cwd, env)`` of the process that runs ``request``."""
+        raise NotImplementedError
+
+    def records(self, stream, line):
+        """A structured log record for one output line, or None (plain output)."""
+        return None
+
+    def finish(self, request, outcome):
+        """Adjust the Outcome once the run ended (e.g. add details)."""
+        return outcome
+
+    def close(self):
+        """Release what the plugin holds (idle processes), at worker shutdown."""
+
+
+def load_plugin(name):
+    """The plugin class registered as ``name`` (built-in or from an entry point)."""
+    for builtin, target in BUILTIN:
+        if builtin == name:
+            return _import(name, target)
+    for entry in _entry_points():
+        if entry.name == name:
+            return _import(name, entry.value)
+    known = sorted({b for b, _ in BUILTIN} | {e.name for e in _entry_points()})
+    raise PluginError("no worker plugin for capability %r (known: %s)" % (name, ", ".join(known)))
+
+
+def _entry_points():
+    from importlib.metadata import entry_points
+    eps = entry_points()
+    if hasattr(eps, "select"):
+        return list(eps.select(group=ENTRY_POINT_GROUP))
+    return list(eps.get(ENTRY_POINT_GROUP, ()))
+
+
+def _import(name, target):
+    module_name, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise PluginError("worker plugin %r (%s) cannot be loaded: %s" % (name, target, exc)) \
+            from None
+    if not (isinstance(cls, type) and issubclass(cls, WorkerPlugin)):
+        raise PluginError("worker plugin %r (%s) is not a WorkerPlugin" % (name, target))
+    return cls

@@ -1,0 +1,83 @@
+"""A python slot: a long-lived process that runs ``python`` tasks one at a time.
+
+The worker starts one per slot as the leader of its own session and talks to it
+over two pipes given on the command line: requests in, results out, each a
+4-byte big-endian length and a msgpack map. What the task prints goes to this
+process's stdout and stderr, which the worker streams as the task's output.
+Only this process ever unpickles a task's callable.
+"""
+
+import os
+import struct
+import sys
+import traceback
+
+import cloudpickle
+import msgpack
+
+_LENGTH = struct.Struct("!I")
+
+
+def read_frame(stream):
+    header = _read_exact(stream, _LENGTH.size)
+    if header is None:
+        return None
+    body = _read_exact(stream, _LENGTH.unpack(header)[0])
+    return None if body is None else msgpack.unpackb(body, raw=False)
+
+
+def frame(message):
+    body = msgpack.packb(message, use_bin_type=True)
+    return _LENGTH.pack(len(body)) + body
+
+
+def _read_exact(stream, size):
+    chunks = []
+    while size:
+        chunk = stream.read(size)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def run_one(request, base_env, base_cwd):
+    os.environ.clear()
+    os.environ.update(base_env)
+    os.environ.update(request.get("env") or {})
+    os.chdir(request.get("cwd") or base_cwd)
+    try:
+        fn, args, kwargs = cloudpickle.loads(request["payload"])
+        value = fn(*args, **kwargs)
+    except BaseException as exc:  # the task's failure is its result, whatever it raised
+        error = traceback.format_exc()
+        try:
+            blob = cloudpickle.dumps(exc)
+        except Exception:
+            blob = None
+        return {"status": "failed", "value": blob, "error": error}
+    try:
+        return {"status": "ok", "value": cloudpickle.dumps(value)}
+    except Exception as exc:
+        return {"status": "failed", "value": None,
+                "error": "the result of the task cannot be pickled: %s" % exc}
+
+
+def main(argv=None):
+    argv = sys.argv if argv is None else argv
+    requests = os.fdopen(int(argv[1]), "rb", buffering=0)
+    results = os.fdopen(int(argv[2]), "wb", buffering=0)
+    base_env, base_cwd = dict(os.environ), os.getcwd()
+    while True:
+        request = read_frame(requests)
+        if request is None:
+            return 0
+        reply = run_one(request, base_env, base_cwd)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        results.write(frame(reply))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,436 @@
+"""The TaskManager's state: one record per task, worker and client, and the queues.
+
+Nothing here touches a socket. Methods take ``now`` and return what must be sent
+(as ``Effects``) so the TaskManager loop stays a screen long and this module can
+be reasoned about on its own. Queued tasks wait in ``Group``s, one per distinct
+(capability, constraints) pair, so matching a worker costs one check per group,
+not one per task, however many thousands are queued.
+"""
+
+import heapq
+import itertools
+import logging
+from collections import OrderedDict
+
+from . import constraints, defaults
+
+log = logging.getLogger(__name__)
+
+QUEUED, HELD, RUNNING, CANCELLING = "queued", "held", "running", "cancelling"
+
+
+class Task:
+    __slots__ = ("id", "client", "capability", "requires", "priority", "timeout",
+                 "max_attempts", "body", "attempt", "state", "worker", "seq", "group",
+                 "submitted", "started", "lost_on", "stream")
+
+    def __init__(self, task_id, client, capability, requires, priority, timeout,
+                 max_attempts, body, seq, now):
+        self.id = task_id
+        self.client = client          # Client, or None while unclaimed after a restart
+        self.capability = capability
+        self.requires = requires
+        self.priority = priority
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.body = body              # opaque bytes, never decoded here
+        self.attempt = 0
+        self.state = QUEUED
+        self.worker = None
+        self.seq = seq
+        self.group = None
+        self.submitted = now
+        self.started = None
+        self.lost_on = []             # "worker on host" for each attempt lost
+        self.stream = False           # the client wants OUTPUT while the task runs
+
+
+class Worker:
+    __slots__ = ("rid", "name", "host", "machine", "pid", "slots", "capabilities",
+                 "running", "last_seen", "accepts_cache", "assigned")
+
+    def __init__(self, rid, hello, now):
+        self.rid = rid
+        self.name = hello["id"]
+        self.host = hello["host"]
+        self.machine = hello["machine"]
+        self.pid = hello.get("pid")
+        self.slots = max(1, hello.get("slots") or 1)
+        self.capabilities = hello.get("capabilities") or {}
+        self.running = {}             # task id -> Task
+        self.last_seen = now
+        self.accepts_cache = {}       # group key -> bool
+        self.assigned = 0             # tasks given to it since it registered
+
+    @property
+    def free(self):
+        return self.slots - len(self.running)
+
+    def accepts(self, group):
+        verdict = self.accepts_cache.get(group.key)
+        if verdict is None:
+            attrs = self.capabilities.get(group.capability)
+            verdict = attrs is not None and constraints.matches(attrs, group.requires)
+            self.accepts_cache[group.key] = verdict
+        return verdict
+
+    def describe(self):
+        return "worker %s on host %s" % (self.name, self.host)
+
+
+class Client:
+    __slots__ = ("rid", "name", "host", "tasks", "last_seen", "told")
+
+    def __init__(self, rid, hello, now):
+        self.rid = rid
+        self.name = hello["id"]
+        self.host = hello["host"]
+        self.tasks = set()            # ids of its queued and running tasks
+        self.last_seen = now
+        self.told = {}                # (capability, constraints) -> why it was told they wait
+
+
+class Group:
+    """Queued tasks that share a capability and constraints, highest priority first."""
+
+    __slots__ = ("key", "capability", "requires", "heap", "live")
+
+    def __init__(self, key, capability, requires):
+        self.key = key
+        self.capability = capability
+        self.requires = requires
+        self.heap = []
+        self.live = 0
+
+    def push(self, task):
+        heapq.heappush(self.heap, (-task.priority, task.seq, task))
+        task.group = self
+        self.live += 1
+
+    def pop(self):
+        while self.heap:
+            task = heapq.heappop(self.heap)[2]
+            if task.state == QUEUED and task.group is self:
+                self.live -= 1
+                task.group = None
+                return task
+        return None
+
+    def head_key(self):
+        while self.heap and (self.heap[0][2].state != QUEUED or self.heap[0][2].group is not self):
+            heapq.heappop(self.heap)
+        return self.heap[0][:2] if self.heap else None
+
+    def discard(self, task):
+        """Forget a queued task lazily: its heap entry is skipped when reached."""
+        if task.group is self:
+            task.group = None
+            self.live -= 1
+
+
+class Effects:
+    """What the TaskManager must send after a state change."""
+
+    __slots__ = ("dispatch", "cancel", "results", "notices")
+
+    def __init__(self):
+        self.dispatch = []   # (Worker, Task)
+        self.cancel = []     # (Worker, task id)
+        self.results = []    # (Client, result dict)
+        self.notices = []    # (Client, level, text, ids)
+
+
+
+class State:
+    def __init__(self, max_attempts=defaults.MAX_ATTEMPTS, recovery_until=0.0):
+        self.tasks = {}
+        self.workers = {}
+        self.clients = {}
+        self.groups = {}
+        self.by_capability = {}
+        self.held = []                 # resumed tasks waiting out the recovery grace
+        self.orphans = OrderedDict()   # task id -> (result, time): finished, nobody asked yet
+        self.max_attempts = max_attempts
+        self.recovery_until = recovery_until
+        self.dirty = False
+        self._seq = itertools.count()
+
+    # -- clients ---------------------------------------------------------------
+    def add_client(self, rid, hello, now):
+        client = self.clients.get(rid)
+        if client is None:
+            client = self.clients[rid] = Client(rid, hello, now)
+        client.last_seen = now
+        return client
+
+    def remove_client(self, client, effects):
+        """Forget a client: drop its queued tasks, cancel its running ones."""
+        self.clients.pop(client.rid, None)
+        for task_id in list(client.tasks):
+            task = self.tasks.get(task_id)
+            if task is not None:
+                self._cancel(task, effects, tell_client=False)
+        client.tasks.clear()
+
+    def submit(self, client, spec, now, effects):
+        """Queue one task from a SUBMIT; a repeated id from its owner is a no-op."""
+        task_id = spec["id"]
+        task = self.tasks.get(task_id)
+        if task is not None:
+            if task.client is None:          # adopted from a worker after a restart
+                self._claim(task, client, spec)
+                return task
+            if task.client is not client:
+                effects.notices.append((client, "error", "task id %r is already in use by "
+                                        "another client" % task_id, [task_id]))
+            return None
+        orphan = self.orphans.pop(task_id, None)
+        if orphan is not None:
+            effects.results.append((client, orphan[0]))
+            return None
+        task = Task(task_id, client, spec["capability"], spec.get("requires") or {},
+                    spec.get("priority", 0), spec.get("timeout"),
+                    spec.get("max_attempts") or self.max_attempts, spec["body"],
+                    next(self._seq), now)
+        task.stream = bool(spec.get("stream"))
+        self.tasks[task_id] = task
+        client.tasks.add(task_id)
+        if spec.get("resume") and now < self.recovery_until:
+            task.state = HELD
+            self.held.append(task)
+        else:
+            self._enqueue(task)
+        return task
+
+    def _claim(self, task, client, spec):
+        task.client = client
+        task.body = spec["body"]
+        task.requires = spec.get("requires") or {}
+        task.priority = spec.get("priority", 0)
+        task.timeout = spec.get("timeout")
+        task.max_attempts = spec.get("max_attempts") or self.max_attempts
+        task.stream = bool(spec.get("stream"))
+        client.tasks.add(task.id)
+
+    def output_for(self, item):
+        """The client to forward a live OUTPUT item to, if its task still wants it."""
+        task = self.tasks.get(item["id"])
+        if task is not None and task.stream and task.client is not None \
+                and task.attempt == item["attempt"]:
+            return task.client
+        return None
+
+    def unmatched(self, capability, requires):
+        """Why no worker could take such a task now, or None if one could."""
+        workers = self.by_capability.get(capability)
+        if not workers:
+            return "no worker offers capability %r yet" % capability
+        if requires and not any(constraints.matches(w.capabilities[capability], requires)
+                                for w in workers):
+            return "no worker with capability %r matches %s yet" % (
+                capability, constraints.describe(requires))
+        return None
+
+    def cancel(self, client, task_ids, effects):
+        for task_id in task_ids:
+            task = self.tasks.get(task_id)
+            if task is None:
+                continue
+            if task.client is not client:
+                effects.notices.append((client, "error", "task %r is not yours to cancel"
+                                        % task_id, [task_id]))
+                continue
+            self._cancel(task, effects, tell_client=True)
+
+    def _cancel(self, task, effects, tell_client):
+        if task.state in (QUEUED, HELD):
+            if task.group is not None:
+                task.group.discard(task)
+            if task.state == HELD:
+                self.held.remove(task)
+            self._forget(task)
+            if tell_client:
+                effects.results.append((task.client, _result(task, "cancelled",
+                                                             "cancelled before it ran")))
+        elif task.state == RUNNING:
+            task.state = CANCELLING
+            effects.cancel.append((task.worker, task.id))
+            if not tell_client:
+                task.client = None
+
+    # -- workers ---------------------------------------------------------------
+    def add_worker(self, rid, hello, now, effects):
+        """Register (or re-register) a worker and reconcile what it says it runs."""
+        old = self.workers.get(rid)
+        if old is not None:
+            self.remove_worker(old, "re-registered", effects, requeue_only=True)
+        worker = self.workers[rid] = Worker(rid, hello, now)
+        for cap in worker.capabilities:
+            self.by_capability.setdefault(cap, set()).add(worker)
+        for entry in hello.get("running") or []:
+            self._reconcile(worker, entry, now, effects)
+        self.dirty = True
+        return worker
+
+    def _reconcile(self, worker, entry, now, effects):
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            return
+        task_id, attempt = entry["id"], entry.get("attempt", 1)
+        task = self.tasks.get(task_id)
+        if task is None:                      # a restart: keep it until its client returns
+            task = Task(task_id, None, str(entry.get("capability", "")), {}, 0, None,
+                        self.max_attempts, b"", next(self._seq), now)
+            self.tasks[task_id] = task
+        elif task.state in (QUEUED, HELD):
+            if task.group is not None:
+                task.group.discard(task)
+            if task.state == HELD:
+                self.held.remove(task)
+        else:                                 # already running elsewhere: stop this copy
+            effects.cancel.append((worker, task_id))
+            return
+        task.state, task.worker, task.started = RUNNING, worker, now
+        task.attempt = attempt if isinstance(attempt, int) else 1
+        worker.running[task_id] = task
+
+    def remove_worker(self, worker, reason, effects, requeue_only=False):
+        """Drop a worker; each of its tasks is requeued, or fails once out of attempts."""
+        self.workers.pop(worker.rid, None)
+        for cap in worker.capabilities:
+            peers = self.by_capability.get(cap)
+            if peers is not None:
+                peers.discard(worker)
+                if not peers:
+                    del self.by_capability[cap]
+        for task in list(worker.running.values()):
+            task.worker = None
+            where = "%s (%s)" % (worker.describe(), reason)
+            task.lost_on.append(where)
+            if task.client is None or task.state == CANCELLING:
+                self._forget(task)
+            elif task.attempt >= task.max_attempts and not requeue_only:
+                text = "task %s lost: %s, attempt %d of %d" % (
+                    task.id, where, task.attempt, task.max_attempts)
+                effects.results.append((task.client, _result(task, "lost", text)))
+                self._forget(task)
+            else:
+                self._enqueue(task)
+        worker.running.clear()
+
+    def finish(self, worker, result, now, effects):
+        """A worker's RESULT for one task; True when the worker may forget it."""
+        task = worker.running.get(result["id"])
+        if task is None or task.attempt != result["attempt"]:
+            task = self.tasks.get(result["id"])
+            if task is None:
+                self._keep_orphan(result, worker, now)
+            return True                        # stale: another attempt owns the task
+        del worker.running[task.id]
+        self.dirty = True
+        result["host"], result["worker"], result["machine"] = worker.host, worker.name, worker.machine
+        if task.client is None:
+            if task.state != CANCELLING:
+                self._keep_orphan(result, worker, now)
+        else:
+            effects.results.append((task.client, result))
+        self._forget(task)
+        return True
+
+    def _keep_orphan(self, result, worker, now):
+        result.setdefault("host", worker.host)
+        result.setdefault("worker", worker.name)
+        self.orphans[result["id"]] = (result, now)
+        while len(self.orphans) > defaults.ORPHAN_RESULTS_MAX:
+            self.orphans.popitem(last=False)
+
+    # -- scheduling ------------------------------------------------------------
+    def schedule(self, now, effects):
+        """Assign queued tasks to free, matching workers, highest priority first."""
+        self.dirty = False
+        if self.held and now >= self.recovery_until:
+            for task in self.held:
+                self._enqueue(task)
+            self.held = []
+        groups = [g for g in self.groups.values() if g.live]
+        if len(groups) > 1:
+            groups.sort(key=lambda g: g.head_key() or (0, 0))
+        for group in groups:
+            candidates = [w for w in self.by_capability.get(group.capability, ())
+                          if w.free > 0 and w.accepts(group)]
+            while candidates and group.live:
+                task = group.pop()
+                if task is None:
+                    break
+                worker = min(candidates, key=_load)
+                task.state, task.worker, task.started = RUNNING, worker, now
+                task.attempt += 1
+                worker.running[task.id] = task
+                worker.assigned += 1
+                effects.dispatch.append((worker, task))
+                if worker.free <= 0:
+                    candidates.remove(worker)
+            if not group.live and not group.heap:
+                del self.groups[group.key]
+
+    def requeue(self, task):
+        """Put back a task whose dispatch could not be sent."""
+        if task.worker is not None:
+            task.worker.running.pop(task.id, None)
+        task.attempt -= 1
+        self._enqueue(task)
+
+    def expire(self, now, peer_timeout, effects):
+        """Drop workers and clients silent for longer than ``peer_timeout``."""
+        for worker in [w for w in self.workers.values() if now - w.last_seen > peer_timeout]:
+            log.warning("TaskManager: %s stopped answering, requeueing %d task(s)",
+                        worker.describe(), len(worker.running))
+            self.remove_worker(worker, "stopped answering", effects)
+        for client in [c for c in self.clients.values() if now - c.last_seen > peer_timeout]:
+            log.warning("TaskManager: client %s on %s stopped answering, dropping %d task(s)",
+                        client.name, client.host, len(client.tasks))
+            self.remove_client(client, effects)
+        self._expire_unclaimed(now, effects)
+        while self.orphans:
+            task_id, (_, since) = next(iter(self.orphans.items()))
+            if now - since < defaults.ORPHAN_RESULT_TTL:
+                break
+            del self.orphans[task_id]
+
+    def _expire_unclaimed(self, now, effects):
+        if now < self.recovery_until + defaults.ORPHAN_RESULT_TTL:
+            return
+        for task in [t for t in self.tasks.values() if t.client is None and t.state == RUNNING]:
+            task.state = CANCELLING
+            effects.cancel.append((task.worker, task.id))
+
+    def _enqueue(self, task):
+        key = (task.capability, tuple(sorted(task.requires.items())))
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = Group(key, task.capability, task.requires)
+        task.state, task.worker = QUEUED, None
+        group.push(task)
+        self.dirty = True
+
+    def _forget(self, task):
+        self.tasks.pop(task.id, None)
+        if task.client is not None:
+            task.client.tasks.discard(task.id)
+        if task.worker is not None:
+            task.worker.running.pop(task.id, None)
+            self.dirty = True
+
+    def counts(self):
+        queued = sum(g.live for g in self.groups.values()) + len(self.held)
+        running = sum(len(w.running) for w in self.workers.values())
+        return {"queued": queued, "running": running, "workers": len(self.workers),
+                "clients": len(self.clients)}
+
+
+def _load(worker):
+    return (len(worker.running) / worker.slots, worker.assigned)
+
+
+def _result(task, status, error):
+    return {"id": task.id, "attempt": task.attempt, "status": status, "error": error,
+            "exit_code": None}

@@ -1,0 +1,295 @@
+"""The TaskManager: binds the one port and moves tasks between clients and workers.
+
+Its loop (``loop``) polls the ROUTER, drains what arrived into the handler for the
+kind of sender (client, worker, or a stranger saying hello), schedules queued
+tasks onto free workers, flushes the batched replies, then runs its timers:
+heartbeats and the expiry of silent peers. All state lives in ``state.State``.
+"""
+
+import logging
+import os
+import secrets
+import time
+
+import zmq
+
+from . import defaults, protocol
+from .exceptions import ProtocolError, UsageError
+from .protocol import Msg
+from .service import Service
+from .state import Effects, State
+
+log = logging.getLogger(__name__)
+
+DRAIN_BUDGET = 2000          # messages handled per iteration before replies are flushed
+HIGH_WATER_MARK = 100000     # messages queued per peer before ZeroMQ pushes back
+
+# The list each batched message carries its items in.
+_BATCH_FIELD = {Msg.DISPATCH: "tasks", Msg.CANCEL: "ids", Msg.RESULT: "results",
+                Msg.OUTPUT: "items", Msg.ACK: "ids"}
+
+
+class TaskManager(Service):
+    name = "TaskManager"
+
+    def __init__(self, config, bind=None, context=None, clock=time.monotonic,
+                 ready_file=None):
+        super().__init__()
+        self.config = config
+        self.bind = bind or config.bind_address
+        self.context = context or zmq.Context.instance()
+        self.clock = clock
+        self.ready_file = ready_file
+        self.incarnation = secrets.token_hex(8)
+        self.interval = config.heartbeat_interval
+        self.peer_timeout = config.heartbeat_interval * config.heartbeat_liveness
+        self.state = None
+        self.socket = None
+        self.endpoint = None
+        self.outgoing = {}           # (routing id, Msg) -> list of batched items
+        self.next_heartbeat = 0.0
+        self.bad_messages = 0
+
+    # -- lifecycle -------------------------------------------------------------
+    def initialize(self):
+        now = self.clock()
+        self.state = State(self.config.max_attempts,
+                           recovery_until=now + self.config.recovery_grace)
+        sock = self.context.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_size)
+        sock.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
+        sock.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
+        try:
+            sock.bind(self.bind)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            raise UsageError("cannot bind %s: %s" % (self.bind, exc.strerror)) from None
+        self.socket = sock
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.poller = zmq.Poller()
+        self.poller.register(sock, zmq.POLLIN)
+        self.next_heartbeat = now + self.interval
+        log.info("TaskManager: listening on %s (pid %d)", self.endpoint, os.getpid())
+        if self.ready_file:
+            tmp = self.ready_file + ".tmp"
+            with open(tmp, "w") as stream:
+                stream.write(self.endpoint + "\n")
+            os.replace(tmp, self.ready_file)
+
+    def loop(self, now=None):
+        timeout = max(0.0, min(defaults.POLL_MAX, self.next_heartbeat - self.clock()))
+        events = self.poller.poll(timeout * 1000)
+        now = self.clock() if now is None else now
+        if events:
+            self.drain(now)
+        if self.state.dirty or self.state.held:
+            effects = Effects()
+            self.state.schedule(now, effects)
+            self.apply(effects)
+        self.flush()
+        if now >= self.next_heartbeat:
+            self.tick(now)
+
+    def shutdown(self):
+        if self.socket is None:
+            return
+        effects = Effects()
+        for worker in list(self.state.workers.values()):
+            for task_id in list(worker.running):
+                effects.cancel.append((worker, task_id))
+        self.apply(effects)
+        self.flush()
+        for rid in list(self.state.workers) + list(self.state.clients):
+            self.send(rid, Msg.BYE, {"reason": "TaskManager shutting down"})
+        self.socket.close(linger=1000)
+        self.socket = None
+        log.info("TaskManager: stopped")
+
+    # -- receiving -------------------------------------------------------------
+    def drain(self, now):
+        for _ in range(DRAIN_BUDGET):
+            try:
+                sender, mtype, body = protocol.recv_router(self.socket)
+            except zmq.Again:
+                return
+            except protocol.BadMessage as exc:
+                self.refuse(exc.sender, str(exc))
+                continue
+            try:
+                self.dispatch_message(sender, mtype, body, now)
+            except ProtocolError as exc:
+                self.refuse(sender, "%s: %s" % (mtype.name, exc))
+
+    def recv_ready(self):
+        return self.socket.poll(0, zmq.POLLIN)
+
+    def dispatch_message(self, sender, mtype, body, now):
+        worker = self.state.workers.get(sender)
+        if worker is not None:
+            worker.last_seen = now
+            return self.process_worker(worker, mtype, body, now)
+        client = self.state.clients.get(sender)
+        if client is not None:
+            client.last_seen = now
+            return self.process_client(client, mtype, body, now)
+        return self.process_stranger(sender, mtype, body, now)
+
+    def process_stranger(self, sender, mtype, body, now):
+        if mtype != Msg.HELLO:
+            if mtype != Msg.BYE:
+                self.send(sender, Msg.RECONNECT, {"reason": "unknown peer, say hello"})
+            return
+        role = body["role"]
+        if role == "worker":
+            caps = body.get("capabilities") or {}
+            for name, attrs in caps.items():
+                protocol.check_str_map(attrs, "HELLO.capabilities[%r]" % name)
+            effects = Effects()
+            worker = self.state.add_worker(sender, body, now, effects)
+            log.info("TaskManager: %s registered: %s, %d slot(s)", worker.describe(),
+                     ", ".join(sorted(caps)) or "no capabilities", worker.slots)
+            self.apply(effects)
+        elif role == "client":
+            self.state.add_client(sender, body, now)
+            log.info("TaskManager: client %s on %s connected", body["id"], body["host"])
+        else:
+            raise ProtocolError("role %r is not one of %s" % (role, ", ".join(protocol.ROLES)))
+        self.send(sender, Msg.WELCOME, {"incarnation": self.incarnation,
+                                        "heartbeat": self.interval,
+                                        "liveness": self.config.heartbeat_liveness})
+
+    def process_client(self, client, mtype, body, now):
+        if mtype == Msg.SUBMIT:
+            self.submit(client, body["tasks"], now)
+        elif mtype == Msg.CANCEL:
+            effects = Effects()
+            self.state.cancel(client, protocol.check_str_list(body["ids"], "CANCEL.ids"),
+                              effects)
+            self.apply(effects)
+        elif mtype == Msg.BYE:
+            effects = Effects()
+            self.state.remove_client(client, effects)
+            self.apply(effects)
+            log.info("TaskManager: client %s on %s left", client.name, client.host)
+        elif mtype == Msg.HELLO:
+            self.send(client.rid, Msg.WELCOME, {"incarnation": self.incarnation,
+                                                "heartbeat": self.interval,
+                                                "liveness": self.config.heartbeat_liveness})
+        elif mtype != Msg.HEARTBEAT:
+            raise ProtocolError("a client may not send %s" % mtype.name)
+
+    def submit(self, client, specs, now):
+        effects = Effects()
+        waiting = {}
+        for spec in specs:
+            requires = spec.get("requires")
+            if requires:
+                protocol.check_str_map(requires, "SUBMIT.tasks[].requires")
+            if self.state.submit(client, spec, now, effects) is None:
+                continue
+            key = (spec["capability"], tuple(sorted((requires or {}).items())))
+            if key not in waiting:
+                waiting[key] = [self.state.unmatched(spec["capability"], requires), []]
+            if waiting[key][0]:
+                waiting[key][1].append(spec["id"])
+        for key, (reason, ids) in waiting.items():
+            if reason and client.told.get(key) != reason:  # once per reason
+                client.told[key] = reason
+                effects.notices.append((client, "warning", "%d task(s) wait: %s"
+                                        % (len(ids), reason), ids))
+            elif not reason:
+                client.told.pop(key, None)
+        self.apply(effects)
+
+    def process_worker(self, worker, mtype, body, now):
+        if mtype == Msg.RESULT:
+            effects = Effects()
+            acked = []
+            for result in body["results"]:
+                if result["status"] not in protocol.STATUSES:
+                    raise ProtocolError("RESULT status %r unknown" % result["status"])
+                if self.state.finish(worker, result, now, effects):
+                    acked.append(result["id"])
+            self.apply(effects)
+            self.queue(worker.rid, Msg.ACK, acked)
+        elif mtype == Msg.OUTPUT:
+            self.forward_output(body["items"])
+        elif mtype == Msg.BYE:
+            effects = Effects()
+            self.state.remove_worker(worker, "left", effects, requeue_only=True)
+            self.apply(effects)
+            log.info("TaskManager: %s left: %s", worker.describe(), body.get("reason", ""))
+        elif mtype == Msg.HELLO:
+            self.process_stranger(worker.rid, mtype, body, now)
+        elif mtype != Msg.HEARTBEAT:
+            raise ProtocolError("a worker may not send %s" % mtype.name)
+
+    def forward_output(self, items):
+        for item in items:
+            client = self.state.output_for(item)
+            if client is not None:
+                self.queue(client.rid, Msg.OUTPUT, item)
+
+    # -- sending ---------------------------------------------------------------
+    def apply(self, effects):
+        for worker, task in effects.dispatch:
+            self.queue(worker.rid, Msg.DISPATCH, {
+                "id": task.id, "attempt": task.attempt, "capability": task.capability,
+                "body": task.body, "timeout": task.timeout})
+        for worker, task_id in effects.cancel:
+            self.queue(worker.rid, Msg.CANCEL, task_id)
+        for client, result in effects.results:
+            self.queue(client.rid, Msg.RESULT, result)
+        for client, level, text, ids in effects.notices:
+            self.send(client.rid, Msg.NOTICE, {"level": level, "text": text, "ids": ids})
+
+    def queue(self, rid, mtype, item):
+        items = self.outgoing.get((rid, mtype))
+        if items is None:
+            self.outgoing[(rid, mtype)] = items = []
+        if isinstance(item, list):
+            items.extend(item)
+        else:
+            items.append(item)
+
+    def flush(self):
+        outgoing, self.outgoing = self.outgoing, {}
+        for (rid, mtype), items in outgoing.items():
+            if items and not self.send(rid, mtype, {_BATCH_FIELD[mtype]: items}) \
+                    and mtype == Msg.DISPATCH:
+                self.undeliverable(rid, items)
+
+    def send(self, rid, mtype, body):
+        try:
+            protocol.send(self.socket, mtype, body, to=rid)
+            return True
+        except zmq.ZMQError as exc:  # peer gone (EHOSTUNREACH) or its queue is full
+            log.debug("TaskManager: cannot send %s: %s", mtype.name, exc)
+            return False
+
+    def undeliverable(self, rid, items):
+        worker = self.state.workers.get(rid)
+        for item in items:
+            task = self.state.tasks.get(item["id"])
+            if task is not None and worker is not None and task.worker is worker:
+                self.state.requeue(task)
+
+    def refuse(self, sender, text):
+        self.bad_messages += 1
+        peer = sender.hex() if isinstance(sender, bytes) else sender
+        log.warning("TaskManager: dropped a message from peer %s: %s", peer, text)
+        if sender is not None:
+            self.send(sender, Msg.ERROR, {"text": text})
+
+    # -- timers ----------------------------------------------------------------
+    def tick(self, now):
+        self.next_heartbeat = now + self.interval
+        effects = Effects()
+        self.state.expire(now, self.peer_timeout, effects)
+        self.apply(effects)
+        self.flush()
+        for rid in list(self.state.workers) + list(self.state.clients):
+            self.send(rid, Msg.HEARTBEAT, {})

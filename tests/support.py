@@ -1,0 +1,133 @@
+"""Helpers shared by the tests: a real farm of real processes on 127.0.0.1.
+
+``Farm`` starts farm-taskmanager and farm-worker as subprocesses (with a short
+heartbeat so failures are noticed quickly), waits for conditions with deadlines,
+and stops every process it started, by pid.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+
+HEARTBEAT = 0.2
+LIVENESS = 3
+
+
+def wait_until(condition, timeout=15.0, interval=0.02, what="condition"):
+    """Poll ``condition`` until it returns a true value; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as stream:
+            state = stream.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def command(name):
+    """argv that runs console script ``name`` of this installation."""
+    return [sys.executable, "-m", "computefarm.cli", name[len("farm-"):]]
+
+
+class Farm:
+    def __init__(self, tmp_path, **taskmanager):
+        self.dir = tmp_path
+        self.processes = []
+        self.clients = []
+        self.config = tmp_path / "farm.yaml"
+        settings = {"heartbeat_interval": HEARTBEAT, "heartbeat_liveness": LIVENESS,
+                    "recovery_grace": HEARTBEAT * LIVENESS * 2}
+        settings.update(taskmanager)
+        self.config.write_text(yaml.safe_dump({"taskmanager": settings}))
+        self.address = None
+        self.taskmanager = None
+        self._logs = 0
+
+    def log_path(self, name):
+        self._logs += 1
+        return self.dir / ("%s-%d.log" % (name, self._logs))
+
+    def spawn(self, name, args, log_name):
+        log = self.log_path(log_name)
+        with open(log, "w") as stream:
+            proc = subprocess.Popen(command(name) + args, stdout=stream, stderr=stream,
+                                    cwd=str(self.dir), start_new_session=True)
+        proc.log = log
+        self.processes.append(proc)
+        return proc
+
+    def start_taskmanager(self, bind="tcp://127.0.0.1:0"):
+        ready = self.dir / "ready"
+        if ready.exists():
+            ready.unlink()
+        proc = self.spawn("farm-taskmanager", ["--config", str(self.config), "--bind", bind,
+                                               "--ready-file", str(ready), "--log-level",
+                                               "DEBUG"], "taskmanager")
+        wait_until(lambda: ready.exists() or proc.poll() is not None, what="TaskManager ready")
+        assert proc.poll() is None, proc.log.read_text()
+        self.address = ready.read_text().strip()
+        self.taskmanager = proc
+        return proc
+
+    def start_worker(self, *capabilities, slots=1, machine=None, attrs=(), wait=True):
+        args = ["--config", str(self.config), "--taskmanager", self.address,
+                "--slots", str(slots), "--log-level", "DEBUG"]
+        for cap in capabilities:
+            args += ["--capability", cap]
+        if machine:
+            args += ["--machine", machine]
+        for attr in attrs:
+            args += ["--attr", attr]
+        proc = self.spawn("farm-worker", args, "worker")
+        if wait:
+            self.wait_registered(proc)
+        return proc
+
+    def wait_registered(self, proc, after=0):
+        def connected():
+            assert proc.poll() is None, proc.log.read_text()
+            return proc.log.read_text().count("connected to the") > after or \
+                proc.log.read_text().count("reconnected to a restarted") > after
+        wait_until(connected, what="worker %d registered" % proc.pid)
+
+    def client(self, **kwargs):
+        from computefarm.client import Client
+        client = Client(self.address, **kwargs)
+        self.clients.append(client)
+        return client
+
+    def stop(self, proc, sig=signal.SIGTERM, timeout=10.0):
+        """Signal ``proc`` and wait for it; SIGKILL its group if it does not go."""
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        return proc.returncode
+
+    def close(self):
+        for client in self.clients:
+            client.close(wait=False)
+        self.clients.clear()
+        for proc in reversed(self.processes):
+            self.stop(proc, timeout=5.0)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # anything the process left behind
+            except (ProcessLookupError, PermissionError):
+                pass

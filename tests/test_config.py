@@ -1,0 +1,80 @@
+"""farm.yaml: validation with one-line errors naming file and key; search order."""
+
+import subprocess
+import sys
+
+import pytest
+
+from computefarm.config import find_config, load_config, parse_config
+from computefarm.exceptions import ConfigError
+
+
+def test_reference_farm_yaml_loads():
+    import pathlib
+    config = load_config(str(pathlib.Path(__file__).parent.parent / "farm.yaml"))
+    assert config.taskmanager.address == "tcp://127.0.0.1:5555"
+    assert config.machines["build1"].workers[0].slots == 8
+    assert config.offered_capabilities() == {"shell", "gcc", "python"}
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"taskmanager": {"adress": "tcp://x:1"}}, "taskmanager.adress: unknown key"),
+    ({"taskmanager": {"address": "http://x"}}, "taskmanager.address: expected tcp://HOST:PORT"),
+    ({"taskmanager": {"heartbeat_interval": "fast"}}, "taskmanager.heartbeat_interval: expected a number"),
+    ({"taskmanager": {"max_attempts": 0}}, "taskmanager.max_attempts: expected a whole number >= 1"),
+    ({"machines": {"m": {"workers": [{"slots": 2}]}}}, "machines.m.workers[0].capabilities"),
+    ({"machines": {"m": {"workers": [{"capabilities": ["shell"], "slots": -1}]}}},
+     "machines.m.workers[0].slots"),
+    ({"logging": {"level": "LOUD"}}, "logging.level"),
+    ({"colour": "blue"}, "colour: unknown key"),
+    (["a list"], "(top level): expected a mapping"),
+])
+def test_bad_values_name_file_and_key(data, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "farm.yaml")
+    text = str(info.value)
+    assert text.startswith("farm.yaml: ") and message in text and "\n" not in text
+
+
+def test_search_order(tmp_path, monkeypatch):
+    home, cwd, env = tmp_path / "home", tmp_path / "cwd", tmp_path / "env.yaml"
+    (home / ".config" / "computefarm").mkdir(parents=True)
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    user = home / ".config" / "computefarm" / "farm.yaml"
+    user.write_text("{}")
+    assert find_config(None, str(cwd), {}) == str(user)
+    env.write_text("{}")
+    assert find_config(None, str(cwd), {"COMPUTEFARM_CONFIG": str(env)}) == str(env)
+    (cwd / "farm.yaml").write_text("{}")
+    assert find_config(None, str(cwd), {"COMPUTEFARM_CONFIG": str(env)}) == str(cwd / "farm.yaml")
+    assert find_config(str(env), str(cwd), {}) == str(env)
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        find_config(str(tmp_path / "missing.yaml"))
+
+
+def test_commands_print_one_error_line_and_exit_2(tmp_path):
+    bad = tmp_path / "farm.yaml"
+    bad.write_text("taskmanager:\n  address: [1, 2]\n")
+    for command in (["taskmanager"], ["worker", "--capability", "shell"]):
+        proc = subprocess.run([sys.executable, "-m", "computefarm.cli"] + command + [
+                               "--config", str(bad)],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("ERROR: farm-")
+        assert "taskmanager.address" in lines[0] and str(bad) in lines[0]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("taskmanager: [\n")
+    proc = subprocess.run([sys.executable, "-m", "computefarm.cli", "taskmanager", "--config",
+                           str(broken)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "not valid YAML" in proc.stderr
+
+
+def test_unknown_capability_is_a_one_line_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "computefarm.cli", "worker", "--taskmanager",
+                           "tcp://127.0.0.1:9", "--capability", "fortran"],
+                          capture_output=True, text=True, timeout=30, cwd=str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("ERROR: farm-worker: no worker plugin for capability "
+                                   "'fortran' (known: gcc, python, shell)")

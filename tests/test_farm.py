@@ -1,0 +1,126 @@
+"""Routing, slots, constraints, notices and the client library against real processes."""
+
+from computefarm.client import FarmExecutor
+from support import wait_until
+
+
+def test_routing_by_capability_and_constraint(farm):
+    a = farm.start_worker("shell", machine="ma", attrs=["zone=a"])
+    b = farm.start_worker("shell", "python", machine="mb", attrs=["zone=b"])
+    client = farm.client()
+    to_b = [client.submit("shell", {"cmd": "true"}, requires={"zone": "b"}) for _ in range(4)]
+    to_a = [client.submit("shell", {"cmd": "true"}, requires={"zone": "a"}) for _ in range(4)]
+    py = client.submit("python", {"payload": _payload(sum, [1, 2])})
+    assert {f.result(20).machine for f in to_b} == {"mb"}
+    assert {f.result(20).machine for f in to_a} == {"ma"}
+    assert py.result(20).machine == "mb"
+    assert a.poll() is None and b.poll() is None
+
+
+def test_version_comparison_constraint(farm):
+    farm.start_worker("shell", machine="old", attrs=["tool=9.2"])
+    farm.start_worker("shell", machine="new", attrs=["tool=12.1"])
+    client = farm.client()
+    futures = [client.submit("shell", {"cmd": "true"}, requires={"tool": ">=10"})
+               for _ in range(5)]
+    assert {f.result(20).machine for f in futures} == {"new"}
+
+
+def test_slots_are_respected(farm, tmp_path):
+    farm.start_worker("shell", slots=2)
+    client = farm.client()
+    log = tmp_path / "spans"
+    cmd = "echo start $(date +%%s.%%N) >> %s; sleep 0.4; echo end $(date +%%s.%%N) >> %s" % (
+        log, log)
+    results = [f.result(30) for f in [client.submit("shell", {"cmd": cmd}) for _ in range(3)]]
+    assert all(r.ok for r in results)
+    events = sorted((float(t), kind) for kind, t in
+                    (line.split() for line in log.read_text().splitlines()))
+    running = peak = 0
+    for _, kind in events:
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    assert peak == 2
+
+
+def test_output_streams_and_task_environment(farm):
+    farm.start_worker("shell")
+    client = farm.client()
+    seen = []
+    result = client.submit("shell", {"cmd": 'echo "id=$COMPUTEFARM_TASK_ID try=$COMPUTEFARM_ATTEMPT";'
+                                             ' echo oops >&2; exit 4'},
+                           on_output=lambda stream, line: seen.append((stream, line))).result(20)
+    assert result.status == "failed" and result.exit_code == 4
+    assert result.stdout == ["id=%s try=1" % result.id]
+    assert result.stderr == ["oops"]
+    assert ("stderr", "oops") in seen
+
+
+def test_missing_capability_waits_and_client_is_told(farm):
+    notices = []
+    client = farm.client(on_notice=lambda level, text, ids: notices.append(text))
+    future = client.submit("gcc", {"action": "compile", "source": "x.c", "output": "x.o"})
+    wait_until(lambda: notices, timeout=5, what="notice")
+    assert "no worker offers capability 'gcc' yet" in notices[0]
+    assert not future.done()
+    client.submit("shell", {"cmd": "true"}, requires={"zone": "mars"})
+    farm.start_worker("shell", attrs=["zone=earth"])
+    client.submit("shell", {"cmd": "true"}, requires={"zone": "mars"})
+    wait_until(lambda: any("matches zone=mars" in n for n in notices), timeout=5,
+               what="constraint notice")
+
+
+def test_bad_request_is_an_error_result_not_a_crash(farm):
+    worker = farm.start_worker("shell")
+    client = farm.client()
+    result = client.submit("shell", {"nothing": 1}).result(20)
+    assert result.status == "error" and "needs 'cmd'" in result.error
+    assert client.submit("shell", {"cmd": "true"}).result(20).ok
+    assert worker.poll() is None
+
+
+def test_farm_executor_runs_callables_and_reraises(farm):
+    farm.start_worker("python", slots=2)
+    with FarmExecutor(farm.address) as executor:
+        assert list(executor.map(lambda x: x * x, range(20))) == [x * x for x in range(20)]
+        failing = executor.submit(int, "not a number")
+        try:
+            failing.result(20)
+        except ValueError as exc:
+            assert "not a number" in str(exc)
+        else:
+            raise AssertionError("ValueError expected")
+
+
+def test_cancel_stops_a_running_task(farm, tmp_path):
+    farm.start_worker("shell")
+    client = farm.client()
+    marker = tmp_path / "pid"
+    future = client.submit("shell", {"cmd": "echo $$ > %s; exec sleep 60" % marker})
+    wait_until(lambda: marker.exists() and marker.read_text().strip(), what="task started")
+    pid = int(marker.read_text())
+    assert future.cancel()
+    from support import pid_alive
+    wait_until(lambda: not pid_alive(pid), timeout=10, what="cancelled task gone")
+    # the slot is free again
+    assert client.submit("shell", {"cmd": "true"}).result(20).ok
+
+
+def test_priority_orders_the_queue(farm, tmp_path):
+    waiting = set()
+    client = farm.client(on_notice=lambda level, text, ids: waiting.update(ids))
+    order = tmp_path / "order"
+    futures = []
+    for p in (1, 5, 3):   # distinct constraints: one notice each, so each is seen queued
+        futures.append(client.submit("shell", {"cmd": "echo %d >> %s" % (p, order)},
+                                     priority=p, requires={"rank": ">=%d" % p}))
+        wait_until(lambda: futures[-1].task_id in waiting, what="task queued")
+    farm.start_worker("shell", attrs=["rank=10"])
+    for f in futures:
+        assert f.result(20).ok
+    assert order.read_text().split() == ["5", "3", "1"]
+
+
+def _payload(fn, *args):
+    import cloudpickle
+    return cloudpickle.dumps((fn, args, {}))

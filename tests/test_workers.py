@@ -1,0 +1,106 @@
+"""The built-in specialised workers: gcc, python, and the plugin registry."""
+
+import subprocess
+import sys
+
+import pytest
+
+from computefarm.exceptions import PluginError
+from computefarm.plugins import WorkerPlugin, load_plugin
+
+
+def test_gcc_compiles_links_and_reports_diagnostics(farm, tmp_path):
+    farm.start_worker("gcc", slots=2)
+    client = farm.client()
+    (tmp_path / "main.c").write_text(
+        '#include <stdio.h>\nint twice(int);\nint main(void) { printf("%d\\n", twice(21)); '
+        'return 0; }\n')
+    (tmp_path / "twice.c").write_text("int twice(int x) { return 2 * x; }\n")
+    (tmp_path / "broken.c").write_text("int f(void) {\n  return nope;\n}\n")
+    cwd = str(tmp_path)
+    objects = [client.submit("gcc", {"action": "compile", "source": name + ".c",
+                                     "output": name + ".o", "flags": ["-O2", "-Wall"],
+                                     "cwd": cwd}, requires={"version": ">=4"})
+               for name in ("main", "twice")]
+    assert all(f.result(60).ok for f in objects)
+    linked = client.submit("gcc", {"action": "link", "objects": ["main.o", "twice.o"],
+                                   "output": "prog", "cwd": cwd}).result(60)
+    assert linked.ok and linked.detail["output"] == "prog"
+    assert subprocess.run([str(tmp_path / "prog")], capture_output=True,
+                          text=True).stdout == "42\n"
+    broken = client.submit("gcc", {"action": "compile", "source": "broken.c",
+                                   "output": "broken.o", "cwd": cwd}).result(60)
+    assert broken.status == "failed" and broken.exit_code == 1
+    errors = [r for r in broken.records if r["level"] == "ERROR"]
+    assert errors and errors[0]["file"] == "broken.c" and errors[0]["line"] == 2
+    assert "nope" in errors[0]["message"] and errors[0]["stream"] == "stderr"
+
+
+def test_gcc_reports_version_and_target_attributes():
+    plugin = load_plugin("gcc")(1)
+    attrs = plugin.attributes()
+    target = subprocess.run(["gcc", "-dumpmachine"], capture_output=True, text=True).stdout
+    assert attrs["target"] == target.strip()
+    assert attrs["version"][0].isdigit() and attrs["platform"].startswith("linux-")
+
+
+def test_python_task_cwd_env_and_output(farm, tmp_path):
+    farm.start_worker("python")
+    client = farm.client()
+    import cloudpickle
+
+    def job():
+        import os
+        print("working in", os.getcwd())
+        return os.environ["COMPUTEFARM_ATTEMPT"], os.environ.get("EXTRA")
+
+    payload = cloudpickle.dumps((job, (), {}))
+    result = client.submit("python", {"payload": payload, "cwd": str(tmp_path),
+                                      "env": {"EXTRA": "yes"}}).result(30)
+    assert result.ok and cloudpickle.loads(result.value) == ("1", "yes")
+    assert result.stdout == ["working in %s" % tmp_path]
+
+
+def test_python_task_that_kills_its_process_fails_and_slot_recovers(farm):
+    farm.start_worker("python")
+    client = farm.client()
+    import os
+    import cloudpickle
+    died = client.submit("python", {"payload": cloudpickle.dumps((os._exit, (3,), {}))})
+    result = died.result(30)
+    assert result.status == "failed" and "exited with code 3" in result.error
+    again = client.submit("python", {"payload": cloudpickle.dumps((sum, ([1, 2],), {}))})
+    assert cloudpickle.loads(again.result(30).value) == 3
+
+
+def test_python_timeout_kills_the_slot_tree(farm, tmp_path):
+    farm.start_worker("python")
+    client = farm.client()
+    import cloudpickle
+    pidfile = tmp_path / "child"
+
+    def spawn_and_hang(path):
+        import subprocess
+        import time
+        child = subprocess.Popen(["sleep", "60"])
+        open(path, "w").write(str(child.pid))
+        time.sleep(60)
+
+    result = client.submit("python", {"payload": cloudpickle.dumps(
+        (spawn_and_hang, (str(pidfile),), {}))}, timeout=1.0).result(30)
+    assert result.status == "timeout"
+    from support import pid_alive
+    assert not pid_alive(int(pidfile.read_text()))
+
+
+def test_unknown_and_invalid_plugins_are_plugin_errors():
+    with pytest.raises(PluginError, match="no worker plugin for capability 'cobol'"):
+        load_plugin("cobol")
+    assert issubclass(load_plugin("shell"), WorkerPlugin)
+
+
+def test_workers_folder_is_installed_under_a_project_name():
+    out = subprocess.run([sys.executable, "-c", "import computefarm_workers.gcc, importlib.util;"
+                          "print(importlib.util.find_spec('workers'))"],
+                         capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0 and out.stdout.strip() == "None"
