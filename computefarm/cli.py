@@ -6,10 +6,12 @@ exit code of its FarmError (see exceptions.py); tracebacks are for bugs.
 
 import argparse
 import logging
+import logging.handlers
+import os
 import sys
 
 from .config import check_address, load_config
-from .exceptions import FarmError, UsageError
+from .exceptions import ConfigError, FarmError, UsageError
 from .service import run_service
 
 
@@ -29,7 +31,17 @@ def _setup(args):
     if args.taskmanager:
         config.taskmanager.address = check_address(args.taskmanager, "--taskmanager")
         config.taskmanager.configured = True
-    logging.basicConfig(level=args.log_level or config.logging.level, stream=sys.stderr,
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if config.logging.file:
+        path = os.path.expanduser(config.logging.file)
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            handlers.append(logging.handlers.RotatingFileHandler(
+                path, maxBytes=10 * 1024 * 1024, backupCount=5))
+        except OSError as exc:
+            raise ConfigError("%s: logging.file: cannot write %s: %s"
+                              % (config.path, path, exc.strerror)) from None
+    logging.basicConfig(level=args.log_level or config.logging.level, handlers=handlers,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return config
 

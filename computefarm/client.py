@@ -115,6 +115,7 @@ class Client:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._closing = False
+        self._woken = False
         self._connected = threading.Event()
         self._error = None
         self._thread = threading.Thread(target=self._run, name="farm-client", daemon=True)
@@ -179,9 +180,12 @@ class Client:
         self._wake()
 
     def _wake(self):
+        if self._woken:
+            return               # the thread has not run since the last wake-up
+        self._woken = True
         try:
             os.write(self._wake_w, b"x")
-        except BlockingIOError:
+        except (BlockingIOError, OSError):
             pass
 
     # -- the client thread ---------------------------------------------------------
@@ -195,6 +199,7 @@ class Client:
             while not self._closing:
                 poller.poll(100)
                 now = self.clock()
+                self._woken = False
                 try:
                     while os.read(self._wake_r, 4096):
                         pass

@@ -45,14 +45,12 @@ class MachineConfig:
     name: str
     host: str = None
     workers: list = field(default_factory=list)
-    path_map: dict = field(default_factory=dict)
 
 
 @dataclass
 class LoggingConfig:
     level: str = "INFO"
     file: str = None
-    cutelog: str = "127.0.0.1:19996"
 
 
 @dataclass
@@ -165,7 +163,7 @@ def _machine(check, data, where, name):
     if "host" in section:
         machine.host = check.string(section["host"], where + ".host")
     if "path_map" in section:
-        machine.path_map = check.str_map(section["path_map"], where + ".path_map")
+        check.fail(where + ".path_map", "is reserved for majordomo and not read yet")
     workers = section.get("workers", [])
     if not isinstance(workers, list):
         check.fail(where + ".workers", "expected a list of workers")
@@ -187,6 +185,8 @@ def _machine(check, data, where, name):
 
 def _logging(check, data):
     section = check.mapping(data, "logging", ("level", "file", "cutelog"))
+    if "cutelog" in section:
+        check.fail("logging.cutelog", "is reserved for the log forwarder and not read yet")
     config = LoggingConfig()
     if "level" in section:
         level = check.string(section["level"], "logging.level").upper()
@@ -195,8 +195,6 @@ def _logging(check, data):
         config.level = level
     if "file" in section:
         config.file = check.string(section["file"], "logging.file")
-    if "cutelog" in section:
-        config.cutelog = check.string(section["cutelog"], "logging.cutelog")
     return config
 
 

@@ -5,7 +5,7 @@ Exit codes (documented in README.md):
   1  a task failed (majordomo, like doit)
   2  bad input: configuration, command line, request
   3  the TaskManager could not be reached or went away for good
-  4  a task was lost: it failed on every attempt it was allowed
+  70 a bug (a traceback is logged)
 """
 
 
@@ -35,12 +35,6 @@ class FarmUnreachable(FarmError):
     """The TaskManager does not answer, or shut down while work was outstanding."""
 
     exit_code = 3
-
-
-class TaskLost(FarmError):
-    """A task could not be completed: its workers vanished on every attempt."""
-
-    exit_code = 4
 
 
 class RemoteError(Exception):

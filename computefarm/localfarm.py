@@ -18,9 +18,10 @@ START_TIMEOUT = 20.0
 
 
 class LocalFarm:
-    def __init__(self, capabilities, slots=None, log_level="WARNING", log_dir=None):
+    def __init__(self, capabilities, slots=None, workers=1, log_level="WARNING", log_dir=None):
         self.capabilities = list(capabilities)
         self.slots = slots or os.cpu_count() or 1
+        self.workers = workers
         self.log_level = log_level
         self.log_dir = log_dir
         self.address = None
@@ -47,17 +48,26 @@ class LocalFarm:
             time.sleep(0.01)
         with open(ready) as stream:
             self.address = stream.read().strip()
-        args = ["--taskmanager", self.address, "--slots", str(self.slots)]
-        for cap in self.capabilities:
+        for _ in range(self.workers):
+            self.add_worker(self.capabilities, self.slots, deadline=deadline)
+        return self.address
+
+    def add_worker(self, capabilities, slots, attributes=(), deadline=None):
+        """Start one more worker and wait until the TaskManager has welcomed it."""
+        args = ["--taskmanager", self.address, "--slots", str(slots)]
+        for cap in capabilities:
             args += ["--capability", cap]
+        for attr in attributes:
+            args += ["--attr", attr]
         worker = self._spawn("worker", args, log_level="INFO")
+        deadline = deadline or time.monotonic() + START_TIMEOUT
         while "connected to the" not in _read(worker.log):
             if worker.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise FarmError("the local worker did not start: %s"
                                 % _read(worker.log).strip()[-500:])
             time.sleep(0.01)
-        return self.address
+        return worker
 
     def _spawn(self, command, args, log_level=None):
         directory = self.log_dir or self._tmp.name

@@ -45,7 +45,7 @@ class Msg(enum.IntEnum):
     ERROR = 13      # TM -> peer: your message was refused, and why
 
 
-ROLES = ("client", "worker", "monitor")
+ROLES = ("client", "worker")
 STATUSES = ("ok", "failed", "timeout", "cancelled", "lost", "error")
 STREAMS = ("stdout", "stderr")
 

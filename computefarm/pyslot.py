@@ -42,11 +42,28 @@ def _read_exact(stream, size):
     return b"".join(chunks)
 
 
-def run_one(request, base_env, base_cwd):
-    os.environ.clear()
-    os.environ.update(base_env)
-    os.environ.update(request.get("env") or {})
-    os.chdir(request.get("cwd") or base_cwd)
+def set_environment(wanted, base_env, previous):
+    """Make os.environ ``base_env`` plus ``wanted``, touching only what differs.
+
+    ``previous`` is what the last task added; returns what this one added.
+    """
+    for key in previous:
+        if key not in wanted:
+            if key in base_env:
+                os.environ[key] = base_env[key]
+            else:
+                os.environ.pop(key, None)
+    for key, value in wanted.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+    return set(wanted)
+
+
+def run_one(request, base_env, base_cwd, previous_env=()):
+    previous_env = set_environment(request.get("env") or {}, base_env, previous_env)
+    cwd = request.get("cwd") or base_cwd
+    if cwd != os.getcwd():
+        os.chdir(cwd)
     try:
         fn, args, kwargs = cloudpickle.loads(request["payload"])
         value = fn(*args, **kwargs)
@@ -56,12 +73,12 @@ def run_one(request, base_env, base_cwd):
             blob = cloudpickle.dumps(exc)
         except Exception:
             blob = None
-        return {"status": "failed", "value": blob, "error": error}
+        return {"status": "failed", "value": blob, "error": error}, previous_env
     try:
-        return {"status": "ok", "value": cloudpickle.dumps(value)}
+        return {"status": "ok", "value": cloudpickle.dumps(value)}, previous_env
     except Exception as exc:
         return {"status": "failed", "value": None,
-                "error": "the result of the task cannot be pickled: %s" % exc}
+                "error": "the result of the task cannot be pickled: %s" % exc}, previous_env
 
 
 def main(argv=None):
@@ -69,11 +86,12 @@ def main(argv=None):
     requests = os.fdopen(int(argv[1]), "rb", buffering=0)
     results = os.fdopen(int(argv[2]), "wb", buffering=0)
     base_env, base_cwd = dict(os.environ), os.getcwd()
+    added = set()
     while True:
         request = read_frame(requests)
         if request is None:
             return 0
-        reply = run_one(request, base_env, base_cwd)
+        reply, added = run_one(request, base_env, base_cwd, added)
         sys.stdout.flush()
         sys.stderr.flush()
         results.write(frame(reply))

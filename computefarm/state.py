@@ -22,7 +22,7 @@ QUEUED, HELD, RUNNING, CANCELLING = "queued", "held", "running", "cancelling"
 class Task:
     __slots__ = ("id", "client", "capability", "requires", "priority", "timeout",
                  "max_attempts", "body", "attempt", "state", "worker", "seq", "group",
-                 "submitted", "started", "lost_on", "stream")
+                 "submitted", "started", "lost_on", "stream", "revive")
 
     def __init__(self, task_id, client, capability, requires, priority, timeout,
                  max_attempts, body, seq, now):
@@ -43,6 +43,7 @@ class Task:
         self.started = None
         self.lost_on = []             # "worker on host" for each attempt lost
         self.stream = False           # the client wants OUTPUT while the task runs
+        self.revive = None            # (client, spec) resubmitted while it was cancelling
 
 
 class Worker:
@@ -177,6 +178,9 @@ class State:
         task_id = spec["id"]
         task = self.tasks.get(task_id)
         if task is not None:
+            if task.client is None and task.state == CANCELLING:
+                task.revive = (client, spec)  # its old owner expired: run it anew after
+                return None
             if task.client is None:          # adopted from a worker after a restart
                 self._claim(task, client, spec)
                 return task
@@ -308,6 +312,7 @@ class State:
             task.lost_on.append(where)
             if task.client is None or task.state == CANCELLING:
                 self._forget(task)
+                self._revive(task, worker.last_seen, effects)
             elif task.attempt >= task.max_attempts and not requeue_only:
                 text = "task %s lost: %s, attempt %d of %d" % (
                     task.id, where, task.attempt, task.max_attempts)
@@ -334,7 +339,12 @@ class State:
         else:
             effects.results.append((task.client, result))
         self._forget(task)
+        self._revive(task, now, effects)
         return True
+
+    def _revive(self, task, now, effects):
+        if task.revive is not None and task.revive[0].rid in self.clients:
+            self.submit(task.revive[0], task.revive[1], now, effects)
 
     def _keep_orphan(self, result, worker, now):
         result.setdefault("host", worker.host)
@@ -419,6 +429,12 @@ class State:
         if task.worker is not None:
             task.worker.running.pop(task.id, None)
             self.dirty = True
+
+    def compact(self):
+        """Rebuild the tables that only grow, after most of their entries left."""
+        self.tasks = dict(self.tasks)
+        for client in self.clients.values():
+            client.tasks = set(client.tasks)
 
     def counts(self):
         queued = sum(g.live for g in self.groups.values()) + len(self.held)

@@ -6,6 +6,9 @@ tasks onto free workers, flushes the batched replies, then runs its timers:
 heartbeats and the expiry of silent peers. All state lives in ``state.State``.
 """
 
+import ctypes
+import ctypes.util
+import gc
 import logging
 import os
 import secrets
@@ -23,6 +26,17 @@ log = logging.getLogger(__name__)
 
 DRAIN_BUDGET = 2000          # messages handled per iteration before replies are flushed
 HIGH_WATER_MARK = 100000     # messages queued per peer before ZeroMQ pushes back
+RECLAIM_AFTER = 10000        # tasks held at a peak before memory is handed back after it
+
+
+def _find_malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):   # not glibc: freed memory stays with the process
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
 
 # The list each batched message carries its items in.
 _BATCH_FIELD = {Msg.DISPATCH: "tasks", Msg.CANCEL: "ids", Msg.RESULT: "results",
@@ -49,6 +63,7 @@ class TaskManager(Service):
         self.outgoing = {}           # (routing id, Msg) -> list of batched items
         self.next_heartbeat = 0.0
         self.bad_messages = 0
+        self.peak_tasks = 0
 
     # -- lifecycle -------------------------------------------------------------
     def initialize(self):
@@ -206,11 +221,12 @@ class TaskManager(Service):
 
     def process_worker(self, worker, mtype, body, now):
         if mtype == Msg.RESULT:
+            for result in body["results"]:      # check all before changing anything
+                if result["status"] not in protocol.STATUSES:
+                    raise ProtocolError("RESULT status %r unknown" % result["status"])
             effects = Effects()
             acked = []
             for result in body["results"]:
-                if result["status"] not in protocol.STATUSES:
-                    raise ProtocolError("RESULT status %r unknown" % result["status"])
                 if self.state.finish(worker, result, now, effects):
                     acked.append(result["id"])
             self.apply(effects)
@@ -285,7 +301,24 @@ class TaskManager(Service):
             self.send(sender, Msg.ERROR, {"text": text})
 
     # -- timers ----------------------------------------------------------------
+    def reclaim_memory(self):
+        """After a large queue drained, hand the memory it used back to the system.
+
+        Python keeps freed memory in its own pools and glibc in its heap; a
+        TaskManager that once held 100,000 tasks would otherwise stay that size.
+        """
+        size = len(self.state.tasks)
+        self.peak_tasks = max(self.peak_tasks, size)
+        if self.peak_tasks < RECLAIM_AFTER or size > self.peak_tasks // 8:
+            return
+        self.peak_tasks = size
+        self.state.compact()
+        gc.collect()
+        if _malloc_trim is not None:
+            _malloc_trim(0)
+
     def tick(self, now):
+        self.reclaim_memory()
         self.next_heartbeat = now + self.interval
         effects = Effects()
         self.state.expire(now, self.peer_timeout, effects)

@@ -78,3 +78,21 @@ def test_unknown_capability_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("ERROR: farm-worker: no worker plugin for capability "
                                    "'fortran' (known: gcc, python, shell)")
+
+
+def test_logging_file_receives_the_log(tmp_path):
+    from support import Farm, wait_until
+    log = tmp_path / "logs" / "farm.log"
+    farm = Farm(tmp_path)
+    farm.config.write_text(farm.config.read_text() + "logging: {level: INFO, file: %s}\n" % log)
+    try:
+        farm.start_taskmanager()
+        wait_until(lambda: log.exists() and "listening on %s" % farm.address in log.read_text(),
+                   what="log file written")
+    finally:
+        farm.close()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("logging: {file: /proc/forbidden/farm.log}\n")
+    proc = subprocess.run([sys.executable, "-m", "computefarm.cli", "taskmanager", "--config",
+                           str(bad)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "logging.file: cannot write" in proc.stderr

@@ -1,0 +1,161 @@
+"""Core benchmark: no-op tasks through a real TaskManager and two workers.
+
+    python bench/core_bench.py [--tasks 20000] [--latency 2000] [--shell 2000]
+                               [--queued 100000] [--slots 1]
+
+Measures, on this machine:
+  1. python no-op tasks/s with many in flight (FarmExecutor-style submissions);
+  2. round-trip latency p50/p99 with one task in flight;
+  3. shell ``true`` tasks/s against ``doit -n 2`` running the same command actions;
+  4. TaskManager memory (RSS) with --queued requests waiting, and after they ran.
+Everything runs on 127.0.0.1; every process started is stopped.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import cloudpickle
+import psutil
+
+from computefarm.client import Client
+from computefarm.localfarm import LocalFarm
+
+
+def noop():
+    return None
+
+
+def python_throughput(client, count):
+    payload = cloudpickle.dumps((noop, (), {}))
+    started = time.perf_counter()
+    futures = [client.submit("python", {"payload": payload}) for _ in range(count)]
+    for future in futures:
+        assert future.result(300).ok
+    return count / (time.perf_counter() - started)
+
+
+def cpu_seconds(farm):
+    """CPU seconds used so far by each part of the farm (and this client)."""
+    parts = {"client": psutil.Process()}
+    parts["taskmanager"] = psutil.Process(farm.processes[0].pid)
+    for index, proc in enumerate(farm.processes[1:]):
+        parts["worker%d" % index] = psutil.Process(proc.pid)
+    used = {}
+    for name, proc in parts.items():
+        times = proc.cpu_times()
+        used[name] = times.user + times.system
+        if name.startswith("worker"):
+            used[name + " slots"] = sum(c.cpu_times().user + c.cpu_times().system
+                                        for c in proc.children(recursive=True))
+    return used
+
+
+def latency(client, capability, request, count):
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        assert client.submit(capability, request).result(60).ok
+        samples.append(time.perf_counter() - started)
+    samples.sort()
+    return samples[len(samples) // 2] * 1000, samples[int(len(samples) * 0.99)] * 1000
+
+
+def shell_throughput(client, count):
+    started = time.perf_counter()
+    futures = [client.submit("shell", {"cmd": "true"}) for _ in range(count)]
+    for future in futures:
+        assert future.result(300).ok
+    return count / (time.perf_counter() - started)
+
+
+def doit_throughput(count):
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "dodo.py"), "w") as dodo:
+            dodo.write("def task_noop():\n"
+                       "    for i in range(%d):\n"
+                       "        yield {'name': str(i), 'actions': ['true'], 'verbosity': 0}\n"
+                       % count)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "doit", "-n", "2", "-P", "process",
+                        "--db-file", os.path.join(tmp, ".doit.db")], cwd=tmp, check=True,
+                       stdout=subprocess.DEVNULL)
+        return count / (time.perf_counter() - started)
+
+
+def memory(count):
+    """RSS of the TaskManager: idle, with ``count`` queued, after they all ran."""
+    payload = cloudpickle.dumps((noop, (), {}))
+    farm = LocalFarm(["python"], slots=1)
+    farm.start()
+    try:
+        manager = psutil.Process(farm.processes[0].pid)
+        with Client(farm.address) as client:
+            baseline = manager.memory_info().rss
+            waiting = set()
+            client.on_notice = lambda level, text, ids: waiting.update(ids)
+            futures = [client.submit("python", {"payload": payload}, requires={"pool": "late"},
+                                     priority=i % 2) for i in range(count)]
+            # One notice names every task of a submission batch; a second batch with
+            # the same reason is not announced again, so wait for the TaskManager to idle.
+            while not waiting or manager.cpu_percent(0.5) > 2:
+                pass
+            queued = manager.memory_info().rss
+            farm.add_worker(["python"], 2, attributes=["pool=late"])
+            for future in futures:
+                future.result(600)
+            manager.cpu_percent(None)
+            while manager.cpu_percent(0.5) > 2:
+                pass
+            after = manager.memory_info().rss
+        return baseline, queued, after
+    finally:
+        farm.stop()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=20000)
+    parser.add_argument("--latency", type=int, default=2000)
+    parser.add_argument("--shell", type=int, default=2000)
+    parser.add_argument("--queued", type=int, default=100000)
+    parser.add_argument("--slots", type=int, default=1, help="slots of each of the 2 workers")
+    args = parser.parse_args(argv)
+    print("machine: %d cores, Python %s" % (os.cpu_count(), sys.version.split()[0]))
+    farm = LocalFarm(["python", "shell"], slots=args.slots, workers=2)
+    farm.start()
+    try:
+        with Client(farm.address) as client:
+            python_throughput(client, 1000)  # warm up slots and caches
+            before = cpu_seconds(farm)
+            rate = python_throughput(client, args.tasks)
+            after = cpu_seconds(farm)
+            print("python no-op: %.0f tasks/s (%d tasks, 2 workers x %d slot(s))"
+                  % (rate, args.tasks, args.slots))
+            print("  CPU microseconds per task: " + ", ".join(
+                "%s %.0f" % (name, (after[name] - before[name]) * 1e6 / args.tasks)
+                for name in sorted(after)))
+            payload = cloudpickle.dumps((noop, (), {}))
+            p50, p99 = latency(client, "python", {"payload": payload}, args.latency)
+            print("python round trip, one in flight: p50 %.3f ms, p99 %.3f ms" % (p50, p99))
+            p50, p99 = latency(client, "shell", {"cmd": "true"}, min(args.latency, 500))
+            print("shell `true` round trip, one in flight: p50 %.3f ms, p99 %.3f ms" % (p50, p99))
+            shell = shell_throughput(client, args.shell)
+    finally:
+        farm.stop()
+    doit = doit_throughput(args.shell)
+    print("shell `true`: farm %.0f tasks/s, doit -n 2 %.0f tasks/s: %.0f%% of doit"
+          % (shell, doit, 100.0 * shell / doit))
+    if args.queued:
+        base, queued, after = memory(args.queued)
+        mib = 1024.0 * 1024.0
+        print("TaskManager RSS: %.1f MiB idle, %.1f MiB with %d queued, %.1f MiB after they ran"
+              % (base / mib, queued / mib, args.queued, after / mib))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

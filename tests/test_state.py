@@ -1,0 +1,95 @@
+"""The TaskManager's state on its own, driven with the time passed in."""
+
+from computefarm.state import CANCELLING, HELD, QUEUED, RUNNING, Effects, State
+
+
+def hello(name, caps=None, slots=1, running=None):
+    return {"id": name, "host": "h-" + name, "machine": "m-" + name, "slots": slots,
+            "capabilities": caps or {"shell": {"platform": "linux-x86_64"}},
+            "running": running or []}
+
+
+def spec(task_id, **extra):
+    body = {"id": task_id, "capability": "shell", "body": b"x"}
+    body.update(extra)
+    return body
+
+
+def test_expired_worker_requeues_then_loses_after_max_attempts():
+    state = State(max_attempts=2)
+    client = state.add_client(b"c", hello("c"), 0.0)
+    fx = Effects()
+    state.submit(client, spec("t"), 0.0, fx)
+    for attempt, now in ((1, 1.0), (2, 10.0)):
+        state.add_worker(b"w%d" % attempt, hello("w%d" % attempt), now, fx)
+        fx = Effects()
+        state.schedule(now, fx)
+        assert [(w.name, t.attempt) for w, t in fx.dispatch] == [("w%d" % attempt, attempt)]
+        fx = Effects()
+        client.last_seen = now + 4.0          # the client keeps answering
+        state.expire(now + 5.0, 3.0, fx)
+    assert fx.results and fx.results[0][1]["status"] == "lost"
+    assert "worker w2 on host h-w2" in fx.results[0][1]["error"]
+    assert "attempt 2 of 2" in fx.results[0][1]["error"]
+    assert state.tasks == {}
+
+
+def test_priority_wins_across_constraint_groups():
+    state = State()
+    client = state.add_client(b"c", hello("c"), 0.0)
+    fx = Effects()
+    state.submit(client, spec("low", priority=1), 0.0, fx)
+    state.submit(client, spec("high", priority=9, requires={"platform": "linux-x86_64"}), 0.0, fx)
+    state.add_worker(b"w", hello("w"), 0.0, fx)
+    state.schedule(0.0, fx)
+    assert [t.id for _, t in fx.dispatch] == ["high"]
+
+
+def test_resumed_tasks_wait_for_their_worker_during_recovery():
+    state = State(recovery_until=5.0)
+    client = state.add_client(b"c", hello("c"), 0.0)
+    fx = Effects()
+    task = state.submit(client, spec("t", resume=True), 1.0, fx)
+    assert task.state == HELD
+    state.add_worker(b"w2", hello("w2"), 1.0, fx)
+    state.schedule(1.0, fx)
+    assert not fx.dispatch
+    state.add_worker(b"w1", hello("w1", running=[{"id": "t", "attempt": 1,
+                                                   "capability": "shell"}]), 2.0, fx)
+    assert task.state == RUNNING and task.worker.name == "w1"
+    state.schedule(6.0, fx)
+    assert not fx.dispatch
+
+
+def test_adopted_task_result_waits_for_its_client():
+    state = State(recovery_until=5.0)
+    fx = Effects()
+    worker = state.add_worker(b"w", hello("w", running=[{"id": "t", "attempt": 2}]), 0.0, fx)
+    state.finish(worker, {"id": "t", "attempt": 2, "status": "ok"}, 0.5, fx)
+    assert not fx.results and "t" in state.orphans
+    client = state.add_client(b"c", hello("c"), 1.0)
+    state.submit(client, spec("t", resume=True), 1.0, fx)
+    assert fx.results[0][1]["status"] == "ok" and fx.results[0][1]["host"] == "h-w"
+
+
+def test_client_gone_cancels_running_and_a_return_revives_it():
+    state = State()
+    client = state.add_client(b"c", hello("c"), 0.0)
+    fx = Effects()
+    state.add_worker(b"w", hello("w"), 0.0, fx)
+    state.submit(client, spec("run"), 0.0, fx)
+    state.submit(client, spec("wait"), 0.0, fx)
+    state.schedule(0.0, fx)
+    state.workers[b"w"].last_seen = 9.0
+    fx = Effects()
+    state.expire(10.0, 3.0, fx)
+    assert [task_id for _, task_id in fx.cancel] == ["run"]
+    assert "wait" not in state.tasks and state.tasks["run"].state == CANCELLING
+    worker = state.workers[b"w"]
+    worker.last_seen = 10.0
+    client = state.add_client(b"c", hello("c"), 10.5)
+    state.submit(client, spec("run", resume=True), 10.5, fx)
+    fx = Effects()
+    state.finish(worker, {"id": "run", "attempt": 1, "status": "cancelled"}, 11.0, fx)
+    assert not fx.results                       # the cancelled copy is not reported
+    assert state.tasks["run"].state == QUEUED    # the resubmission runs anew
