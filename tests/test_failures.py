@@ -146,3 +146,21 @@ def test_vanished_client_has_its_tasks_cancelled(farm, tmp_path):
     wait_until(_started(marker), what="task running")
     proc.send_signal(signal.SIGKILL)
     wait_until(lambda: not pid_alive(int(marker.read_text())), what="orphaned task cancelled")
+
+
+def test_result_finished_while_taskmanager_away_is_delivered(farm, tmp_path):
+    farm.start_worker("shell")
+    client = farm.client()
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    future = client.submit("shell", {"cmd": "echo 1 > %s; sleep 0.5; echo out; echo 1 > %s"
+                                            % (started, finished)})
+    wait_until(_started(started), what="task running")
+    address = farm.address
+    farm.taskmanager.send_signal(signal.SIGKILL)
+    farm.taskmanager.wait(10)
+    wait_until(_started(finished), what="task finished while the TaskManager is down")
+    assert not future.done()
+    farm.start_taskmanager(bind=address)
+    result = future.result(30)
+    assert result.ok and result.stdout == ["out"] and result.attempt == 1
+    assert client.stats["duplicate_results"] == 0
