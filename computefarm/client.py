@@ -66,12 +66,13 @@ class TaskResult:
 
 
 class _Pending:
-    __slots__ = ("future", "spec", "on_output", "sent")
+    __slots__ = ("future", "spec", "on_output", "on_start", "sent")
 
-    def __init__(self, future, spec, on_output):
+    def __init__(self, future, spec, on_output, on_start):
         self.future = future
         self.spec = spec
         self.on_output = on_output
+        self.on_start = on_start
         self.sent = False
 
 
@@ -127,12 +128,13 @@ class Client:
 
     # -- the caller's side -------------------------------------------------------
     def submit(self, capability, request, requires=None, priority=0, timeout=None,
-               max_attempts=None, on_output=None):
+               max_attempts=None, on_output=None, on_start=None):
         """Queue a task; returns a TaskFuture of its TaskResult.
 
         ``request`` is the plugin's request map (see workers/); ``requires`` maps
         attribute names to values or comparisons (``{"version": ">=12"}``);
-        ``on_output(stream, line)`` is called from the client thread per line.
+        ``on_output(stream, line)`` is called from the client thread per line;
+        ``on_start(host)`` each time a worker is given the task.
         """
         if not isinstance(capability, str) or not capability:
             raise UsageError("submit: capability must be a non-empty string")
@@ -151,13 +153,22 @@ class Client:
             spec["max_attempts"] = int(max_attempts)
         if on_output is not None:
             spec["stream"] = True
+        if on_start is not None:
+            spec["track"] = True
         future = TaskFuture(self, task_id)
         with self._lock:
-            self._pending[task_id] = _Pending(future, spec, on_output)
+            self._pending[task_id] = _Pending(future, spec, on_output, on_start)
             self._incoming.append(task_id)
             self.stats["submitted"] += 1
         self._wake()
         return future
+
+    def cancel(self, future):
+        """Stop the task on the farm; its future then resolves with status ``cancelled``
+        once its worker has stopped it (unlike ``future.cancel()``, which returns
+        at once)."""
+        if not future.done():
+            self._request_cancel(future.task_id)
 
     def close(self, wait=True):
         """Say goodbye (the TaskManager cancels what is left) and stop the thread."""
@@ -257,6 +268,11 @@ class Client:
         elif mtype == Msg.OUTPUT:
             for item in body["items"]:
                 self._output(item)
+        elif mtype == Msg.STARTED:
+            for item in body["items"]:
+                pending = self._pending.get(item["id"])
+                if pending is not None and pending.on_start is not None:
+                    pending.on_start(item["host"])
         elif mtype == Msg.NOTICE:
             self.on_notice(body["level"], body["text"], body.get("ids") or [])
         elif mtype == Msg.ERROR:

@@ -18,10 +18,12 @@ START_TIMEOUT = 20.0
 
 
 class LocalFarm:
-    def __init__(self, capabilities, slots=None, workers=1, log_level="WARNING", log_dir=None):
+    def __init__(self, capabilities, slots=None, workers=1, log_level="WARNING", log_dir=None,
+                 bind="tcp://127.0.0.1:0"):
         self.capabilities = list(capabilities)
         self.slots = slots or os.cpu_count() or 1
         self.workers = workers
+        self.bind = bind
         self.log_level = log_level
         self.log_dir = log_dir
         self.address = None
@@ -38,13 +40,14 @@ class LocalFarm:
     def start(self):
         self._tmp = tempfile.TemporaryDirectory(prefix="computefarm-")
         ready = os.path.join(self._tmp.name, "ready")
-        manager = self._spawn("taskmanager", ["--bind", "tcp://127.0.0.1:0",
-                                              "--ready-file", ready])
+        manager = self._spawn("taskmanager", ["--bind", self.bind, "--ready-file", ready])
         deadline = time.monotonic() + START_TIMEOUT
         while not os.path.exists(ready):
             if manager.poll() is not None or time.monotonic() > deadline:
+                text = _read(manager.log).strip()
                 self.stop()
-                raise FarmError("the local TaskManager did not start (see %s)" % manager.log)
+                raise FarmError("the local TaskManager did not start: %s"
+                                % (text.splitlines() or ["no output"])[-1])
             time.sleep(0.01)
         with open(ready) as stream:
             self.address = stream.read().strip()

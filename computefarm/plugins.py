@@ -91,6 +91,31 @@ class WorkerPlugin:
         """Release what the plugin holds (idle processes), at worker shutdown."""
 
 
+def command_request(request, task, name):
+    """``(argv, cwd, env)`` from a generic command request.
+
+    ``{"cmd": "a shell line"}`` or ``{"argv": [...]}``, with optional ``cwd``,
+    ``env`` (added to the worker's environment) and ``replace_env`` (``env`` is
+    the whole environment). Every command-running plugin accepts this form.
+    """
+    if "argv" in request:
+        argv = request["argv"]
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise PluginError("%s request: 'argv' must be a non-empty list of strings" % name)
+    elif isinstance(request.get("cmd"), str):
+        argv = ["/bin/sh", "-c", request["cmd"]]
+    else:
+        raise PluginError("%s request needs 'cmd' (a string) or 'argv' (a list)" % name)
+    cwd = request.get("cwd")
+    if cwd is not None and not (isinstance(cwd, str) and os.path.isdir(cwd)):
+        raise PluginError("%s request: cwd %r is not a directory here" % (name, cwd))
+    env = request.get("env") or {}
+    if not isinstance(env, dict):
+        raise PluginError("%s request: 'env' must be a map" % name)
+    base = {} if request.get("replace_env") else None
+    return argv, cwd, task.environ({str(k): str(v) for k, v in env.items()}, base=base)
+
+
 def load_plugin(name):
     """The plugin class registered as ``name`` (built-in or from an entry point)."""
     for builtin, target in BUILTIN:

@@ -43,6 +43,7 @@ class Msg(enum.IntEnum):
     ACK = 11        # TM -> worker: these results are safe with me
     NOTICE = 12     # TM -> client: something the user should know about their tasks
     ERROR = 13      # TM -> peer: your message was refused, and why
+    STARTED = 14    # TM -> client: these tasks were given to a worker (tasks with "track")
 
 
 ROLES = ("client", "worker")
@@ -64,6 +65,7 @@ _TASK = {
     "max_attempts": (int, False, None),
     "resume": (bool, False, None),
     "stream": (bool, False, None),   # forward OUTPUT while it runs (else: result only)
+    "track": (bool, False, None),    # send STARTED when it is dispatched
 }
 _DISPATCHED = {
     "id": (str, True, None),
@@ -78,6 +80,13 @@ _OUTPUT_ITEM = {
     "stream": (str, True, None),
     "lines": (list, True, None),
     "records": (list, False, None),
+}
+_STARTED_ITEM = {
+    "id": (str, True, None),
+    "attempt": (int, True, None),
+    "host": (str, True, None),
+    "worker": (str, True, None),
+    "machine": (str, True, None),
 }
 _OUTPUT_TAIL = {   # the output a result carries: what the task printed, in order
     "stream": (str, True, None),
@@ -132,6 +141,7 @@ SCHEMAS = {
         "ids": (list, False, None),
     },
     Msg.ERROR: {"text": (str, True, None), "ids": (list, False, None)},
+    Msg.STARTED: {"items": (list, True, _STARTED_ITEM)},
 }
 
 

@@ -22,7 +22,7 @@ QUEUED, HELD, RUNNING, CANCELLING = "queued", "held", "running", "cancelling"
 class Task:
     __slots__ = ("id", "client", "capability", "requires", "priority", "timeout",
                  "max_attempts", "body", "attempt", "state", "worker", "seq", "group",
-                 "submitted", "started", "lost_on", "stream", "revive")
+                 "submitted", "started", "lost_on", "stream", "track", "revive")
 
     def __init__(self, task_id, client, capability, requires, priority, timeout,
                  max_attempts, body, seq, now):
@@ -43,6 +43,7 @@ class Task:
         self.started = None
         self.lost_on = []             # "worker on host" for each attempt lost
         self.stream = False           # the client wants OUTPUT while the task runs
+        self.track = False            # the client wants to hear when it starts
         self.revive = None            # (client, spec) resubmitted while it was cancelling
 
 
@@ -197,6 +198,7 @@ class State:
                     spec.get("max_attempts") or self.max_attempts, spec["body"],
                     next(self._seq), now)
         task.stream = bool(spec.get("stream"))
+        task.track = bool(spec.get("track"))
         self.tasks[task_id] = task
         client.tasks.add(task_id)
         if spec.get("resume") and now < self.recovery_until:
@@ -214,6 +216,7 @@ class State:
         task.timeout = spec.get("timeout")
         task.max_attempts = spec.get("max_attempts") or self.max_attempts
         task.stream = bool(spec.get("stream"))
+        task.track = bool(spec.get("track"))
         client.tasks.add(task.id)
 
     def output_for(self, item):

@@ -40,7 +40,7 @@ _malloc_trim = _find_malloc_trim()
 
 # The list each batched message carries its items in.
 _BATCH_FIELD = {Msg.DISPATCH: "tasks", Msg.CANCEL: "ids", Msg.RESULT: "results",
-                Msg.OUTPUT: "items", Msg.ACK: "ids"}
+                Msg.OUTPUT: "items", Msg.ACK: "ids", Msg.STARTED: "items"}
 
 
 class TaskManager(Service):
@@ -255,6 +255,10 @@ class TaskManager(Service):
             self.queue(worker.rid, Msg.DISPATCH, {
                 "id": task.id, "attempt": task.attempt, "capability": task.capability,
                 "body": task.body, "timeout": task.timeout})
+            if task.track and task.client is not None:
+                self.queue(task.client.rid, Msg.STARTED, {
+                    "id": task.id, "attempt": task.attempt, "host": worker.host,
+                    "worker": worker.name, "machine": worker.machine})
         for worker, task_id in effects.cancel:
             self.queue(worker.rid, Msg.CANCEL, task_id)
         for client, result in effects.results:

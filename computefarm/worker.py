@@ -172,6 +172,12 @@ class FarmWorker(Service):
             log.warning("%s: task %s refused: %s", self.name, task_id, exc)
             self.finished(task_id, attempt, {"status": "error", "error": str(exc)})
             return
+        except Exception as exc:  # a bug in a plugin: report it, keep serving
+            log.exception("%s: plugin %r failed to start task %s", self.name,
+                          spec["capability"], task_id)
+            self.finished(task_id, attempt, {"status": "error", "error": "worker plugin %r "
+                                             "failed: %r" % (spec["capability"], exc)})
+            return
         run.capability = spec["capability"]
         run.plugin, run.request = plugin, request
         run.captured, run.captured_size, run.truncated = [], 0, 0

@@ -131,3 +131,35 @@ class Farm:
                 os.killpg(proc.pid, signal.SIGKILL)  # anything the process left behind
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+def run_tool(tool, cwd, *args, timeout=300, env=None):
+    """Run ``majordomo`` or ``doit`` in ``cwd``; the CompletedProcess (text)."""
+    module = {"majordomo": "computefarm.majordomo", "doit": "doit"}[tool]
+    return subprocess.run([sys.executable, "-m", module] + list(args), cwd=str(cwd),
+                          capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **(env or {})))
+
+
+def read_doit_db(directory, name=".doit.db"):
+    """doit's dependency database as {task: {key: value}}, file mtimes left out
+    (two copies of a project differ in mtimes, not in what doit decides from)."""
+    import dbm
+    import json
+    path = str(directory / name)
+    with dbm.open(path, "r") as db:
+        raw = {key.decode(): json.loads(db[key]) for key in db.keys()}
+    for entry in raw.values():
+        for key, value in entry.items():
+            if isinstance(value, list) and len(value) == 3 and isinstance(value[0], float):
+                entry[key] = value[1:]          # [size, md5]
+    return raw
+
+
+def tree(directory, skip=(".doit.db",)):
+    """{relative path: bytes} of every file under ``directory`` but doit's db."""
+    files = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and not path.name.startswith(skip) and "__pycache__" not in path.parts:
+            files[str(path.relative_to(directory))] = path.read_bytes()
+    return files

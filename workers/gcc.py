@@ -4,7 +4,10 @@ Requests:
   ``{"action": "compile", "source": "a.c", "output": "a.o", "flags": ["-O2"], "cwd": ...}``
   ``{"action": "link", "objects": ["a.o", "b.o"], "output": "prog", "flags": [], "libs": ["m"]}``
   ``{"argv": ["-c", "a.c", "-o", "a.o"]}``: any other compiler invocation.
-Optional ``compiler`` picks another driver (default: the plugin's, ``gcc``).
+  ``{"cmd": "gcc -c a.c -o a.o"}`` or ``{"argv": [...]}``: a whole command line,
+  as majordomo sends for the command actions of a ``gcc`` task.
+Optional ``compiler`` picks another driver (default: the plugin's, ``gcc``), and
+``cwd``, ``env`` as for ``shell``.
 
 Attributes: ``version`` (``12.2.0``), ``target`` (``x86_64-linux-gnu``) and
 ``platform``, so requests can ask for ``{"version": ">=12"}``. Each diagnostic
@@ -17,7 +20,7 @@ import shutil
 import subprocess
 
 from computefarm.exceptions import PluginError
-from computefarm.plugins import WorkerPlugin
+from computefarm.plugins import WorkerPlugin, command_request
 
 _DIAGNOSTIC = re.compile(
     r"^(?P<file>[^:\s][^:]*):(?P<line>\d+):(?:(?P<column>\d+):)?\s*"
@@ -62,15 +65,17 @@ class GccWorker(WorkerPlugin):
             objects = _strings(request.get("objects"), "objects")
             libs = ["-l" + lib for lib in _strings(request.get("libs", []), "libs")]
             argv = [compiler] + objects + ["-o", _string(request, "output")] + flags + libs
-        elif "argv" in request:
-            argv = [compiler] + _strings(request["argv"], "argv")
+        elif "cmd" in request or "argv" in request:
+            argv = None     # a whole command line (majordomo's command actions)
         else:
-            raise PluginError("gcc request needs action 'compile' or 'link', or 'argv'")
-        env = request.get("env") or {}
+            raise PluginError("gcc request needs action 'compile' or 'link', 'cmd' or 'argv'")
         # Diagnostics in plain text, one per line, whatever the user's terminal.
-        env.setdefault("GCC_COLORS", "")
-        env.setdefault("LC_ALL", "C")
-        return argv, request.get("cwd"), task.environ(env)
+        env = dict(request.get("env") or {}, GCC_COLORS="", LC_ALL="C")
+        generic = dict(request, env=env)
+        if argv is not None:
+            generic.pop("cmd", None)
+            generic["argv"] = argv
+        return command_request(generic, task, "gcc")
 
     def records(self, stream, line):
         match = _DIAGNOSTIC.match(line)

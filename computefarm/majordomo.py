@@ -1,0 +1,164 @@
+"""majordomo: doit, with ``run`` executing every task's actions on the farm.
+
+Every doit command works as under ``doit`` (list, info, clean, forget, ignore,
+dumpdb, help, ...), with the same dodo.py discovery, options and DOIT_CONFIG;
+only ``run`` is ComputeFarm's (``doitfarm.FarmRun``). This module opens the
+farm for a run: a configured TaskManager, one started here when the configured
+address is on this machine and nothing answers, or an embedded local farm.
+"""
+
+import os
+import socket
+import sys
+
+import cloudpickle
+import psutil
+from doit.doit_cmd import DoitMain
+
+from . import doitfarm
+from .client import Client
+from .config import load_config
+from .exceptions import FarmError, FarmUnreachable
+from .localfarm import LocalFarm
+from .plugins import load_plugin
+from .progress import Progress
+
+CONNECT_TIMEOUT = 5.0
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0", "*")
+
+
+class FarmSession:
+    """The farm one ``majordomo run`` uses, opened for the tasks it may run."""
+
+    def __init__(self, tasks, options, out=None):
+        self.progress = Progress(out or sys.stderr)
+        self.local = None
+        self.client = None
+        self.project = os.getcwd()
+        self._shipped = set()
+        needed = doitfarm.needed_capabilities(tasks)
+        config = load_config(options.get("config"))
+        address = options.get("taskmanager") or (
+            config.taskmanager.address if config.taskmanager.configured else None)
+        try:
+            if options.get("embedded") or address is None:
+                self._embedded(needed, options.get("slots"))
+            else:
+                self._configured(address, config, needed)
+        except BaseException:
+            self.close()
+            raise
+
+    def _embedded(self, needed, slots):
+        for capability, names in sorted(needed.items()):
+            try:
+                load_plugin(capability)
+            except FarmError:
+                raise FarmError(_missing(capability, names, "no worker plugin provides it")) \
+                    from None
+        self.local = LocalFarm(sorted(needed) or ["shell"], slots=slots)
+        self.local.start()
+        self.progress.note("embedded farm at %s: %s, %d slot(s)" % (
+            self.local.address, ", ".join(self.local.capabilities), self.local.slots))
+        self.client = Client(self.local.address, connect_timeout=CONNECT_TIMEOUT,
+                             on_notice=self._notice)
+
+    def _configured(self, address, config, needed):
+        if config.machines:
+            offered = config.offered_capabilities()
+            for capability, names in sorted(needed.items()):
+                if capability not in offered:
+                    raise FarmError(_missing(capability, names, "no machine in %s offers it"
+                                             % config.path))
+        try:
+            self.client = Client(address, connect_timeout=CONNECT_TIMEOUT,
+                                 on_notice=self._notice)
+            return
+        except FarmUnreachable:
+            if not is_this_machine(address):
+                raise FarmUnreachable("no TaskManager answers at %s (waited %gs)"
+                                      % (address, CONNECT_TIMEOUT)) from None
+        self.local = LocalFarm([], workers=0, bind=address)   # remote workers connect here
+        self.local.start()
+        self.progress.note("started a TaskManager at %s for this run" % address)
+        self.client = Client(address, connect_timeout=CONNECT_TIMEOUT, on_notice=self._notice)
+
+    def _notice(self, level, text, ids):
+        self.progress.note("TaskManager: %s" % text)
+
+    def ship_by_value(self, fn):
+        """Send the project's own modules with the callable (workers cannot import them)."""
+        module = sys.modules.get(getattr(fn, "__module__", None) or "")
+        path = getattr(module, "__file__", None)
+        if module is None or module.__name__ in self._shipped or not path:
+            return
+        self._shipped.add(module.__name__)
+        if os.path.abspath(path).startswith(self.project + os.sep):
+            cloudpickle.register_pickle_by_value(module)
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.local is not None:
+            self.local.stop()
+            self.local = None
+        for name in self._shipped:
+            module = sys.modules.get(name)
+            if module is not None:
+                try:
+                    cloudpickle.unregister_pickle_by_value(module)
+                except ValueError:
+                    pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _missing(capability, names, why):
+    shown = ", ".join(sorted(set(names))[:10]) + (" ..." if len(set(names)) > 10 else "")
+    return "capability %r is needed by task(s) %s, but %s; nothing was run" % (
+        capability, shown, why)
+
+
+def is_this_machine(address):
+    """True when ``address`` (tcp://HOST:PORT) names this machine."""
+    host = address[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    if host in LOCAL_HOSTS or host in (socket.gethostname(), socket.getfqdn()):
+        return True
+    try:
+        resolved = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    mine = {addr.address.split("%")[0] for addrs in psutil.net_if_addrs().values()
+            for addr in addrs}
+    return bool(resolved & mine)
+
+
+class MajordomoRun(doitfarm.FarmRun):
+    session_factory = FarmSession
+
+
+class Majordomo(DoitMain):
+    BIN_NAME = "majordomo"
+
+    def get_cmds(self):
+        commands = super().get_cmds()
+        commands["run"] = MajordomoRun   # last, so no plugin replaces it
+        return commands
+
+
+def main(argv=None):
+    try:
+        return Majordomo().run(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("majordomo: interrupted; finished tasks are recorded, "
+                         "a new run does the rest\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""What majordomo shows while it runs: a live progress line and a closing summary.
+
+The line (on a terminal only) reads ``done / running / queued / failed`` and which
+hosts run what; the summary (always, on stderr) gives tasks and task time per
+host. Notes (the farm used, the TaskManager's notices) go on their own lines.
+"""
+
+import threading
+import time
+
+
+class Progress:
+    def __init__(self, stream, live=None, clock=time.monotonic):
+        self.stream = stream
+        self.live = stream.isatty() if live is None else live
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.began = clock()
+        self.queued = set()
+        self.running = {}          # task name -> host
+        self.done = 0
+        self.failed = 0
+        self.hosts = {}            # host -> [tasks, seconds of task time]
+        self.shown = False
+        self.last_draw = 0.0
+
+    def submitted(self, name):
+        with self.lock:
+            if name not in self.running:
+                self.queued.add(name)
+        self.refresh()
+
+    def started(self, name, host):
+        with self.lock:
+            self.queued.discard(name)
+            self.running[name] = host
+        self.refresh()
+
+    def ran(self, name, result):
+        """One action of ``name`` ended on ``result.host``."""
+        with self.lock:
+            stats = self.hosts.setdefault(result.host or "?", [0, 0.0])
+            stats[1] += result.duration or 0.0
+
+    def finished(self, name, ok, hosts, seconds):
+        with self.lock:
+            self.queued.discard(name)
+            self.running.pop(name, None)
+            if ok:
+                self.done += 1
+            else:
+                self.failed += 1
+            if hosts:
+                self.hosts.setdefault(hosts[-1] or "?", [0, 0.0])[0] += 1
+        self.refresh()
+
+    def line(self):
+        per_host = {}
+        for host in self.running.values():
+            per_host[host] = per_host.get(host, 0) + 1
+        hosts = ", ".join("%s: %d" % item for item in sorted(per_host.items()))
+        return "majordomo: %d done, %d running, %d queued, %d failed%s" % (
+            self.done, len(self.running), len(self.queued), self.failed,
+            " | " + hosts if hosts else "")
+
+    def refresh(self, force=False):
+        if not self.live:
+            return
+        now = self.clock()
+        with self.lock:
+            if not force and now - self.last_draw < 0.2:
+                return
+            self.last_draw = now
+            self.stream.write("\r\033[K" + self.line()[:200])
+            self.stream.flush()
+            self.shown = True
+
+    def note(self, text):
+        with self.lock:
+            self._clear()
+            self.stream.write("majordomo: %s\n" % text)
+            self.stream.flush()
+
+    def close(self):
+        with self.lock:
+            self._clear()
+            elapsed = self.clock() - self.began
+            self.stream.write("majordomo: %d task(s) done, %d failed in %.1fs\n"
+                              % (self.done, self.failed, elapsed))
+            for host, (tasks, seconds) in sorted(self.hosts.items()):
+                self.stream.write("majordomo:   %-24s %5d task(s) %9.1fs of task time\n"
+                                  % (host, tasks, seconds))
+            self.stream.flush()
+
+    def _clear(self):
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.shown = False

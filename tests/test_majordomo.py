@@ -1,0 +1,245 @@
+"""majordomo run: doit's semantics kept exactly, executed on the farm."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from support import pid_alive, read_doit_db, run_tool, tree, wait_until
+
+SEMANTICS = textwrap.dedent('''
+    import os
+
+    DOIT_CONFIG = {"verbosity": 2}
+
+    def make_data(targets):
+        with open(targets[0], "w") as out:
+            out.write("\\n".join(str(i * i) for i in range(10)) + "\\n")
+        return {"count": 10}
+
+    def task_data():
+        return {"actions": [make_data], "targets": ["data.txt"], "file_dep": ["input.txt"],
+                "meta": {"capability": "python"}, "clean": True}
+
+    def task_total():
+        return {"actions": ["awk '{s += $1} END {print s}' data.txt > total.txt"],
+                "file_dep": ["data.txt"], "targets": ["total.txt"], "clean": True}
+
+    def task_changed():
+        return {"actions": ["echo %(changed)s > changed.txt"], "file_dep": ["input.txt"],
+                "targets": ["changed.txt"], "clean": True}
+
+    def use_count(count, targets):
+        open(targets[0], "w").write("count=%d\\n" % count)
+
+    def task_count():
+        return {"actions": [use_count], "getargs": {"count": ("data", "count")},
+                "targets": ["count.txt"], "file_dep": ["data.txt"], "clean": True}
+
+    def task_param():
+        return {"actions": ["echo %(who)s > param.txt"], "targets": ["param.txt"],
+                "params": [{"name": "who", "short": "w", "default": "world"}],
+                "uptodate": [True], "clean": True}
+
+    def task_env():
+        return {"actions": ["echo started >> log.txt"], "teardown": ["echo teardown >> log.txt"]}
+
+    def task_uses_env():
+        return {"actions": ["echo uses env >> uses.txt"], "setup": ["env"],
+                "targets": ["uses.txt"], "clean": True}
+
+    def task_calc():
+        return {"actions": ["cat calc.txt 2>/dev/null; echo calc"], "calc_dep": ["find_deps"],
+                "verbosity": 2}
+
+    def task_find_deps():
+        return {"actions": [lambda: {"file_dep": ["input.txt"]}]}
+''')
+
+
+def make_project(path, text=SEMANTICS):
+    path.mkdir()
+    (path / "dodo.py").write_text(text)
+    (path / "input.txt").write_text("one\n")
+    return path
+
+
+def test_same_outputs_and_database_as_doit_and_second_run_does_nothing(tmp_path):
+    plain = make_project(tmp_path / "plain")
+    farm = make_project(tmp_path / "farm")
+    expected = run_tool("doit", plain, "run")
+    got = run_tool("majordomo", farm, "run")
+    assert expected.returncode == 0, expected.stderr
+    assert got.returncode == 0, got.stderr
+    assert tree(farm) == tree(plain)
+    assert read_doit_db(farm) == read_doit_db(plain)
+    assert (farm / "log.txt").read_text() == "started\nteardown\n"     # teardown ran once
+    assert got.stdout.count(".  ") == expected.stdout.count(".  ")
+    assert "embedded farm" in got.stderr and "task(s) done" in got.stderr
+    again = run_tool("majordomo", farm, "run")
+    plain_again = run_tool("doit", plain, "run")
+    assert again.returncode == 0 and executed(again) == executed(plain_again)
+    assert "data" not in executed(again) and "total" not in executed(again)
+    assert tree(farm) == tree(plain)
+    assert read_doit_db(farm) == read_doit_db(plain)
+
+
+def executed(proc):
+    return sorted(line[3:] for line in proc.stdout.splitlines() if line.startswith(".  "))
+
+
+def test_positional_selection_params_always_and_clean(tmp_path):
+    farm = make_project(tmp_path / "farm")
+    got = run_tool("majordomo", farm, "run", "param", "-w", "farm")
+    assert got.returncode == 0 and (farm / "param.txt").read_text() == "farm\n"
+    assert not (farm / "data.txt").exists()
+    assert run_tool("majordomo", farm, "run", "total").returncode == 0
+    assert (farm / "total.txt").read_text() == "285\n"
+    forced = run_tool("majordomo", farm, "run", "-a", "total")
+    assert ".  total" in forced.stdout
+    assert run_tool("majordomo", farm, "clean").returncode == 0
+    assert not (farm / "total.txt").exists() and not (farm / "data.txt").exists()
+    listed = run_tool("majordomo", farm, "list")
+    assert listed.returncode == 0 and "total" in listed.stdout
+
+
+FAILING = textwrap.dedent('''
+    def task_bad():
+        return {"actions": ["echo about to fail; echo on stderr >&2; exit 3"],
+                "targets": ["bad.txt"]}
+
+    def task_after_bad():
+        return {"actions": ["touch after.txt"], "task_dep": ["bad"], "targets": ["after.txt"]}
+
+    def task_independent():
+        return {"actions": ["sleep 0.5; touch independent.txt"],
+                "targets": ["independent.txt"]}
+
+    def boom():
+        raise ValueError("python went wrong")
+
+    def task_pyfail():
+        return {"actions": [boom], "task_dep": ["independent"]}
+''')
+
+
+def test_failing_task_exit_code_output_and_continue(tmp_path):
+    plain = make_project(tmp_path / "plain", FAILING)
+    farm = make_project(tmp_path / "farm", FAILING)
+    expected = run_tool("doit", plain, "run", "bad", "after_bad")
+    got = run_tool("majordomo", farm, "run", "bad", "after_bad")
+    assert got.returncode == expected.returncode == 1
+    assert "about to fail" in got.stdout and "Command failed: 'echo about to fail" in got.stdout
+    assert not (farm / "after.txt").exists()
+    expected = run_tool("doit", plain, "run", "-c")
+    got = run_tool("majordomo", farm, "run", "-c")
+    assert got.returncode == expected.returncode == 2
+    assert (farm / "independent.txt").exists() and not (farm / "after.txt").exists()
+    assert "python went wrong" in got.stdout + got.stderr
+    assert read_doit_db(farm) == read_doit_db(plain)
+
+
+def test_missing_capability_is_reported_before_anything_runs(tmp_path):
+    farm = make_project(tmp_path / "farm", textwrap.dedent('''
+        def task_first():
+            return {"actions": ["touch first.txt"], "targets": ["first.txt"]}
+        def task_fortran():
+            return {"actions": ["gfortran x.f90"], "meta": {"capability": "fortran"}}
+    '''))
+    got = run_tool("majordomo", farm, "run")
+    assert got.returncode == 3
+    assert got.stderr.strip().splitlines()[-1] == (
+        "ERROR: capability 'fortran' is needed by task(s) fortran, but no worker plugin "
+        "provides it; nothing was run")
+    assert not (farm / "first.txt").exists()
+    (farm / "farm.yaml").write_text("taskmanager: {address: 'tcp://127.0.0.1:9'}\n"
+                                    "machines: {m1: {workers: [{capabilities: [shell]}]}}\n")
+    got = run_tool("majordomo", farm, "run")
+    assert got.returncode == 3 and "no machine in" in got.stderr and "farm.yaml" in got.stderr
+    assert not (farm / "first.txt").exists()
+
+
+def test_bad_meta_names_the_task(tmp_path):
+    farm = make_project(tmp_path / "farm", textwrap.dedent('''
+        def task_slow():
+            return {"actions": ["true"], "meta": {"timeout": "soon"}}
+    '''))
+    got = run_tool("majordomo", farm, "run")
+    assert got.returncode == 3
+    assert got.stderr.strip() == ("ERROR: task 'slow': meta.timeout must be a number of "
+                                  "seconds > 0, got 'soon'")
+
+
+def test_unreachable_remote_taskmanager_fails_fast_naming_it(tmp_path):
+    farm = make_project(tmp_path / "farm", "def task_a():\n    return {'actions': ['true']}\n")
+    started = time.monotonic()
+    got = run_tool("majordomo", farm, "run", "--taskmanager", "tcp://127.0.0.2:9", timeout=60)
+    assert time.monotonic() - started < 20
+    assert got.returncode == 3
+    assert "no TaskManager answers at tcp://127.0.0.2:9" in got.stderr
+
+
+def test_local_taskmanager_is_started_for_remote_workers(tmp_path):
+    from support import Farm, command
+    farm_dir = make_project(tmp_path / "farm", "def task_a():\n    return "
+                            "{'actions': ['echo $COMPUTEFARM_WORKER > who.txt'], "
+                            "'targets': ['who.txt']}\n")
+    helper = Farm(tmp_path)
+    try:
+        import socket
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        address = "tcp://127.0.0.1:%d" % probe.getsockname()[1]
+        probe.close()
+        helper.address = address
+        helper.start_worker("shell", wait=False)           # keeps trying to connect
+        (farm_dir / "farm.yaml").write_text("taskmanager: {address: '%s'}\n" % address)
+        got = run_tool("majordomo", farm_dir, "run")
+        assert got.returncode == 0, got.stderr
+        assert "started a TaskManager at %s" % address in got.stderr
+        assert (farm_dir / "who.txt").read_text().startswith("worker-")
+    finally:
+        helper.close()
+    assert command  # the helper farm's processes were started through support.command
+
+
+def test_sigint_stops_remote_tasks_and_a_rerun_finishes(tmp_path):
+    farm = make_project(tmp_path / "farm", textwrap.dedent('''
+        def task_quick():
+            for i in range(3):
+                yield {"name": str(i), "actions": ["touch quick%d.txt" % i],
+                       "targets": ["quick%d.txt" % i], "file_dep": ["dodo.py"]}
+        def task_slow():
+            for i in range(2):
+                yield {"name": str(i), "task_dep": ["quick"],
+                       "actions": ["if [ ! -e pass2 ]; then echo $$ > pid%d; sleep 60; fi; "
+                                   "touch slow%d.txt" % (i, i)],
+                       "targets": ["slow%d.txt" % i]}
+    '''))
+    proc = subprocess.Popen([sys.executable, "-m", "computefarm.majordomo", "run"],
+                            cwd=str(farm), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        wait_until(lambda: (farm / "pid0").exists() and (farm / "pid1").exists()
+                   and (farm / "pid0").read_text() and (farm / "pid1").read_text(),
+                   timeout=60, what="slow tasks running")
+        pids = [int((farm / ("pid%d" % i)).read_text()) for i in range(2)]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert not [pid for pid in pids if pid_alive(pid)]
+    db = read_doit_db(farm)
+    assert {"quick:0", "quick:1", "quick:2"} <= set(db) and "slow:0" not in db
+    (farm / "pass2").write_text("")
+    again = run_tool("majordomo", farm, "run")
+    assert again.returncode == 0, again.stderr
+    assert ".  slow:0" in again.stdout and ".  quick:0" not in again.stdout
+    assert (farm / "slow1.txt").exists()
+    shutil.rmtree(farm)
