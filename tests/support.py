@@ -143,7 +143,8 @@ def run_tool(tool, cwd, *args, timeout=300, env=None):
 
 def read_doit_db(directory, name=".doit.db"):
     """doit's dependency database as {task: {key: value}}, file mtimes left out
-    (two copies of a project differ in mtimes, not in what doit decides from)."""
+    (two copies of a project differ in mtimes, not in what doit decides from)
+    and the file_dep list sorted (doit stores a set in hash order)."""
     import dbm
     import json
     path = str(directory / name)
@@ -153,6 +154,8 @@ def read_doit_db(directory, name=".doit.db"):
         for key, value in entry.items():
             if isinstance(value, list) and len(value) == 3 and isinstance(value[0], float):
                 entry[key] = value[1:]          # [size, md5]
+        if isinstance(entry.get("deps:"), list):
+            entry["deps:"] = sorted(entry["deps:"])   # doit keeps file_dep as a set
     return raw
 
 
