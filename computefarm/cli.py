@@ -95,28 +95,46 @@ def worker_main(argv=None):
                                  "(default: derived from /etc/machine-id)")
         parser.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
                             help="an extra attribute requests can constrain on (repeatable)")
+        parser.add_argument("--path-map", action="append", default=[], metavar="CLIENT=HERE",
+                            help="a project path clients use and where this machine mounts "
+                                 "it (repeatable; adds to farm.yaml's path_map)")
         args = parser.parse_args(argv)
         config = _setup(args)
         capabilities, slots, attributes = args.capability, args.slots, {}
+        machine = _this_machine(config, args.machine)
         if not capabilities:
-            capabilities, slots, attributes = _from_config(config, args.machine, slots)
-        for item in args.attr:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise UsageError("--attr %r: expected KEY=VALUE" % item)
-            attributes[key] = value
+            capabilities, slots, attributes = _from_config(config, machine, args.machine, slots)
+        attributes.update(_pairs(args.attr, "--attr"))
+        path_map = dict(machine.path_map) if machine else {}
+        path_map.update(_pairs(args.path_map, "--path-map"))
         if slots is not None and slots < 1:
             raise UsageError("--slots must be at least 1")
         worker = FarmWorker(config.taskmanager.address, capabilities, slots=slots,
-                            machine=args.machine, attributes=attributes)
+                            machine=args.machine, attributes=attributes, path_map=path_map)
         return run_service(worker)
     return _main("farm-worker", build, argv)
 
 
-def _from_config(config, machine_name, slots):
+def _pairs(items, option):
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError("%s %r: expected KEY=VALUE" % (option, item))
+        pairs[key] = value
+    return pairs
+
+
+def _this_machine(config, machine_name):
+    """This machine's entry in farm.yaml (by --machine, machine id or host name)."""
     from .hostinfo import host_name, machine_id
     names = [n for n in (machine_name, machine_id(), host_name()) if n]
-    machine = next((config.machine(n) for n in names if config.machine(n)), None)
+    return next((config.machine(n) for n in names if config.machine(n)), None)
+
+
+def _from_config(config, machine, machine_name, slots):
+    from .hostinfo import host_name, machine_id
+    names = [n for n in (machine_name, machine_id(), host_name()) if n]
     if machine is None or not machine.workers:
         raise UsageError("no --capability given and %s describes no workers for machine %s"
                          % (config.path or "no farm.yaml", " or ".join(repr(n) for n in names)))

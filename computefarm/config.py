@@ -45,6 +45,7 @@ class MachineConfig:
     name: str
     host: str = None
     workers: list = field(default_factory=list)
+    path_map: dict = field(default_factory=dict)   # client path prefix -> path here
 
 
 @dataclass
@@ -163,7 +164,10 @@ def _machine(check, data, where, name):
     if "host" in section:
         machine.host = check.string(section["host"], where + ".host")
     if "path_map" in section:
-        check.fail(where + ".path_map", "is reserved for majordomo and not read yet")
+        machine.path_map = check.str_map(section["path_map"], where + ".path_map")
+        for source, target in machine.path_map.items():
+            if not (source.startswith("/") and target.startswith("/")):
+                check.fail("%s.path_map.%s" % (where, source), "expected absolute paths")
     workers = section.get("workers", [])
     if not isinstance(workers, list):
         check.fail(where + ".workers", "expected a list of workers")

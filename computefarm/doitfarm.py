@@ -165,6 +165,7 @@ class FarmRunner(Runner):
                 return self.done.get(timeout=0.5)
             except queue.Empty:
                 self.session.progress.refresh()
+                self.session.check()
 
     # -- one task --------------------------------------------------------------
     def _start(self, node):
@@ -366,13 +367,25 @@ class FarmRun(Run):
 
     name = "run"
     cmd_options = Run.cmd_options + FARM_OPTIONS
-    session_factory = None    # set by majordomo: opens the farm for a list of tasks
+    session_factory = None    # set by majordomo: FarmSession(options), then .open(tasks)
+
+    def execute(self, params, args):
+        options = {"taskmanager": params.get("farm_taskmanager"),
+                   "config": params.get("farm_config"), "embedded": params.get("embedded"),
+                   "slots": params.get("farm_slots") or None}
+        try:
+            self.session = self.session_factory(options)
+        except FarmError as exc:
+            raise InvalidCommand(str(exc)) from None
+        try:
+            return super().execute(params, args)
+        finally:
+            self.session.close()
 
     def _execute(self, outfile, verbosity=None, always=False, continue_=False,
                  reporter="console", num_process=0, par_type="process", single=False,
                  auto_delayed_regex=False, force_verbosity=False, failure_verbosity=0,
-                 pdb=False, farm_taskmanager=None, farm_config=None, embedded=False,
-                 farm_slots=0):
+                 pdb=False):
         # Copied from doit 0.37 Run._execute; only the runner differs.
         self.control = TaskControl(self.task_list, auto_delayed_regex=auto_delayed_regex)
         self.control.process(self.sel_tasks)
@@ -393,10 +406,8 @@ class FarmRun(Run):
             reporter_obj = reporter_cls(outstream, {"failure_verbosity": failure_verbosity}) \
                 if isinstance(reporter_cls, type) else reporter_cls
             stream = Stream(verbosity, force_verbosity)
-            options = {"taskmanager": farm_taskmanager, "config": farm_config,
-                       "embedded": embedded, "slots": farm_slots or None}
             try:
-                session = self.session_factory(tasks, options)
+                session = self.session.open(tasks)
             except FarmError as exc:
                 raise InvalidCommand(str(exc)) from None
             with session:

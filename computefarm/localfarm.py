@@ -7,6 +7,7 @@ connect clients to; everything it started is stopped (by pid) on exit. It binds
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,8 @@ class LocalFarm:
         self.address = None
         self.processes = []
         self._tmp = None
+        self._manager = None
+        self._ready = None
 
     def __enter__(self):
         self.start()
@@ -38,39 +41,80 @@ class LocalFarm:
         self.stop()
 
     def start(self):
-        self._tmp = tempfile.TemporaryDirectory(prefix="computefarm-")
-        ready = os.path.join(self._tmp.name, "ready")
-        manager = self._spawn("taskmanager", ["--bind", self.bind, "--ready-file", ready])
-        deadline = time.monotonic() + START_TIMEOUT
-        while not os.path.exists(ready):
-            if manager.poll() is not None or time.monotonic() > deadline:
-                text = _read(manager.log).strip()
-                self.stop()
-                raise FarmError("the local TaskManager did not start: %s"
-                                % (text.splitlines() or ["no output"])[-1])
-            time.sleep(0.01)
-        with open(ready) as stream:
-            self.address = stream.read().strip()
-        for _ in range(self.workers):
-            self.add_worker(self.capabilities, self.slots, deadline=deadline)
+        """Start the TaskManager and the workers side by side; the address once all
+        workers are welcomed."""
+        self.start_taskmanager()
+        workers = [self._start_worker(self.capabilities, self.slots)
+                   for _ in range(self.workers)]
+        self.wait_ready(workers)
         return self.address
+
+    def start_taskmanager(self):
+        """Start the TaskManager without waiting for it; its address is known at once
+        (a port of 0 in ``bind`` is replaced by a free port of 127.0.0.1)."""
+        self._tmp = tempfile.TemporaryDirectory(prefix="computefarm-")
+        self.address = _with_free_port(self.bind)
+        self._ready = os.path.join(self._tmp.name, "ready")
+        self._manager = self._spawn("taskmanager", ["--bind", self.address,
+                                                    "--ready-file", self._ready])
+        return self.address
+
+    def wait_ready(self, workers=(), timeout=START_TIMEOUT):
+        """Wait until the TaskManager listens and ``workers`` are welcomed."""
+        deadline = time.monotonic() + timeout
+        if not self._wait(self._manager, lambda: os.path.exists(self._ready), deadline):
+            self._fail(self._manager, "TaskManager")
+        for worker in workers:
+            self._wait_worker(worker, deadline)
+
+    def start_workers(self, capabilities, wait=True):
+        """Start this farm's workers (one process offering ``capabilities``)."""
+        self.capabilities = list(capabilities)
+        workers = [self._start_worker(self.capabilities, self.slots)
+                   for _ in range(self.workers)]
+        if wait:
+            self.wait_ready(workers)
+        return workers
+
+    def check(self):
+        """FarmError if a process of this farm has died."""
+        for proc in self.processes:
+            if proc.poll() is not None:
+                self._fail(proc, "TaskManager" if proc is self._manager else "worker")
 
     def add_worker(self, capabilities, slots, attributes=(), deadline=None):
         """Start one more worker and wait until the TaskManager has welcomed it."""
+        worker = self._start_worker(capabilities, slots, attributes)
+        self._wait_worker(worker, deadline or time.monotonic() + START_TIMEOUT)
+        return worker
+
+    def _start_worker(self, capabilities, slots, attributes=()):
         args = ["--taskmanager", self.address, "--slots", str(slots)]
         for cap in capabilities:
             args += ["--capability", cap]
         for attr in attributes:
             args += ["--attr", attr]
-        worker = self._spawn("worker", args, log_level="INFO")
-        deadline = deadline or time.monotonic() + START_TIMEOUT
-        while "connected to the" not in _read(worker.log):
-            if worker.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise FarmError("the local worker did not start: %s"
-                                % _read(worker.log).strip()[-500:])
-            time.sleep(0.01)
-        return worker
+        return self._spawn("worker", args, log_level="INFO")
+
+    def _wait_worker(self, worker, deadline):
+        if not self._wait(worker, lambda: "connected to the" in _read(worker.log), deadline):
+            self._fail(worker, "worker")
+
+    @staticmethod
+    def _wait(proc, condition, deadline):
+        """True once ``condition`` holds; False if ``proc`` exited first."""
+        while not condition():
+            if proc.poll() is not None:
+                return False
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _fail(self, proc, what):
+        lines = _read(proc.log).strip().splitlines() or ["no output"]
+        self.stop()
+        raise FarmError("the local %s stopped: %s" % (what, lines[-1]))
 
     def _spawn(self, command, args, log_level=None):
         directory = self.log_dir or self._tmp.name
@@ -103,3 +147,15 @@ class LocalFarm:
 def _read(path):
     with open(path) as stream:
         return stream.read()
+
+
+def _with_free_port(address):
+    """``address`` with a free port of 127.0.0.1 put in for a port of 0."""
+    if not address.endswith(":0"):
+        return address
+    probe = socket.socket()
+    try:
+        probe.bind(("127.0.0.1", 0))
+        return "%s:%d" % (address[:-2], probe.getsockname()[1])
+    finally:
+        probe.close()

@@ -28,42 +28,55 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0", "*")
 
 
 class FarmSession:
-    """The farm one ``majordomo run`` uses, opened for the tasks it may run."""
+    """The farm one ``majordomo run`` uses.
 
-    def __init__(self, tasks, options, out=None):
+    Created before dodo.py's tasks are loaded, so an embedded TaskManager starts
+    while doit loads; ``open(tasks)`` then checks capabilities, starts the
+    workers the tasks need and connects.
+    """
+
+    def __init__(self, options, out=None):
         self.progress = Progress(out or sys.stderr)
         self.local = None
         self.client = None
         self.project = os.getcwd()
         self._shipped = set()
+        self.config = load_config(options.get("config"))
+        self.slots = options.get("slots")
+        self.address = options.get("taskmanager") or (
+            self.config.taskmanager.address if self.config.taskmanager.configured else None)
+        if options.get("embedded") or self.address is None:
+            self.local = LocalFarm([], slots=self.slots)
+            self.address = self.local.start_taskmanager()
+
+    def open(self, tasks):
         needed = doitfarm.needed_capabilities(tasks)
-        config = load_config(options.get("config"))
-        address = options.get("taskmanager") or (
-            config.taskmanager.address if config.taskmanager.configured else None)
         try:
-            if options.get("embedded") or address is None:
-                self._embedded(needed, options.get("slots"))
+            if self.local is not None:
+                self._embedded(needed)
             else:
-                self._configured(address, config, needed)
+                self._configured(needed)
         except BaseException:
             self.close()
             raise
+        return self
 
-    def _embedded(self, needed, slots):
+    def _embedded(self, needed):
         for capability, names in sorted(needed.items()):
             try:
                 load_plugin(capability)
             except FarmError:
                 raise FarmError(_missing(capability, names, "no worker plugin provides it")) \
                     from None
-        self.local = LocalFarm(sorted(needed) or ["shell"], slots=slots)
-        self.local.start()
+        # Tasks are submitted while the farm is still starting: they wait in the
+        # client until the TaskManager answers; check() notices a farm that died.
+        self.local.start_workers(sorted(needed) or ["shell"], wait=False)
         self.progress.note("embedded farm at %s: %s, %d slot(s)" % (
             self.local.address, ", ".join(self.local.capabilities), self.local.slots))
-        self.client = Client(self.local.address, connect_timeout=CONNECT_TIMEOUT,
-                             on_notice=self._notice)
+        self.client = Client(self.address, connect_timeout=None, on_notice=self._notice)
 
-    def _configured(self, address, config, needed):
+    def _configured(self, needed):
+        config, address = self.config, self.address
         if config.machines:
             offered = config.offered_capabilities()
             for capability, names in sorted(needed.items()):
@@ -83,7 +96,14 @@ class FarmSession:
         self.progress.note("started a TaskManager at %s for this run" % address)
         self.client = Client(address, connect_timeout=CONNECT_TIMEOUT, on_notice=self._notice)
 
+    def check(self):
+        """FarmError if the embedded farm lost a process."""
+        if self.local is not None:
+            self.local.check()
+
     def _notice(self, level, text, ids):
+        if self.local is not None and self.local.workers and "yet" in text:
+            return     # the embedded workers are still starting: the tasks just wait
         self.progress.note("TaskManager: %s" % text)
 
     def ship_by_value(self, fn):

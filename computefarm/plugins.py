@@ -10,6 +10,7 @@ plugins live in the project's ``workers/`` folder, installed as the package
 import importlib
 import logging
 import os
+import re
 
 from .exceptions import PluginError
 from .execution import ProcessRun
@@ -89,6 +90,41 @@ class WorkerPlugin:
 
     def close(self):
         """Release what the plugin holds (idle processes), at worker shutdown."""
+
+
+class PathMap:
+    """Where this machine mounts what clients see at other paths (farm.yaml path_map).
+
+    Longest prefix first; applied to a request's ``cwd``, ``cmd`` and ``argv``.
+    """
+
+    def __init__(self, mapping=None):
+        self.pairs = sorted(((s.rstrip("/"), t.rstrip("/")) for s, t in (mapping or {}).items()),
+                            key=lambda pair: -len(pair[0]))
+
+    def path(self, text):
+        for source, target in self.pairs:
+            if text == source or text.startswith(source + "/"):
+                return target + text[len(source):]
+        return text
+
+    def line(self, text):
+        for source, target in self.pairs:
+            text = re.sub(re.escape(source) + r"(?=[/\s\"':;]|$)", lambda _: target, text)
+        return text
+
+    def apply(self, request):
+        if not self.pairs:
+            return request
+        request = dict(request)
+        if isinstance(request.get("cwd"), str):
+            request["cwd"] = self.path(request["cwd"])
+        if isinstance(request.get("cmd"), str):
+            request["cmd"] = self.line(request["cmd"])
+        if isinstance(request.get("argv"), list):
+            request["argv"] = [self.path(a) if isinstance(a, str) else a
+                               for a in request["argv"]]
+        return request
 
 
 def command_request(request, task, name):

@@ -20,7 +20,7 @@ from . import defaults, protocol
 from .connection import Link, peer_id
 from .exceptions import PluginError, ProtocolError
 from .hostinfo import host_name, machine_id
-from .plugins import Task, load_plugin
+from .plugins import PathMap, Task, load_plugin
 from .protocol import Msg
 from .service import Service
 
@@ -33,13 +33,14 @@ class FarmWorker(Service):
     name = "worker"
 
     def __init__(self, address, capabilities, slots=None, machine=None, attributes=None,
-                 context=None, clock=time.monotonic):
+                 path_map=None, context=None, clock=time.monotonic):
         super().__init__()
         self.address = address
         self.capability_names = list(capabilities)
         self.slots = slots or os.cpu_count() or 1
         self.machine = machine or machine_id()
         self.extra_attributes = dict(attributes or {})
+        self.paths = PathMap(path_map)
         self.context = context or zmq.Context.instance()
         self.clock = clock
         self.identity = peer_id("worker")
@@ -165,7 +166,7 @@ class FarmWorker(Service):
         try:
             if plugin is None:
                 raise PluginError("this worker has no capability %r" % spec["capability"])
-            request = protocol.unpack_body(spec["body"])
+            request = self.paths.apply(protocol.unpack_body(spec["body"]))
             task = Task(task_id, attempt, spec.get("timeout"), self.identity)
             run = plugin.start(request, task, now)
         except (PluginError, ProtocolError) as exc:

@@ -243,3 +243,19 @@ def test_sigint_stops_remote_tasks_and_a_rerun_finishes(tmp_path):
     assert ".  slow:0" in again.stdout and ".  quick:0" not in again.stdout
     assert (farm / "slow1.txt").exists()
     shutil.rmtree(farm)
+
+
+def test_other_doit_commands_work(tmp_path):
+    farm = make_project(tmp_path / "farm")
+    assert run_tool("majordomo", farm, "run", "total").returncode == 0
+    info = run_tool("majordomo", farm, "info", "data")
+    assert info.returncode == 0 and "capability" in info.stdout
+    assert run_tool("majordomo", farm, "forget", "total").returncode == 0
+    assert "total" not in read_doit_db(farm)
+    assert run_tool("majordomo", farm, "ignore", "changed").returncode == 0
+    assert "!! changed" in run_tool("majordomo", farm, "run", "changed").stdout
+    dump = run_tool("majordomo", farm, "dumpdb")
+    assert dump.returncode == 0 and "data" in dump.stdout
+    helped = run_tool("majordomo", farm, "help", "run")
+    assert helped.returncode == 0 and "--taskmanager" in helped.stdout
+    assert "majordomo run" in helped.stdout

@@ -104,3 +104,18 @@ def test_workers_folder_is_installed_under_a_project_name():
                           "print(importlib.util.find_spec('workers'))"],
                          capture_output=True, text=True, cwd="/")
     assert out.returncode == 0 and out.stdout.strip() == "None"
+
+
+def test_path_map_rewrites_cwd_and_command(farm, tmp_path):
+    project, mount = tmp_path / "project", tmp_path / "mnt"
+    for path in (project, mount):       # as the client sees it / as this machine mounts it
+        path.mkdir()
+        (path / "data.txt").write_text("in %s\n" % path.name)
+    args_worker = farm.spawn("farm-worker", [
+        "--config", str(farm.config), "--taskmanager", farm.address, "--capability", "shell",
+        "--path-map", "%s=%s" % (project, mount), "--log-level", "DEBUG"], "worker")
+    farm.wait_registered(args_worker)
+    client = farm.client()
+    result = client.submit("shell", {"cmd": "cat data.txt; cat %s/data.txt" % project,
+                                     "cwd": str(project)}).result(30)
+    assert result.ok and result.stdout == ["in mnt", "in mnt"]
