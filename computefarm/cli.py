@@ -66,6 +66,9 @@ def taskmanager_main(argv=None):
                                  "(default: taskmanager.bind, else taskmanager.address)")
         parser.add_argument("--ready-file", metavar="FILE",
                             help="write the bound address to FILE once listening")
+        parser.add_argument("--placement", choices=("load", "round-robin"),
+                            help="rank workers by machine load (default) or take turns "
+                                 "ignoring load and policy (default: farm.yaml load.placement)")
         args = parser.parse_args(argv)
         config = _setup(args)
         bind = args.bind
@@ -73,7 +76,10 @@ def taskmanager_main(argv=None):
             check_address(bind, "--bind", allow_port_zero=True)
         elif args.taskmanager:
             bind = config.taskmanager.address
-        manager = TaskManager(config.taskmanager, bind=bind, ready_file=args.ready_file)
+        policies = {name: machine.policy for name, machine in config.machines.items()}
+        manager = TaskManager(config.taskmanager, bind=bind, ready_file=args.ready_file,
+                              policies=policies, default_policy=config.load.policy,
+                              placement=args.placement or config.load.placement)
         return run_service(manager)
     return _main("farm-taskmanager", build, argv)
 
@@ -145,7 +151,51 @@ def _from_config(config, machine, machine_name, slots):
     return list(spec.capabilities), slots or spec.slots, dict(spec.attributes)
 
 
-COMMANDS = {"taskmanager": taskmanager_main, "worker": worker_main}
+def monitor_main(argv=None):
+    def build(argv):
+        from .monitor import FarmMonitor
+        parser = argparse.ArgumentParser(
+            prog="farm-monitor", description="Report this machine's load to the TaskManager.")
+        _common(parser)
+        parser.add_argument("--interval", type=float, metavar="S",
+                            help="seconds between reports (default: farm.yaml "
+                                 "load.monitor_interval, 2)")
+        parser.add_argument("--machine", metavar="NAME",
+                            help="machine id shared with this machine's workers")
+        parser.add_argument("--workdir", default=".", metavar="DIR",
+                            help="directory whose free disk space is reported")
+        parser.add_argument("--owner-scope", type=int, metavar="PID",
+                            help="count only this process tree as the owner's load "
+                                 "(containers, tests; default: the whole machine)")
+        args = parser.parse_args(argv)
+        config = _setup(args)
+        interval = args.interval or config.load.monitor_interval
+        if interval <= 0:
+            raise UsageError("--interval must be a positive number of seconds")
+        monitor = FarmMonitor(config.taskmanager.address, machine=args.machine,
+                              interval=interval, workdir=args.workdir,
+                              owner_scope=args.owner_scope)
+        return run_service(monitor)
+    return _main("farm-monitor", build, argv)
+
+
+def status_main(argv=None):
+    def build(argv):
+        from .status import show
+        parser = argparse.ArgumentParser(
+            prog="farm-status", description="Show the farm: machines, workers, queues, "
+                                            "running tasks, recent failures.")
+        _common(parser)
+        parser.add_argument("--watch", action="store_true", help="refresh every 2 seconds")
+        parser.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+        args = parser.parse_args(argv)
+        config = _setup(args)
+        return show(config.taskmanager.address, watch=args.watch, as_json=args.json)
+    return _main("farm-status", build, argv)
+
+
+COMMANDS = {"taskmanager": taskmanager_main, "worker": worker_main, "monitor": monitor_main,
+            "status": status_main}
 
 if __name__ == "__main__":  # python -m computefarm.cli taskmanager|worker ...
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

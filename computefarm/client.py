@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, TimeoutError
 
 import cloudpickle
 import zmq
@@ -112,11 +112,13 @@ class Client:
         self._lock = threading.Lock()
         self._incoming = []            # task ids submitted, not yet handed to the thread
         self._cancels = []
+        self._status = []              # Futures waiting for the TaskManager's STATE
         self._pending = {}             # task id -> _Pending
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._closing = False
         self._woken = False
+        self._status_asked = False
         self._connected = threading.Event()
         self._error = None
         self._thread = threading.Thread(target=self._run, name="farm-client", daemon=True)
@@ -162,6 +164,18 @@ class Client:
             self.stats["submitted"] += 1
         self._wake()
         return future
+
+    def status(self, timeout=10.0):
+        """The TaskManager's view of the farm (what farm-status shows), as a dict."""
+        future = Future()
+        with self._lock:
+            self._status.append(future)
+        self._wake()
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            raise FarmUnreachable("the TaskManager at %s did not answer a status request"
+                                  % self.address) from None
 
     def cancel(self, future):
         """Stop the task on the farm; its future then resolves with status ``cancelled``
@@ -234,6 +248,7 @@ class Client:
                 "machine": machine_id(), "pid": os.getpid()}
 
     def _welcomed(self, restarted):
+        self._status_asked = False
         with self._lock:
             resend = [p for p in self._pending.values() if p.sent]
         if resend:
@@ -260,6 +275,8 @@ class Client:
                 self._incoming[:0] = incoming
         if cancels:
             self._link.send(Msg.CANCEL, {"ids": cancels}, now)
+        if self._status and not self._status_asked:
+            self._status_asked = self._link.send(Msg.STATUS, {}, now)
 
     def _process(self, mtype, body):
         if mtype == Msg.RESULT:
@@ -268,6 +285,12 @@ class Client:
         elif mtype == Msg.OUTPUT:
             for item in body["items"]:
                 self._output(item)
+        elif mtype == Msg.STATE:
+            with self._lock:
+                waiting, self._status = self._status, []
+            self._status_asked = False
+            for future in waiting:
+                future.set_result(body["status"])
         elif mtype == Msg.STARTED:
             for item in body["items"]:
                 pending = self._pending.get(item["id"])

@@ -13,6 +13,9 @@ import yaml
 
 from . import defaults
 from .exceptions import ConfigError
+from .machines import ON_OWNER, ON_STALE, Policy
+
+PLACEMENTS = ("load", "round-robin")
 
 _ADDRESS = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.*-]+):(\d{1,5})$")
 
@@ -46,6 +49,14 @@ class MachineConfig:
     host: str = None
     workers: list = field(default_factory=list)
     path_map: dict = field(default_factory=dict)   # client path prefix -> path here
+    policy: Policy = None                           # None: the load section's policy
+
+
+@dataclass
+class LoadConfig:
+    placement: str = "load"          # "load": rank by expected finish; "round-robin": ignore load
+    monitor_interval: float = 2.0    # seconds between a monitor's reports
+    policy: Policy = field(default_factory=Policy)   # for machines that set none
 
 
 @dataclass
@@ -59,6 +70,7 @@ class FarmConfig:
     path: str = None
     taskmanager: TaskManagerConfig = field(default_factory=TaskManagerConfig)
     machines: dict = field(default_factory=dict)
+    load: LoadConfig = field(default_factory=LoadConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def machine(self, name):
@@ -115,16 +127,23 @@ def parse_config(data, path="farm.yaml"):
     if data is None:
         data = {}
     top = check.mapping(data, "", ("taskmanager", "machines", "logging", "load", "keys"))
-    for reserved in ("load", "keys"):
-        if reserved in top:
-            check.fail(reserved, "is reserved for a later release and not read yet")
+    if "keys" in top:
+        check.fail("keys", "is reserved for a later release and not read yet")
     config = FarmConfig(path=path)
     if "taskmanager" in top:
         config.taskmanager = _taskmanager(check, top["taskmanager"])
+    if "load" in top:
+        config.load = _load(check, top["load"])
     if "machines" in top:
         machines = check.mapping(top["machines"], "machines")
         config.machines = {str(name): _machine(check, spec, "machines.%s" % name, str(name))
                            for name, spec in machines.items()}
+        for machine in config.machines.values():
+            if machine.policy is None:
+                machine.policy = config.load.policy
+            else:
+                machine.policy = _policy(check, machine.policy, "machines.%s.policy"
+                                         % machine.name, config.load.policy)
     if "logging" in top:
         config.logging = _logging(check, top["logging"])
     return config
@@ -159,8 +178,10 @@ def _taskmanager(check, data):
 
 
 def _machine(check, data, where, name):
-    section = check.mapping(data, where, ("host", "workers", "path_map"))
+    section = check.mapping(data, where, ("host", "workers", "path_map", "policy"))
     machine = MachineConfig(name=name)
+    if "policy" in section:
+        machine.policy = check.mapping(section["policy"], where + ".policy")  # checked later
     if "host" in section:
         machine.host = check.string(section["host"], where + ".host")
     if "path_map" in section:
@@ -185,6 +206,42 @@ def _machine(check, data, where, name):
             worker.attributes = check.str_map(wsec["attributes"], wpath + ".attributes")
         machine.workers.append(worker)
     return machine
+
+
+_POLICY_KEYS = ("max_load", "min_free_memory", "owner_cpu_limit", "on_owner", "requeue_grace",
+                "stale")
+
+
+def _policy(check, data, where, base):
+    section = check.mapping(data, where, _POLICY_KEYS)
+    values = dict(base.__dict__)
+    for key in ("max_load", "owner_cpu_limit", "requeue_grace"):
+        if key in section:
+            values[key] = check.number(section[key], "%s.%s" % (where, key))
+    if "min_free_memory" in section:
+        values["min_free_memory"] = check.integer(section["min_free_memory"],
+                                                  where + ".min_free_memory")
+    for key, choices in (("on_owner", ON_OWNER), ("stale", ON_STALE)):
+        if key in section:
+            if section[key] not in choices:
+                check.fail("%s.%s" % (where, key), "expected one of: %s" % ", ".join(choices))
+            values[key] = section[key]
+    return Policy(**values)
+
+
+def _load(check, data):
+    section = check.mapping(data, "load", ("placement", "monitor_interval", "policy"))
+    load = LoadConfig()
+    if "placement" in section:
+        if section["placement"] not in PLACEMENTS:
+            check.fail("load.placement", "expected one of: %s" % ", ".join(PLACEMENTS))
+        load.placement = section["placement"]
+    if "monitor_interval" in section:
+        load.monitor_interval = check.number(section["monitor_interval"],
+                                             "load.monitor_interval")
+    if "policy" in section:
+        load.policy = _policy(check, section["policy"], "load.policy", Policy())
+    return load
 
 
 def _logging(check, data):

@@ -57,6 +57,8 @@ class Run:
         self.fds = {}                 # fd -> (stream name, LineSplitter)
         self.stopping = None          # (status, reason) once stop() was called
         self.kill_at = None
+        self.tree = None              # the processes.Tree that runs the task
+        self.suspended_at = None      # when the task was stopped for the machine's owner
 
     def readable(self, fd):
         """Lines now readable on ``fd`` as (stream, line) pairs; closes it at EOF."""
@@ -103,10 +105,29 @@ class Run:
 
     def timed_out(self, now):
         return self.timeout is not None and self.stopping is None \
-            and now - self.started > self.timeout
+            and self.suspended_at is None and now - self.started > self.timeout
+
+    def suspend(self, now):
+        """Stop the task's processes (SIGSTOP) while the machine's owner needs it."""
+        if self.suspended_at is None and self.stopping is None:
+            self.suspended_at = now
+            self.tree.signal(signal.SIGSTOP)
+
+    def resume(self, now):
+        """Continue after ``suspend``; time spent stopped does not count to the timeout."""
+        if self.suspended_at is not None:
+            self.started += now - self.suspended_at
+            self.suspended_at = None
+            self.tree.signal(signal.SIGCONT)
 
     def stop(self, now, status, reason):
-        raise NotImplementedError
+        """End the run early: SIGTERM to its tree now, SIGKILL after the grace."""
+        if self.stopping is None:
+            self.stopping = (status, reason)
+            self.kill_at = now + defaults.KILL_GRACE
+            self.tree.signal(signal.SIGTERM)
+            if self.suspended_at is not None:    # a stopped process cannot act on SIGTERM
+                self.tree.signal(signal.SIGCONT)
 
     def poll(self, now):
         """An Outcome once the run is over, else None."""
@@ -142,11 +163,6 @@ class ProcessRun(Run):
             if not stream.closed and stream.fileno() == fd:
                 stream.close()
 
-    def stop(self, now, status, reason):
-        if self.stopping is None:
-            self.stopping = (status, reason)
-            self.kill_at = now + defaults.KILL_GRACE
-            self.tree.signal(signal.SIGTERM)
 
     def poll(self, now):
         if self.exited_at is None and self.proc.poll() is not None:

@@ -44,9 +44,14 @@ class Msg(enum.IntEnum):
     NOTICE = 12     # TM -> client: something the user should know about their tasks
     ERROR = 13      # TM -> peer: your message was refused, and why
     STARTED = 14    # TM -> client: these tasks were given to a worker (tasks with "track")
+    REPORT = 15     # monitor -> TM: the machine's load
+    SUSPEND = 16    # TM -> worker: stop these tasks' processes (SIGSTOP): the owner is back
+    RESUME = 17     # TM -> worker: continue them (SIGCONT)
+    STATUS = 18     # client -> TM: what does the farm look like?
+    STATE = 19      # TM -> client: the answer to STATUS
 
 
-ROLES = ("client", "worker")
+ROLES = ("client", "worker", "monitor")
 STATUSES = ("ok", "failed", "timeout", "cancelled", "lost", "error")
 STREAMS = ("stdout", "stderr")
 
@@ -66,6 +71,7 @@ _TASK = {
     "resume": (bool, False, None),
     "stream": (bool, False, None),   # forward OUTPUT while it runs (else: result only)
     "track": (bool, False, None),    # send STARTED when it is dispatched
+    "load": (_NUM, False, None),     # cores' worth of CPU it is expected to use (default 1)
 }
 _DISPATCHED = {
     "id": (str, True, None),
@@ -142,6 +148,29 @@ SCHEMAS = {
     },
     Msg.ERROR: {"text": (str, True, None), "ids": (list, False, None)},
     Msg.STARTED: {"items": (list, True, _STARTED_ITEM)},
+    Msg.REPORT: {
+        "machine": (str, True, None),
+        "host": (str, True, None),
+        "interval": (_NUM, True, None),
+        "cores": (int, True, None),
+        "physical_cores": ((int, type(None)), False, None),
+        "cpu_percent": (_NUM, True, None),
+        "per_cpu": (list, False, None),
+        "load_avg": (list, False, None),
+        "memory_total": (int, False, None),
+        "memory_available": (int, True, None),
+        "swap_total": (int, False, None),
+        "swap_used": (int, False, None),
+        "disk_free": (int, False, None),
+        "owner_cpu": (_NUM, True, None),
+        "platform": (str, False, None),
+        "monitor_cpu": (_NUM, False, None),
+        "monitor_rss": (int, False, None),
+    },
+    Msg.SUSPEND: {"ids": (list, True, None)},
+    Msg.RESUME: {"ids": (list, True, None)},
+    Msg.STATUS: {},
+    Msg.STATE: {"status": (dict, True, None)},
 }
 
 

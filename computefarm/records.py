@@ -13,7 +13,8 @@ QUEUED, HELD, RUNNING, CANCELLING = "queued", "held", "running", "cancelling"
 class Task:
     __slots__ = ("id", "client", "capability", "requires", "priority", "timeout",
                  "max_attempts", "body", "attempt", "state", "worker", "seq", "group",
-                 "submitted", "started", "lost_on", "stream", "track", "revive")
+                 "submitted", "started", "lost_on", "stream", "track", "revive", "load",
+                 "requeue")
 
     def __init__(self, task_id, client, capability, requires, priority, timeout,
                  max_attempts, body, seq, now):
@@ -36,6 +37,8 @@ class Task:
         self.stream = False           # the client wants OUTPUT while the task runs
         self.track = False            # the client wants to hear when it starts
         self.revive = None            # (client, spec) resubmitted while it was cancelling
+        self.load = 1.0               # cores' worth of CPU it is expected to use
+        self.requeue = False          # being stopped to run elsewhere (its owner is back)
 
 
 class Worker:
@@ -69,6 +72,16 @@ class Worker:
 
     def describe(self):
         return "worker %s on host %s" % (self.name, self.host)
+
+
+class Monitor:
+    __slots__ = ("rid", "name", "machine", "last_seen")
+
+    def __init__(self, rid, hello, now):
+        self.rid = rid
+        self.name = hello["id"]
+        self.machine = hello["machine"]
+        self.last_seen = now
 
 
 class Client:

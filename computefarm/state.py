@@ -9,31 +9,44 @@ not one per task, however many thousands are queued.
 
 import itertools
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from . import constraints, defaults
-from .records import CANCELLING, HELD, QUEUED, RUNNING, Client, Group, Task, Worker
+from .machines import Machine, Policy
+from .records import CANCELLING, HELD, QUEUED, RUNNING, Client, Group, Monitor, Task, Worker
+
+RECENT_FAILURES = 20
 
 log = logging.getLogger(__name__)
 
 class Effects:
     """What the TaskManager must send after a state change."""
 
-    __slots__ = ("dispatch", "cancel", "results", "notices")
+    __slots__ = ("dispatch", "cancel", "results", "notices", "suspend", "resume")
 
     def __init__(self):
         self.dispatch = []   # (Worker, Task)
         self.cancel = []     # (Worker, task id)
         self.results = []    # (Client, result dict)
         self.notices = []    # (Client, level, text, ids)
+        self.suspend = []    # (Worker, task id)
+        self.resume = []     # (Worker, task id)
 
 
 
 class State:
-    def __init__(self, max_attempts=defaults.MAX_ATTEMPTS, recovery_until=0.0):
+    def __init__(self, max_attempts=defaults.MAX_ATTEMPTS, recovery_until=0.0, policies=None,
+                 default_policy=None, placement="load"):
         self.tasks = {}
         self.workers = {}
         self.clients = {}
+        self.monitors = {}
+        self.machines = {}             # machine id -> Machine
+        self.policies = dict(policies or {})
+        self.default_policy = default_policy or Policy()
+        self.placement = placement
+        self._turn = 0                 # round-robin position
+        self.failures = deque(maxlen=RECENT_FAILURES)
         self.groups = {}
         self.by_capability = {}
         self.held = []                 # resumed tasks waiting out the recovery grace
@@ -85,6 +98,7 @@ class State:
                     next(self._seq), now)
         task.stream = bool(spec.get("stream"))
         task.track = bool(spec.get("track"))
+        task.load = float(spec.get("load", 1.0))
         self.tasks[task_id] = task
         client.tasks.add(task_id)
         if spec.get("resume") and now < self.recovery_until:
@@ -221,7 +235,18 @@ class State:
             return True                        # stale: another attempt owns the task
         del worker.running[task.id]
         self.dirty = True
+        self.machine(worker.machine).suspended.discard(task.id)
         result["host"], result["worker"], result["machine"] = worker.host, worker.name, worker.machine
+        if task.requeue and result["status"] == "cancelled" and task.client is not None:
+            task.requeue = False
+            task.max_attempts += 1         # the owner's return is not the task's failure
+            task.lost_on.append("%s (requeued for its owner)" % worker.describe())
+            self._enqueue(task)
+            return True
+        if result["status"] not in ("ok", "cancelled"):
+            self.failures.append({"id": task.id, "status": result["status"],
+                                  "error": result.get("error"), "host": worker.host,
+                                  "worker": worker.name, "time": now})
         if task.client is None:
             if task.state != CANCELLING:
                 self._keep_orphan(result, worker, now)
@@ -254,22 +279,90 @@ class State:
         if len(groups) > 1:
             groups.sort(key=lambda g: g.head_key() or (0, 0))
         for group in groups:
+            if self.placement == "round-robin":
+                self._schedule_in_turn(group, now, effects)
+                continue
             candidates = [w for w in self.by_capability.get(group.capability, ())
-                          if w.free > 0 and w.accepts(group)]
+                          if w.free > 0 and w.accepts(group) and self.machine(w.machine).eligible(now)]
             while candidates and group.live:
                 task = group.pop()
                 if task is None:
                     break
-                worker = min(candidates, key=_load)
-                task.state, task.worker, task.started = RUNNING, worker, now
-                task.attempt += 1
-                worker.running[task.id] = task
-                worker.assigned += 1
-                effects.dispatch.append((worker, task))
+                worker = min(candidates, key=self._rank)
+                self._assign(task, worker, now, effects)
                 if worker.free <= 0:
                     candidates.remove(worker)
             if not group.live and not group.heap:
                 del self.groups[group.key]
+
+    def _rank(self, worker):
+        return self.machine(worker.machine).rank() + _load(worker)
+
+    def _schedule_in_turn(self, group, now, effects):
+        """Placement switched off: each matching worker in turn, whatever its load,
+        waiting for the next one in line to have a free slot (the baseline)."""
+        workers = sorted((w for w in self.by_capability.get(group.capability, ())
+                          if w.accepts(group)), key=lambda w: w.name)
+        while workers and group.live:
+            worker = workers[self._turn % len(workers)]
+            if worker.free <= 0:
+                return
+            task = group.pop()
+            if task is None:
+                return
+            self._turn += 1
+            self._assign(task, worker, now, effects)
+
+    def _assign(self, task, worker, now, effects):
+        task.state, task.worker, task.started = RUNNING, worker, now
+        task.attempt += 1
+        worker.running[task.id] = task
+        worker.assigned += 1
+        self.machine(worker.machine).assigned_load += task.load
+        effects.dispatch.append((worker, task))
+
+    # -- machines --------------------------------------------------------------
+    def machine(self, machine_id):
+        machine = self.machines.get(machine_id)
+        if machine is None:
+            policy = self.policies.get(machine_id, self.default_policy)
+            machine = self.machines[machine_id] = Machine(machine_id, policy)
+        return machine
+
+    def add_monitor(self, rid, hello, now):
+        monitor = self.monitors[rid] = Monitor(rid, hello, now)
+        self.machine(monitor.machine).monitor = rid
+        return monitor
+
+    def report(self, monitor, report, now, effects):
+        """A monitor's load report: update the machine, apply its owner policy."""
+        machine = self.machine(monitor.machine)
+        machine.update(report, now)
+        self.dirty = True
+        running = [(w, t) for w in self.workers.values() if w.machine == machine.id
+                   for t in w.running.values() if t.state == RUNNING]
+        policy = machine.policy
+        if not machine.owner_active():
+            machine.owner_since = None
+            for worker, task in running:
+                if task.id in machine.suspended:
+                    effects.resume.append((worker, task.id))
+            machine.suspended.clear()
+            return
+        if machine.owner_since is None:
+            machine.owner_since = now
+            log.info("TaskManager: the owner of machine %s is back (%.0f%% CPU)", machine.id,
+                     report.get("owner_cpu", 0.0))
+        if policy.on_owner == "suspend":
+            for worker, task in running:
+                if task.id not in machine.suspended:
+                    machine.suspended.add(task.id)
+                    effects.suspend.append((worker, task.id))
+        elif policy.on_owner == "requeue" and now - machine.owner_since >= policy.requeue_grace:
+            for worker, task in running:
+                if not task.requeue:
+                    task.requeue = True
+                    effects.cancel.append((worker, task.id))
 
     def requeue(self, task):
         """Put back a task whose dispatch could not be sent."""
@@ -284,6 +377,10 @@ class State:
             log.warning("TaskManager: %s stopped answering, requeueing %d task(s)",
                         worker.describe(), len(worker.running))
             self.remove_worker(worker, "stopped answering", effects)
+        for monitor in [m for m in self.monitors.values() if now - m.last_seen > peer_timeout]:
+            log.warning("TaskManager: the monitor of machine %s stopped answering",
+                        monitor.machine)
+            del self.monitors[monitor.rid]
         for client in [c for c in self.clients.values() if now - c.last_seen > peer_timeout]:
             log.warning("TaskManager: client %s on %s stopped answering, dropping %d task(s)",
                         client.name, client.host, len(client.tasks))
@@ -324,6 +421,32 @@ class State:
         self.tasks = dict(self.tasks)
         for client in self.clients.values():
             client.tasks = set(client.tasks)
+
+    def snapshot(self, now):
+        """What farm-status shows: machines, workers, queues, running tasks, failures."""
+        for worker in self.workers.values():
+            self.machine(worker.machine)
+        queues = {}
+        for group in self.groups.values():
+            queues[group.capability] = queues.get(group.capability, 0) + group.live
+        return {
+            "machines": [m.describe(now) for m in sorted(self.machines.values(),
+                                                         key=lambda m: m.id)],
+            "workers": [{"name": w.name, "host": w.host, "machine": w.machine,
+                         "capabilities": sorted(w.capabilities), "slots": w.slots,
+                         "used": len(w.running)} for w in self.workers.values()],
+            "queues": queues,
+            "held": len(self.held),
+            "running": [{"id": t.id, "capability": t.capability, "host": w.host,
+                         "machine": w.machine, "attempt": t.attempt,
+                         "age": now - (t.started or now),
+                         "suspended": t.id in self.machine(w.machine).suspended}
+                        for w in self.workers.values() for t in w.running.values()],
+            "failures": [dict({k: v for k, v in f.items() if k != "time"},
+                              age=now - f["time"]) for f in self.failures],
+            "clients": len(self.clients),
+            "placement": self.placement,
+        }
 
     def counts(self):
         queued = sum(g.live for g in self.groups.values()) + len(self.held)

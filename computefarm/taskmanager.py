@@ -40,16 +40,20 @@ _malloc_trim = _find_malloc_trim()
 
 # The list each batched message carries its items in.
 _BATCH_FIELD = {Msg.DISPATCH: "tasks", Msg.CANCEL: "ids", Msg.RESULT: "results",
-                Msg.OUTPUT: "items", Msg.ACK: "ids", Msg.STARTED: "items"}
+                Msg.OUTPUT: "items", Msg.ACK: "ids", Msg.STARTED: "items",
+                Msg.SUSPEND: "ids", Msg.RESUME: "ids"}
 
 
 class TaskManager(Service):
     name = "TaskManager"
 
     def __init__(self, config, bind=None, context=None, clock=time.monotonic,
-                 ready_file=None):
+                 ready_file=None, policies=None, default_policy=None, placement="load"):
         super().__init__()
         self.config = config
+        self.policies = policies
+        self.default_policy = default_policy
+        self.placement = placement
         self.bind = bind or config.bind_address
         self.context = context or zmq.Context.instance()
         self.clock = clock
@@ -69,7 +73,9 @@ class TaskManager(Service):
     def initialize(self):
         now = self.clock()
         self.state = State(self.config.max_attempts,
-                           recovery_until=now + self.config.recovery_grace)
+                           recovery_until=now + self.config.recovery_grace,
+                           policies=self.policies, default_policy=self.default_policy,
+                           placement=self.placement)
         sock = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 1000)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -117,7 +123,7 @@ class TaskManager(Service):
                 effects.cancel.append((worker, task_id))
         self.apply(effects)
         self.flush()
-        for rid in list(self.state.workers) + list(self.state.clients):
+        for rid in self.peers():
             self.send(rid, Msg.BYE, {"reason": "TaskManager shutting down"})
         self.socket.close(linger=1000)
         self.socket = None
@@ -150,6 +156,10 @@ class TaskManager(Service):
         if client is not None:
             client.last_seen = now
             return self.process_client(client, mtype, body, now)
+        monitor = self.state.monitors.get(sender)
+        if monitor is not None:
+            monitor.last_seen = now
+            return self.process_monitor(monitor, mtype, body, now)
         return self.process_stranger(sender, mtype, body, now)
 
     def process_stranger(self, sender, mtype, body, now):
@@ -170,6 +180,10 @@ class TaskManager(Service):
         elif role == "client":
             self.state.add_client(sender, body, now)
             log.info("TaskManager: client %s on %s connected", body["id"], body["host"])
+        elif role == "monitor":
+            self.state.add_monitor(sender, body, now)
+            log.info("TaskManager: monitor of machine %s on %s connected", body["machine"],
+                     body["host"])
         else:
             raise ProtocolError("role %r is not one of %s" % (role, ", ".join(protocol.ROLES)))
         self.send(sender, Msg.WELCOME, {"incarnation": self.incarnation,
@@ -189,12 +203,27 @@ class TaskManager(Service):
             self.state.remove_client(client, effects)
             self.apply(effects)
             log.info("TaskManager: client %s on %s left", client.name, client.host)
+        elif mtype == Msg.STATUS:
+            self.send(client.rid, Msg.STATE, {"status": self.state.snapshot(now)})
         elif mtype == Msg.HELLO:
-            self.send(client.rid, Msg.WELCOME, {"incarnation": self.incarnation,
-                                                "heartbeat": self.interval,
-                                                "liveness": self.config.heartbeat_liveness})
+            self.process_stranger(client.rid, mtype, body, now)
         elif mtype != Msg.HEARTBEAT:
             raise ProtocolError("a client may not send %s" % mtype.name)
+
+    def process_monitor(self, monitor, mtype, body, now):
+        if mtype == Msg.REPORT:
+            if body["machine"] != monitor.machine:
+                raise ProtocolError("REPORT for machine %r from the monitor of %r"
+                                    % (body["machine"], monitor.machine))
+            effects = Effects()
+            self.state.report(monitor, body, now, effects)
+            self.apply(effects)
+        elif mtype == Msg.BYE:
+            self.state.monitors.pop(monitor.rid, None)
+        elif mtype == Msg.HELLO:
+            self.process_stranger(monitor.rid, mtype, body, now)
+        elif mtype != Msg.HEARTBEAT:
+            raise ProtocolError("a monitor may not send %s" % mtype.name)
 
     def submit(self, client, specs, now):
         effects = Effects()
@@ -261,6 +290,10 @@ class TaskManager(Service):
                     "worker": worker.name, "machine": worker.machine})
         for worker, task_id in effects.cancel:
             self.queue(worker.rid, Msg.CANCEL, task_id)
+        for worker, task_id in effects.suspend:
+            self.queue(worker.rid, Msg.SUSPEND, task_id)
+        for worker, task_id in effects.resume:
+            self.queue(worker.rid, Msg.RESUME, task_id)
         for client, result in effects.results:
             self.queue(client.rid, Msg.RESULT, result)
         for client, level, text, ids in effects.notices:
@@ -328,5 +361,8 @@ class TaskManager(Service):
         self.state.expire(now, self.peer_timeout, effects)
         self.apply(effects)
         self.flush()
-        for rid in list(self.state.workers) + list(self.state.clients):
+        for rid in self.peers():
             self.send(rid, Msg.HEARTBEAT, {})
+
+    def peers(self):
+        return list(self.state.workers) + list(self.state.clients) + list(self.state.monitors)

@@ -146,6 +146,18 @@ class FarmWorker(Service):
                 run = self.runs.get(task_id)
                 if run is not None:
                     run.stop(now, "cancelled", "cancelled by its client")
+        elif mtype in (Msg.SUSPEND, Msg.RESUME):
+            for task_id in body["ids"]:
+                run = self.runs.get(task_id)
+                if run is None:
+                    continue
+                if mtype == Msg.SUSPEND:
+                    log.info("%s: suspending task %s: the machine's owner is back",
+                             self.name, task_id)
+                    run.suspend(now)
+                else:
+                    log.info("%s: resuming task %s", self.name, task_id)
+                    run.resume(now)
         elif mtype == Msg.ACK:
             for task_id in body["ids"]:
                 self.outbox.pop(task_id, None)

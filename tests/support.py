@@ -44,7 +44,7 @@ def command(name):
 
 
 class Farm:
-    def __init__(self, tmp_path, **taskmanager):
+    def __init__(self, tmp_path, extra=None, **taskmanager):
         self.dir = tmp_path
         self.processes = []
         self.clients = []
@@ -52,7 +52,9 @@ class Farm:
         settings = {"heartbeat_interval": HEARTBEAT, "heartbeat_liveness": LIVENESS,
                     "recovery_grace": HEARTBEAT * LIVENESS * 2}
         settings.update(taskmanager)
-        self.config.write_text(yaml.safe_dump({"taskmanager": settings}))
+        document = {"taskmanager": settings}
+        document.update(extra or {})
+        self.config.write_text(yaml.safe_dump(document))
         self.address = None
         self.taskmanager = None
         self._logs = 0
@@ -103,6 +105,12 @@ class Farm:
             return proc.log.read_text().count("connected to the") > after or \
                 proc.log.read_text().count("reconnected to a restarted") > after
         wait_until(connected, what="worker %d registered" % proc.pid)
+
+    def start_monitor(self, machine, owner_scope, interval=0.2):
+        return self.spawn("farm-monitor", [
+            "--config", str(self.config), "--taskmanager", self.address, "--machine", machine,
+            "--owner-scope", str(owner_scope), "--interval", str(interval),
+            "--log-level", "DEBUG"], "monitor")
 
     def client(self, **kwargs):
         from computefarm.client import Client

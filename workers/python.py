@@ -67,6 +67,7 @@ class SlotRun(Run):
         super().__init__(task.id, task.attempt, task.timeout, now)
         self.pool = pool
         self.slot = slot
+        self.tree = slot.tree
         self.fds = dict(slot.output)
         self.fds[slot.res_r] = ("result", None)
         self.buffer = b""
@@ -105,12 +106,6 @@ class SlotRun(Run):
             if fd in self.fds:
                 lines.extend(self.readable(fd))
         return lines
-
-    def stop(self, now, status, reason):
-        if self.stopping is None:
-            self.stopping = (status, reason)
-            self.kill_at = now + defaults.KILL_GRACE
-            self.slot.tree.signal(signal.SIGTERM)
 
     def poll(self, now):
         if self.timed_out(now):
