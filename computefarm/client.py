@@ -130,13 +130,14 @@ class Client:
 
     # -- the caller's side -------------------------------------------------------
     def submit(self, capability, request, requires=None, priority=0, timeout=None,
-               max_attempts=None, on_output=None, on_start=None):
+               max_attempts=None, on_output=None, on_start=None, estimated_load=None):
         """Queue a task; returns a TaskFuture of its TaskResult.
 
         ``request`` is the plugin's request map (see workers/); ``requires`` maps
         attribute names to values or comparisons (``{"version": ">=12"}``);
         ``on_output(stream, line)`` is called from the client thread per line;
-        ``on_start(host)`` each time a worker is given the task.
+        ``on_start(host)`` each time a worker is given the task;
+        ``estimated_load``: cores' worth of CPU the task uses (placement, default 1).
         """
         if not isinstance(capability, str) or not capability:
             raise UsageError("submit: capability must be a non-empty string")
@@ -157,6 +158,8 @@ class Client:
             spec["stream"] = True
         if on_start is not None:
             spec["track"] = True
+        if estimated_load is not None:
+            spec["load"] = float(estimated_load)
         future = TaskFuture(self, task_id)
         with self._lock:
             self._pending[task_id] = _Pending(future, spec, on_output, on_start)

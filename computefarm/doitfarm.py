@@ -10,6 +10,7 @@ dependencies and the database all stay in this process, exactly as in doit.
 """
 
 import codecs
+import difflib
 import os
 import queue
 import time
@@ -25,7 +26,7 @@ from doit.task import Stream
 
 from .exceptions import FarmError, FarmUnreachable
 
-META_KEYS = ("capability", "requires", "priority", "timeout", "max_attempts")
+META_KEYS = ("capability", "requires", "priority", "timeout", "max_attempts", "estimated_load")
 DEFAULT_COMMAND_CAPABILITY = "shell"
 PYTHON_CAPABILITY = "python"
 TARGET_WAIT = 5.0       # seconds a finished task's targets may take to appear here
@@ -35,13 +36,15 @@ CANCEL_WAIT = 15.0      # seconds Ctrl-C waits for remote tasks to stop
 class Placement:
     """Where a task's actions run, from its ``meta``."""
 
-    __slots__ = ("capability", "requires", "priority", "timeout", "max_attempts")
+    __slots__ = ("capability", "requires", "priority", "timeout", "max_attempts",
+                 "estimated_load")
 
     def __init__(self, task):
         meta = task.meta or {}
-        unknown = sorted(set(meta) - set(META_KEYS))
-        if unknown:
-            _bad(task, "unknown meta key %r (expected %s)" % (unknown[0], ", ".join(META_KEYS)))
+        for key in meta:          # other keys are other tools' business; near misses are typos
+            if key not in META_KEYS and difflib.get_close_matches(key, META_KEYS, 1, 0.8):
+                _bad(task, "unknown meta key %r (did you mean %r?)"
+                     % (key, difflib.get_close_matches(key, META_KEYS, 1, 0.8)[0]))
         self.capability = meta.get("capability", DEFAULT_COMMAND_CAPABILITY)
         if not isinstance(self.capability, str) or not self.capability:
             _bad(task, "meta.capability must be a non-empty string, got %r" % (self.capability,))
@@ -58,6 +61,12 @@ class Placement:
         if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(
                 self.timeout, (int, float)) or self.timeout <= 0):
             _bad(task, "meta.timeout must be a number of seconds > 0, got %r" % (self.timeout,))
+        self.estimated_load = meta.get("estimated_load")
+        if self.estimated_load is not None and (isinstance(self.estimated_load, bool) or
+                                                not isinstance(self.estimated_load, (int, float))
+                                                or self.estimated_load <= 0):
+            _bad(task, "meta.estimated_load must be a number of cores > 0, got %r"
+                 % (self.estimated_load,))
         self.max_attempts = meta.get("max_attempts")
         if self.max_attempts is not None and (isinstance(self.max_attempts, bool) or
                                               not isinstance(self.max_attempts, int) or
@@ -156,8 +165,6 @@ class FarmRunner(Runner):
         except KeyboardInterrupt:
             self._interrupt()
             raise
-        if self.jobs:                      # stopped by a failure without --continue
-            self._cancel_running("an earlier task failed")
 
     def _next_done(self):
         while True:
@@ -199,7 +206,7 @@ class FarmRunner(Runner):
         future = self.session.client.submit(
             capability, request, requires=requires, priority=job.placement.priority,
             timeout=job.placement.timeout, max_attempts=job.placement.max_attempts,
-            on_output=on_output,
+            on_output=on_output, estimated_load=job.placement.estimated_load,
             on_start=lambda host, name=name: self.session.progress.started(name, host))
         job.future = future
         self.jobs[id(job)] = job
@@ -415,6 +422,8 @@ class FarmRun(Run):
                                     session)
                 try:
                     return runner.run_all(self.control.task_dispatcher())
+                except FarmError as exc:      # the farm failed under us: one ERROR line
+                    raise InvalidCommand(str(exc)) from None
                 finally:
                     session.progress.close()
         finally:

@@ -171,6 +171,11 @@ def test_bad_meta_names_the_task(tmp_path):
     assert got.returncode == 3
     assert got.stderr.strip() == ("ERROR: task 'slow': meta.timeout must be a number of "
                                   "seconds > 0, got 'soon'")
+    (farm / "dodo.py").write_text("def task_t():\n    return {'actions': ['true'], "
+                                  "'meta': {'capabilty': 'gcc', 'owner': 'me'}}\n")
+    got = run_tool("majordomo", farm, "run")
+    assert got.returncode == 3 and got.stderr.strip() == (
+        "ERROR: task 't': unknown meta key 'capabilty' (did you mean 'capability'?)")
 
 
 def test_unreachable_remote_taskmanager_fails_fast_naming_it(tmp_path):

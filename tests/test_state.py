@@ -93,3 +93,40 @@ def test_client_gone_cancels_running_and_a_return_revives_it():
     state.finish(worker, {"id": "run", "attempt": 1, "status": "cancelled"}, 11.0, fx)
     assert not fx.results                       # the cancelled copy is not reported
     assert state.tasks["run"].state == QUEUED    # the resubmission runs anew
+
+
+def test_estimated_load_spreads_a_burst_by_expected_finish():
+    state = State()
+    client = state.add_client(b"c", hello("c"), 0.0)
+    fx = Effects()
+    for name in ("a", "b"):
+        state.add_worker(name.encode(), hello(name, slots=4), 0.0, fx)
+        state.machine("m-" + name).update({"cores": 4, "cpu_percent": 0.0,
+                                           "memory_available": 1 << 30, "owner_cpu": 0.0,
+                                           "load_avg": [0.0]}, 0.0)
+    state.submit(client, spec("big", load=4.0), 0.0, fx)
+    state.submit(client, spec("s1"), 0.0, fx)
+    state.submit(client, spec("s2"), 0.0, fx)
+    state.schedule(0.0, fx)
+    placed = {t.id: w.machine for w, t in fx.dispatch}
+    assert placed["s1"] == placed["s2"] != placed["big"]
+
+
+def test_owner_policy_suspends_then_resumes():
+    from computefarm.machines import Policy
+    state = State(default_policy=Policy(owner_cpu_limit=20, on_owner="suspend"))
+    client = state.add_client(b"c", hello("c"), 0.0)
+    fx = Effects()
+    state.add_worker(b"w", hello("w"), 0.0, fx)
+    monitor = state.add_monitor(b"m", {"id": "mon", "host": "h", "machine": "m-w"}, 0.0)
+    state.submit(client, spec("t"), 0.0, fx)
+    state.schedule(0.0, fx)
+    report = {"cores": 2, "cpu_percent": 60.0, "memory_available": 1 << 30, "owner_cpu": 50.0,
+              "load_avg": [1.0], "interval": 1.0}
+    state.report(monitor, report, 1.0, fx)
+    assert [tid for _, tid in fx.suspend] == ["t"]
+    assert state.machine("m-w").state(1.0) == "owner-active"
+    fx = Effects()
+    state.report(monitor, dict(report, owner_cpu=1.0), 2.0, fx)
+    assert [tid for _, tid in fx.resume] == ["t"] and state.machine("m-w").state(2.0) == "idle"
+    assert state.machine("m-w").state(6.0) == "stale"
