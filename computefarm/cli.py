@@ -1,4 +1,5 @@
-"""Console entry points: farm-taskmanager and farm-worker.
+"""Console entry points: farm-taskmanager, farm-worker, farm-monitor, farm-status,
+farm-viewer, and the log forwarder the TaskManager starts (majordomo has its own).
 
 Every command prints a user's mistake as one ``ERROR:`` line and returns the
 exit code of its FarmError (see exceptions.py); tracebacks are for bugs.
@@ -79,7 +80,8 @@ def taskmanager_main(argv=None):
         policies = {name: machine.policy for name, machine in config.machines.items()}
         manager = TaskManager(config.taskmanager, bind=bind, ready_file=args.ready_file,
                               policies=policies, default_policy=config.load.policy,
-                              placement=args.placement or config.load.placement)
+                              placement=args.placement or config.load.placement,
+                              logging_config=config.logging)
         return run_service(manager)
     return _main("farm-taskmanager", build, argv)
 
@@ -194,8 +196,51 @@ def status_main(argv=None):
     return _main("farm-status", build, argv)
 
 
+def logforwarder_main(argv=None):
+    def build(argv):
+        from .logforward import LogForwarder
+        parser = argparse.ArgumentParser(
+            prog="farm-logforwarder", description="Started by the TaskManager: task output "
+                                                  "and events to a records file and cutelog.")
+        _common(parser)
+        parser.add_argument("--cutelog", metavar="HOST:PORT")
+        parser.add_argument("--records", required=True, metavar="FILE")
+        parser.add_argument("--buffer", type=int, default=100000)
+        parser.add_argument("--parent", type=int, help="stop when this process is gone")
+        args = parser.parse_args(argv)
+        config = _setup(args)
+        forwarder = LogForwarder(config.taskmanager.address, args.cutelog, args.records,
+                                 buffer=args.buffer, parent=args.parent)
+        return run_service(forwarder)
+    return _main("farm-logforwarder", build, argv)
+
+
+def viewer_main(argv=None):
+    def build(argv):
+        parser = argparse.ArgumentParser(
+            prog="farm-viewer", description="Start cutelog, listening on 127.0.0.1 only, "
+                                            "where the TaskManager sends its log records.")
+        _common(parser)
+        args, rest = parser.parse_known_args(argv)
+        config = _setup(args)
+        if not config.logging.cutelog:
+            raise UsageError("logging.cutelog is null in %s: no viewer is fed" % config.path)
+        host, _, port = config.logging.cutelog.rpartition(":")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise UsageError("logging.cutelog is %s: cutelog unpickles what reaches its port, "
+                             "so it only ever listens on 127.0.0.1" % config.logging.cutelog)
+        try:
+            import cutelog  # noqa: F401  (only to say clearly when it is missing)
+        except ImportError:
+            raise UsageError("cutelog is not installed: pip install 'computefarm[viewer]'") \
+                from None
+        os.execv(sys.executable, [sys.executable, "-m", "cutelog", "--listen_host",
+                                  "127.0.0.1", "--listen_port", port] + rest)
+    return _main("farm-viewer", build, argv)
+
+
 COMMANDS = {"taskmanager": taskmanager_main, "worker": worker_main, "monitor": monitor_main,
-            "status": status_main}
+            "status": status_main, "logforwarder": logforwarder_main, "viewer": viewer_main}
 
 if __name__ == "__main__":  # python -m computefarm.cli taskmanager|worker ...
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

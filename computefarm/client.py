@@ -113,6 +113,7 @@ class Client:
         self._incoming = []            # task ids submitted, not yet handed to the thread
         self._cancels = []
         self._status = []              # Futures waiting for the TaskManager's STATE
+        self._logs = []                # LOG records waiting to be sent
         self._pending = {}             # task id -> _Pending
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -130,14 +131,16 @@ class Client:
 
     # -- the caller's side -------------------------------------------------------
     def submit(self, capability, request, requires=None, priority=0, timeout=None,
-               max_attempts=None, on_output=None, on_start=None, estimated_load=None):
+               max_attempts=None, on_output=None, on_start=None, estimated_load=None,
+               label=None):
         """Queue a task; returns a TaskFuture of its TaskResult.
 
         ``request`` is the plugin's request map (see workers/); ``requires`` maps
         attribute names to values or comparisons (``{"version": ">=12"}``);
         ``on_output(stream, line)`` is called from the client thread per line;
         ``on_start(host)`` each time a worker is given the task;
-        ``estimated_load``: cores' worth of CPU the task uses (placement, default 1).
+        ``estimated_load``: cores' worth of CPU the task uses (placement, default 1);
+        ``label``: a name for people, shown in logs and status (e.g. the doit task).
         """
         if not isinstance(capability, str) or not capability:
             raise UsageError("submit: capability must be a non-empty string")
@@ -160,6 +163,8 @@ class Client:
             spec["track"] = True
         if estimated_load is not None:
             spec["load"] = float(estimated_load)
+        if label is not None:
+            spec["label"] = str(label)
         future = TaskFuture(self, task_id)
         with self._lock:
             self._pending[task_id] = _Pending(future, spec, on_output, on_start)
@@ -167,6 +172,19 @@ class Client:
             self.stats["submitted"] += 1
         self._wake()
         return future
+
+    def log(self, logger, level, msg, **fields):
+        """Send a log record to the farm's log viewer (and records file).
+
+        ``logger`` places it in the viewer's tree (``majordomo.project.task``);
+        ``fields`` are extra columns (strings and numbers).
+        """
+        record = {"logger": logger, "level": level, "msg": msg, "created": time.time(),
+                  "fields": fields}
+        with self._lock:
+            if len(self._logs) < 100000:
+                self._logs.append(record)
+        self._wake()
 
     def status(self, timeout=10.0):
         """The TaskManager's view of the farm (what farm-status shows), as a dict."""
@@ -241,6 +259,8 @@ class Client:
             log.exception("client %s: crashed", self.identity)
             self._fail_all("the client thread crashed")
         finally:
+            if link.ready:
+                self._send_new(self.clock())      # what was submitted or logged last
             link.close(bye={"reason": "client closing"})
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
@@ -280,6 +300,12 @@ class Client:
             self._link.send(Msg.CANCEL, {"ids": cancels}, now)
         if self._status and not self._status_asked:
             self._status_asked = self._link.send(Msg.STATUS, {}, now)
+        if self._logs:
+            with self._lock:
+                logs, self._logs = self._logs, []
+            if not self._link.send(Msg.LOG, {"records": logs}, now):
+                with self._lock:
+                    self._logs[:0] = logs
 
     def _process(self, mtype, body):
         if mtype == Msg.RESULT:

@@ -63,6 +63,9 @@ class LoadConfig:
 class LoggingConfig:
     level: str = "INFO"
     file: str = None
+    cutelog: str = defaults.CUTELOG_ADDRESS      # HOST:PORT of the log viewer, or None
+    records: str = defaults.RECORDS_FILE         # rotating file of every task record
+    buffer: int = defaults.CUTELOG_BUFFER        # records kept while the viewer is away
 
 
 @dataclass
@@ -245,10 +248,19 @@ def _load(check, data):
 
 
 def _logging(check, data):
-    section = check.mapping(data, "logging", ("level", "file", "cutelog"))
-    if "cutelog" in section:
-        check.fail("logging.cutelog", "is reserved for the log forwarder and not read yet")
+    section = check.mapping(data, "logging", ("level", "file", "cutelog", "records", "buffer"))
     config = LoggingConfig()
+    if "cutelog" in section:
+        value = section["cutelog"]
+        if value is not None:
+            host, sep, port = str(value).rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                check.fail("logging.cutelog", "expected HOST:PORT (or null for no viewer)")
+        config.cutelog = value
+    if "records" in section:
+        config.records = check.string(section["records"], "logging.records")
+    if "buffer" in section:
+        config.buffer = check.integer(section["buffer"], "logging.buffer", minimum=1)
     if "level" in section:
         level = check.string(section["level"], "logging.level").upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

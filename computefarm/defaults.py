@@ -48,3 +48,13 @@ OUTPUT_DRAIN_GRACE = 0.5
 # Search order for farm.yaml after --config (see config.find_config).
 CONFIG_ENV = "COMPUTEFARM_CONFIG"
 CONFIG_USER_PATH = "~/.config/computefarm/farm.yaml"
+
+# The log viewer (cutelog) the log forwarder feeds; it must listen on 127.0.0.1.
+CUTELOG_ADDRESS = "127.0.0.1:19996"
+# Records kept in memory while cutelog is away; past that the oldest are dropped
+# (they are still in the records file) and a WARNING record says how many.
+CUTELOG_BUFFER = 100000
+# Every task record also goes to this rotating file (5 files of 10 MB).
+RECORDS_FILE = "~/.cache/computefarm/records.jsonl"
+RECORDS_FILE_SIZE = 10 * 1024 * 1024
+RECORDS_FILE_BACKUPS = 5

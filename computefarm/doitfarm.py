@@ -166,6 +166,12 @@ class FarmRunner(Runner):
             self._interrupt()
             raise
 
+    def select_task(self, node, tasks_dict):
+        selected = super().select_task(node, tasks_dict)
+        if node.run_status == "up-to-date":
+            self.session.progress.up_to_date(node.task.name)
+        return selected
+
     def _next_done(self):
         while True:
             try:
@@ -205,6 +211,7 @@ class FarmRunner(Runner):
         name = job.task.name
         future = self.session.client.submit(
             capability, request, requires=requires, priority=job.placement.priority,
+            label=name,
             timeout=job.placement.timeout, max_attempts=job.placement.max_attempts,
             on_output=on_output, estimated_load=job.placement.estimated_load,
             on_start=lambda host, name=name: self.session.progress.started(name, host))

@@ -1,8 +1,10 @@
 """A farm on this machine alone: a TaskManager and workers as child processes.
 
 ``with LocalFarm(["shell", "python"]) as farm:`` gives ``farm.address`` to
-connect clients to; everything it started is stopped (by pid) on exit. It binds
-127.0.0.1 on a free port only. majordomo's embedded farm and the examples use it.
+connect clients to; everything it started is stopped (by pid) on exit. By
+default it binds a free port of 127.0.0.1; ``bind`` can name another address
+(majordomo starts the farm.yaml TaskManager that way). majordomo's embedded
+farm, the examples and the benchmarks use it.
 """
 
 import os
@@ -20,11 +22,12 @@ START_TIMEOUT = 20.0
 
 class LocalFarm:
     def __init__(self, capabilities, slots=None, workers=1, log_level="WARNING", log_dir=None,
-                 bind="tcp://127.0.0.1:0"):
+                 bind="tcp://127.0.0.1:0", config=None):
         self.capabilities = list(capabilities)
         self.slots = slots or os.cpu_count() or 1
         self.workers = workers
         self.bind = bind
+        self.config = config       # the farm.yaml its processes read (None: the usual search)
         self.log_level = log_level
         self.log_dir = log_dir
         self.address = None
@@ -122,7 +125,8 @@ class LocalFarm:
         with open(log, "w") as stream:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "computefarm.cli", command, "--log-level",
-                 log_level or self.log_level] + args, stdout=stream, stderr=stream,
+                 log_level or self.log_level] + (["--config", self.config] if self.config
+                                                  else []) + args, stdout=stream, stderr=stream,
                 stdin=subprocess.DEVNULL, start_new_session=True)
         proc.log = log
         self.processes.append(proc)

@@ -20,6 +20,7 @@ from .client import Client
 from .config import load_config
 from .exceptions import FarmError, FarmUnreachable
 from .localfarm import LocalFarm
+from .logforward import logger_name
 from .plugins import load_plugin
 from .progress import Progress
 
@@ -37,6 +38,7 @@ class FarmSession:
 
     def __init__(self, options, out=None):
         self.progress = Progress(out or sys.stderr)
+        self.progress.events = self._events
         self.local = None
         self.client = None
         self.project = os.getcwd()
@@ -46,7 +48,7 @@ class FarmSession:
         self.address = options.get("taskmanager") or (
             self.config.taskmanager.address if self.config.taskmanager.configured else None)
         if options.get("embedded") or self.address is None:
-            self.local = LocalFarm([], slots=self.slots)
+            self.local = LocalFarm([], slots=self.slots, config=self.config.path)
             self.address = self.local.start_taskmanager()
 
     def open(self, tasks):
@@ -91,7 +93,8 @@ class FarmSession:
             if not is_this_machine(address):
                 raise FarmUnreachable("no TaskManager answers at %s (waited %gs)"
                                       % (address, CONNECT_TIMEOUT)) from None
-        self.local = LocalFarm([], workers=0, bind=address)   # remote workers connect here
+        self.local = LocalFarm([], workers=0, bind=address,     # remote workers connect here
+                               config=self.config.path)
         self.local.start()
         self.progress.note("started a TaskManager at %s for this run" % address)
         self.client = Client(address, connect_timeout=CONNECT_TIMEOUT, on_notice=self._notice)
@@ -100,6 +103,12 @@ class FarmSession:
         """FarmError if the embedded farm lost a process."""
         if self.local is not None:
             self.local.check()
+
+    def _events(self, level, task, text, **fields):
+        project = os.path.basename(self.project) or "project"
+        if self.client is not None:
+            self.client.log(logger_name("majordomo", project, task), level, text,
+                            task=task or "", **fields)
 
     def _notice(self, level, text, ids):
         if self.local is not None and self.local.workers and "yet" in text:

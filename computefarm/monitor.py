@@ -24,7 +24,9 @@ from .service import Service
 
 log = logging.getLogger(__name__)
 
-FARM_MARK = "computefarm"     # in the command line of every farm process
+# Words in the command line of a farm process (modules, console scripts).
+FARM_MARKS = ("computefarm", "farm-taskmanager", "farm-worker", "farm-monitor",
+              "farm-status", "farm-viewer", "majordomo")
 
 
 class LoadSampler:
@@ -73,7 +75,7 @@ class LoadSampler:
             pid = info["pid"]
             parents[pid] = info["ppid"]
             times[pid] = info["cpu_times"].user + info["cpu_times"].system
-            if any(FARM_MARK in part for part in (info["cmdline"] or ())):
+            if any(mark in part for part in (info["cmdline"] or ())[:3] for mark in FARM_MARKS):
                 farm.add(pid)
         owner = [pid for pid in times if not _under(pid, parents, farm)]
         if self.owner_scope is not None:

@@ -81,8 +81,13 @@ class WorkerPlugin:
         raise NotImplementedError
 
     def records(self, stream, line):
-        """A structured log record for one output line, or None (plain output)."""
+        """A structured log record for one output line (``level``, ``file``, ``line``,
+        ``column``, ``message``), or None: the line gets ``default_level``."""
         return None
+
+    def default_level(self, stream):
+        """The log level of a plain output line: stdout INFO, stderr WARNING."""
+        return "WARNING" if stream == "stderr" else "INFO"
 
     def finish(self, request, outcome):
         """Adjust the Outcome once the run ended (e.g. add details)."""

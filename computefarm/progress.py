@@ -10,7 +10,11 @@ import time
 
 
 class Progress:
+    """Counts, the live line, the summary; each event also goes to ``events``
+    (``events(level, task or None, text, **fields)``), majordomo's log tree."""
+
     def __init__(self, stream, live=None, clock=time.monotonic):
+        self.events = lambda level, task, text, **fields: None
         self.stream = stream
         self.live = stream.isatty() if live is None else live
         self.clock = clock
@@ -34,7 +38,11 @@ class Progress:
         with self.lock:
             self.queued.discard(name)
             self.running[name] = host
+        self.events("INFO", name, "started on %s" % host, host=host)
         self.refresh()
+
+    def up_to_date(self, name):
+        self.events("INFO", name, "up to date")
 
     def ran(self, name, result):
         """One action of ``name`` ended on ``result.host``."""
@@ -52,6 +60,13 @@ class Progress:
                 self.failed += 1
             if hosts:
                 self.hosts.setdefault(hosts[-1] or "?", [0, 0.0])[0] += 1
+        host = hosts[-1] if hosts else None
+        if ok:
+            self.events("INFO", name, "finished on %s in %.2fs" % (host, seconds), host=host,
+                        seconds=seconds)
+        else:
+            self.events("ERROR", name, "failed%s after %.2fs" % (
+                " on %s" % host if host else "", seconds), host=host, seconds=seconds)
         self.refresh()
 
     def line(self):
@@ -85,12 +100,14 @@ class Progress:
         with self.lock:
             self._clear()
             elapsed = self.clock() - self.began
-            self.stream.write("majordomo: %d task(s) done, %d failed in %.1fs\n"
-                              % (self.done, self.failed, elapsed))
+            lines = ["%d task(s) done, %d failed in %.1fs" % (self.done, self.failed, elapsed)]
             for host, (tasks, seconds) in sorted(self.hosts.items()):
-                self.stream.write("majordomo:   %-24s %5d task(s) %9.1fs of task time\n"
-                                  % (host, tasks, seconds))
+                lines.append("  %-24s %5d task(s) %9.1fs of task time" % (host, tasks, seconds))
+            for line in lines:
+                self.stream.write("majordomo: %s\n" % line)
             self.stream.flush()
+        self.events("WARNING" if self.failed else "INFO", None, "\n".join(lines),
+                    done=self.done, failed=self.failed, seconds=elapsed)
 
     def _clear(self):
         if self.shown:

@@ -49,9 +49,10 @@ class Msg(enum.IntEnum):
     RESUME = 17     # TM -> worker: continue them (SIGCONT)
     STATUS = 18     # client -> TM: what does the farm look like?
     STATE = 19      # TM -> client: the answer to STATUS
+    LOG = 20        # client -> TM -> log forwarder: log records (majordomo's events)
 
 
-ROLES = ("client", "worker", "monitor")
+ROLES = ("client", "worker", "monitor", "logger")
 STATUSES = ("ok", "failed", "timeout", "cancelled", "lost", "error")
 STREAMS = ("stdout", "stderr")
 
@@ -72,6 +73,7 @@ _TASK = {
     "stream": (bool, False, None),   # forward OUTPUT while it runs (else: result only)
     "track": (bool, False, None),    # send STARTED when it is dispatched
     "load": (_NUM, False, None),     # cores' worth of CPU it is expected to use (default 1)
+    "label": (str, False, None),     # a name for people (logs, status), e.g. the doit task
 }
 _DISPATCHED = {
     "id": (str, True, None),
@@ -86,6 +88,14 @@ _OUTPUT_ITEM = {
     "stream": (str, True, None),
     "lines": (list, True, None),
     "records": (list, False, None),
+    "level": (str, False, None),       # the plugin's level for these lines (INFO, WARNING)
+    "time": (_NUM, False, None),       # when the worker read them (seconds since the epoch)
+    # added by the TaskManager when it forwards the item to the log forwarder:
+    "machine": (str, False, None),
+    "host": (str, False, None),
+    "worker": (str, False, None),
+    "capability": (str, False, None),
+    "label": (str, False, None),
 }
 _STARTED_ITEM = {
     "id": (str, True, None),
@@ -93,6 +103,13 @@ _STARTED_ITEM = {
     "host": (str, True, None),
     "worker": (str, True, None),
     "machine": (str, True, None),
+}
+_LOG_RECORD = {
+    "logger": (str, True, None),
+    "level": (str, True, None),
+    "msg": (str, True, None),
+    "created": (_NUM, False, None),
+    "fields": (dict, False, None),
 }
 _OUTPUT_TAIL = {   # the output a result carries: what the task printed, in order
     "stream": (str, True, None),
@@ -140,7 +157,7 @@ SCHEMAS = {
     Msg.DISPATCH: {"tasks": (list, True, _DISPATCHED)},
     Msg.OUTPUT: {"items": (list, True, _OUTPUT_ITEM)},
     Msg.RESULT: {"results": (list, True, _RESULT_ITEM)},
-    Msg.ACK: {"ids": (list, True, None)},
+    Msg.ACK: {"ids": (list, True, None), "credit": (int, False, None)},
     Msg.NOTICE: {
         "level": (str, True, None),
         "text": (str, True, None),
@@ -171,6 +188,7 @@ SCHEMAS = {
     Msg.RESUME: {"ids": (list, True, None)},
     Msg.STATUS: {},
     Msg.STATE: {"status": (dict, True, None)},
+    Msg.LOG: {"records": (list, True, _LOG_RECORD)},
 }
 
 

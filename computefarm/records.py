@@ -14,7 +14,7 @@ class Task:
     __slots__ = ("id", "client", "capability", "requires", "priority", "timeout",
                  "max_attempts", "body", "attempt", "state", "worker", "seq", "group",
                  "submitted", "started", "lost_on", "stream", "track", "revive", "load",
-                 "requeue")
+                 "requeue", "label")
 
     def __init__(self, task_id, client, capability, requires, priority, timeout,
                  max_attempts, body, seq, now):
@@ -39,6 +39,7 @@ class Task:
         self.revive = None            # (client, spec) resubmitted while it was cancelling
         self.load = 1.0               # cores' worth of CPU it is expected to use
         self.requeue = False          # being stopped to run elsewhere (its owner is back)
+        self.label = None             # a name for people: logs, status
 
 
 class Worker:

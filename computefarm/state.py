@@ -41,6 +41,7 @@ class State:
         self.workers = {}
         self.clients = {}
         self.monitors = {}
+        self.loggers = {}              # routing id -> [last seen, credit]: log forwarders
         self.machines = {}             # machine id -> Machine
         self.policies = dict(policies or {})
         self.default_policy = default_policy or Policy()
@@ -99,6 +100,7 @@ class State:
         task.stream = bool(spec.get("stream"))
         task.track = bool(spec.get("track"))
         task.load = float(spec.get("load", 1.0))
+        task.label = spec.get("label")
         self.tasks[task_id] = task
         client.tasks.add(task_id)
         if spec.get("resume") and now < self.recovery_until:
@@ -161,6 +163,7 @@ class State:
                                                              "cancelled before it ran")))
         elif task.state == RUNNING:
             task.state = CANCELLING
+            task.requeue = False               # a cancel wins over an owner's requeue
             effects.cancel.append((task.worker, task.id))
             if not tell_client:
                 task.client = None
@@ -381,11 +384,21 @@ class State:
             log.warning("TaskManager: the monitor of machine %s stopped answering",
                         monitor.machine)
             del self.monitors[monitor.rid]
+        for rid in [r for r, entry in self.loggers.items() if now - entry[0] > peer_timeout]:
+            log.warning("TaskManager: the log forwarder stopped answering")
+            del self.loggers[rid]
         for client in [c for c in self.clients.values() if now - c.last_seen > peer_timeout]:
             log.warning("TaskManager: client %s on %s stopped answering, dropping %d task(s)",
                         client.name, client.host, len(client.tasks))
             self.remove_client(client, effects)
         self._expire_unclaimed(now, effects)
+        for machine in self.machines.values():   # a silent monitor cannot resume its tasks
+            if machine.suspended and machine.state(now) == "stale":
+                for worker in self.workers.values():
+                    if worker.machine == machine.id:
+                        effects.resume.extend((worker, t) for t in worker.running
+                                              if t in machine.suspended)
+                machine.suspended.clear()
         while self.orphans:
             task_id, (_, since) = next(iter(self.orphans.items()))
             if now - since < defaults.ORPHAN_RESULT_TTL:

@@ -6,6 +6,7 @@ tasks onto free workers, flushes the batched replies, then runs its timers:
 heartbeats and the expiry of silent peers. All state lives in ``state.State``.
 """
 
+import collections
 import ctypes
 import ctypes.util
 import gc
@@ -19,6 +20,7 @@ import zmq
 from . import defaults, protocol
 from .exceptions import ProtocolError, UsageError
 from .protocol import Msg
+from .logforward import logger_name, start_forwarder, stop_forwarder
 from .service import Service
 from .state import Effects, State
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 DRAIN_BUDGET = 2000          # messages handled per iteration before replies are flushed
 HIGH_WATER_MARK = 100000     # messages queued per peer before ZeroMQ pushes back
 RECLAIM_AFTER = 10000        # tasks held at a peak before memory is handed back after it
+LOG_CREDIT = 50000           # log lines in flight to a forwarder before new output is dropped
 
 
 def _find_malloc_trim():
@@ -41,16 +44,22 @@ _malloc_trim = _find_malloc_trim()
 # The list each batched message carries its items in.
 _BATCH_FIELD = {Msg.DISPATCH: "tasks", Msg.CANCEL: "ids", Msg.RESULT: "results",
                 Msg.OUTPUT: "items", Msg.ACK: "ids", Msg.STARTED: "items",
-                Msg.SUSPEND: "ids", Msg.RESUME: "ids"}
+                Msg.SUSPEND: "ids", Msg.RESUME: "ids", Msg.LOG: "records"}
 
 
 class TaskManager(Service):
     name = "TaskManager"
 
     def __init__(self, config, bind=None, context=None, clock=time.monotonic,
-                 ready_file=None, policies=None, default_policy=None, placement="load"):
+                 ready_file=None, policies=None, default_policy=None, placement="load",
+                 logging_config=None):
         super().__init__()
         self.config = config
+        self.logging_config = logging_config
+        self.forwarder = None
+        self.dropped_logs = 0
+        self.next_drop_report = 1
+        self.log_backlog = collections.deque(maxlen=LOG_CREDIT)  # before the forwarder is up
         self.policies = policies
         self.default_policy = default_policy
         self.placement = placement
@@ -94,6 +103,8 @@ class TaskManager(Service):
         self.poller.register(sock, zmq.POLLIN)
         self.next_heartbeat = now + self.interval
         log.info("TaskManager: listening on %s (pid %d)", self.endpoint, os.getpid())
+        if self.logging_config is not None:
+            self.forwarder = start_forwarder(self.endpoint, self.logging_config)
         if self.ready_file:
             tmp = self.ready_file + ".tmp"
             with open(tmp, "w") as stream:
@@ -127,6 +138,8 @@ class TaskManager(Service):
             self.send(rid, Msg.BYE, {"reason": "TaskManager shutting down"})
         self.socket.close(linger=1000)
         self.socket = None
+        if self.forwarder is not None:
+            stop_forwarder(self.forwarder)
         log.info("TaskManager: stopped")
 
     # -- receiving -------------------------------------------------------------
@@ -160,6 +173,16 @@ class TaskManager(Service):
         if monitor is not None:
             monitor.last_seen = now
             return self.process_monitor(monitor, mtype, body, now)
+        entry = self.state.loggers.get(sender)
+        if entry is not None:
+            entry[0] = now
+            if mtype == Msg.ACK:                 # the forwarder has room for more
+                entry[1] = min(LOG_CREDIT, entry[1] + max(0, int(body.get("credit", 0))))
+            elif mtype == Msg.BYE:
+                del self.state.loggers[sender]
+            elif mtype not in (Msg.HEARTBEAT, Msg.HELLO):
+                raise ProtocolError("a log forwarder may not send %s" % mtype.name)
+            return None
         return self.process_stranger(sender, mtype, body, now)
 
     def process_stranger(self, sender, mtype, body, now):
@@ -180,6 +203,11 @@ class TaskManager(Service):
         elif role == "client":
             self.state.add_client(sender, body, now)
             log.info("TaskManager: client %s on %s connected", body["id"], body["host"])
+        elif role == "logger":
+            self.state.loggers[sender] = [now, LOG_CREDIT]
+            while self.log_backlog:                 # what came before it was connected
+                self.to_loggers(*self.log_backlog.popleft())
+            log.info("TaskManager: log forwarder connected (pid %s)", body.get("pid"))
         elif role == "monitor":
             self.state.add_monitor(sender, body, now)
             log.info("TaskManager: monitor of machine %s on %s connected", body["machine"],
@@ -204,7 +232,15 @@ class TaskManager(Service):
             self.apply(effects)
             log.info("TaskManager: client %s on %s left", client.name, client.host)
         elif mtype == Msg.STATUS:
-            self.send(client.rid, Msg.STATE, {"status": self.state.snapshot(now)})
+            status = self.state.snapshot(now)
+            status["logs"] = {"forwarders": len(self.state.loggers),
+                              "dropped_lines": self.dropped_logs}
+            self.send(client.rid, Msg.STATE, {"status": status})
+        elif mtype == Msg.LOG:
+            for record in body["records"]:
+                fields = record.setdefault("fields", {})
+                fields["client_host"] = client.host
+                self.to_loggers(Msg.LOG, record)
         elif mtype == Msg.HELLO:
             self.process_stranger(client.rid, mtype, body, now)
         elif mtype != Msg.HEARTBEAT:
@@ -256,12 +292,14 @@ class TaskManager(Service):
             effects = Effects()
             acked = []
             for result in body["results"]:
+                if self.state.loggers or self.forwarder is not None:
+                    self.log_result(worker, result)
                 if self.state.finish(worker, result, now, effects):
                     acked.append(result["id"])
             self.apply(effects)
             self.queue(worker.rid, Msg.ACK, acked)
         elif mtype == Msg.OUTPUT:
-            self.forward_output(body["items"])
+            self.forward_output(worker, body["items"])
         elif mtype == Msg.BYE:
             effects = Effects()
             self.state.remove_worker(worker, "left", effects, requeue_only=True)
@@ -272,11 +310,55 @@ class TaskManager(Service):
         elif mtype != Msg.HEARTBEAT:
             raise ProtocolError("a worker may not send %s" % mtype.name)
 
-    def forward_output(self, items):
+    def forward_output(self, worker, items):
         for item in items:
             client = self.state.output_for(item)
             if client is not None:
                 self.queue(client.rid, Msg.OUTPUT, item)
+            if self.state.loggers or self.forwarder is not None:
+                task = self.state.tasks.get(item["id"])
+                item["machine"], item["host"], item["worker"] = \
+                    worker.machine, worker.host, worker.name
+                if task is not None:
+                    item["capability"] = task.capability
+                    if task.label:
+                        item["label"] = task.label
+                self.to_loggers(Msg.OUTPUT, item)
+
+    def to_loggers(self, mtype, item):
+        """Queue ``item`` for each log forwarder that has credit; drop it (counted)
+        for one that is behind, so a flood of output never grows this process."""
+        if not self.state.loggers:
+            if self.forwarder is not None:
+                self.log_backlog.append((mtype, item))
+            return
+        cost = len(item["lines"]) if mtype == Msg.OUTPUT else 1
+        for rid, entry in self.state.loggers.items():
+            if entry[1] >= cost or mtype == Msg.LOG:   # results and events are never dropped
+                entry[1] -= cost
+                self.queue(rid, mtype, item)
+            else:
+                self.dropped_logs += cost
+                if self.dropped_logs - cost < self.next_drop_report <= self.dropped_logs:
+                    self.next_drop_report += 100000
+                    log.warning("TaskManager: log forwarder behind, %d output line(s) "
+                                "dropped so far", self.dropped_logs)
+
+    def log_result(self, worker, result):
+        """A record of how a task ended for the log viewer: ERROR when it failed."""
+        task = self.state.tasks.get(result["id"])
+        failed = result["status"] != "ok"
+        text = "task %s %s on %s" % (result["id"], result["status"], worker.host)
+        if result.get("error"):
+            text += ": %s" % result["error"].strip().splitlines()[-1][:500]
+        self.to_loggers(Msg.LOG, {
+            "logger": logger_name("farm", worker.machine,
+                                  task.capability if task else "task",
+                                  (task.label if task else None) or result["id"]),
+            "level": "ERROR" if failed else "INFO", "msg": text,
+            "fields": {"task": result["id"], "attempt": result["attempt"],
+                       "host": worker.host, "worker": worker.name,
+                       "status": result["status"], "exit_code": result.get("exit_code")}})
 
     # -- sending ---------------------------------------------------------------
     def apply(self, effects):
@@ -311,8 +393,9 @@ class TaskManager(Service):
     def flush(self):
         outgoing, self.outgoing = self.outgoing, {}
         for (rid, mtype), items in outgoing.items():
-            if items and not self.send(rid, mtype, {_BATCH_FIELD[mtype]: items}) \
-                    and mtype == Msg.DISPATCH:
+            if not items or self.send(rid, mtype, {_BATCH_FIELD[mtype]: items}):
+                continue
+            if mtype == Msg.DISPATCH:
                 self.undeliverable(rid, items)
 
     def send(self, rid, mtype, body):
@@ -365,4 +448,5 @@ class TaskManager(Service):
             self.send(rid, Msg.HEARTBEAT, {})
 
     def peers(self):
-        return list(self.state.workers) + list(self.state.clients) + list(self.state.monitors)
+        return list(self.state.workers) + list(self.state.clients) + \
+            list(self.state.monitors) + list(self.state.loggers)

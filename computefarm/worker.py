@@ -94,6 +94,9 @@ class FarmWorker(Service):
 
     def on_welcome(self, restarted):
         self.unsent = list(self.outbox.values())
+        if restarted:        # the new TaskManager knows nothing of tasks stopped for an owner
+            for run in self.runs.values():
+                run.resume(self.clock())
 
     def loop(self, now=None):
         busy = any(run.busy() for run in self.runs.values())
@@ -243,7 +246,8 @@ class FarmWorker(Service):
                 if record is not None:
                     record["index"] = index
                     records.append(record)
-            item = {"id": run.task_id, "attempt": run.attempt, "stream": stream, "lines": text}
+            item = {"id": run.task_id, "attempt": run.attempt, "stream": stream, "lines": text,
+                    "level": run.plugin.default_level(stream), "time": time.time()}
             tail = {"stream": stream, "lines": text}
             if records:
                 item["records"] = tail["records"] = records

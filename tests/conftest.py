@@ -1,6 +1,26 @@
+import os
+
 import pytest
+import yaml
 
 from support import Farm
+
+
+@pytest.fixture(autouse=True, scope="session")
+def quiet_farm_config(tmp_path_factory):
+    """Farms the tests start without a farm.yaml of their own (majordomo's embedded
+    farm) keep their records under the test's temporary directory, feed no viewer."""
+    directory = tmp_path_factory.mktemp("farmconfig")
+    config = directory / "farm.yaml"
+    config.write_text(yaml.safe_dump({"logging": {"records": str(directory / "records.jsonl"),
+                                                  "cutelog": None}}))
+    previous = os.environ.get("COMPUTEFARM_CONFIG")
+    os.environ["COMPUTEFARM_CONFIG"] = str(config)
+    yield config
+    if previous is None:
+        del os.environ["COMPUTEFARM_CONFIG"]
+    else:
+        os.environ["COMPUTEFARM_CONFIG"] = previous
 
 
 @pytest.fixture

@@ -52,7 +52,8 @@ class Farm:
         settings = {"heartbeat_interval": HEARTBEAT, "heartbeat_liveness": LIVENESS,
                     "recovery_grace": HEARTBEAT * LIVENESS * 2}
         settings.update(taskmanager)
-        document = {"taskmanager": settings}
+        document = {"taskmanager": settings,
+                    "logging": {"records": str(tmp_path / "records.jsonl"), "cutelog": None}}
         document.update(extra or {})
         self.config.write_text(yaml.safe_dump(document))
         self.address = None

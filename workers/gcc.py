@@ -3,8 +3,7 @@
 Requests:
   ``{"action": "compile", "source": "a.c", "output": "a.o", "flags": ["-O2"], "cwd": ...}``
   ``{"action": "link", "objects": ["a.o", "b.o"], "output": "prog", "flags": [], "libs": ["m"]}``
-  ``{"argv": ["-c", "a.c", "-o", "a.o"]}``: any other compiler invocation.
-  ``{"cmd": "gcc -c a.c -o a.o"}`` or ``{"argv": [...]}``: a whole command line,
+  ``{"cmd": "gcc -c a.c -o a.o"}`` or ``{"argv": ["gcc", "-c", ...]}``: a whole command line,
   as majordomo sends for the command actions of a ``gcc`` task.
 Optional ``compiler`` picks another driver (default: the plugin's, ``gcc``), and
 ``cwd``, ``env`` as for ``shell``.

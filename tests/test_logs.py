@@ -1,0 +1,151 @@
+"""Logs over the one port to a real cutelog, a records file, and floods."""
+
+import json
+import textwrap
+import time
+
+import psutil
+import pytest
+import yaml
+
+from support import Farm, run_tool, wait_until
+from viewer import Viewer
+
+BROKEN_C = "int f(void) {\n  return nope;\n}\n"
+GOOD_C = "int g(void) { return 1; }\n"
+
+
+@pytest.fixture(scope="module")
+def viewer(tmp_path_factory):
+    viewer = Viewer(tmp_path_factory.mktemp("cutelog-config"))
+    yield viewer
+    viewer.close()
+
+
+def project(path, viewer_address, records):
+    path.mkdir()
+    (path / "bad.c").write_text(BROKEN_C)
+    (path / "good.c").write_text(GOOD_C)
+    (path / "farm.yaml").write_text(yaml.safe_dump({"logging": {
+        "cutelog": viewer_address, "records": str(records)}}))
+    (path / "dodo.py").write_text(textwrap.dedent('''
+        def task_compile():
+            for name in ("good", "bad"):
+                yield {"name": name, "actions": ["gcc -c %s.c -o %s.o" % (name, name)],
+                       "file_dep": [name + ".c"], "targets": [name + ".o"],
+                       "meta": {"capability": "gcc"}}
+
+        def task_talk():
+            return {"actions": ["echo one; echo two; echo three; echo warn >&2"]}
+    '''))
+    return path
+
+
+def test_example_run_reaches_cutelog_with_tree_levels_and_gcc_error(tmp_path, viewer):
+    records_file = tmp_path / "records.jsonl"
+    proj = project(tmp_path / "logdemo", viewer.address, records_file)
+    got = run_tool("majordomo", proj, "run", "-c")
+    assert got.returncode == 2, got.stdout + got.stderr     # as doit: 'compile' unmet
+
+    def for_task(suffix):
+        return [r for r in viewer.records("farm.") if r.name.endswith(suffix)]
+    viewer.wait_until(lambda: len(for_task(".shell.talk")) >= 5 and
+                      any("failed" in r.message for r in for_task(".gcc.compile:bad")) and
+                      viewer.records("majordomo.logdemo"), what="all records")
+    talk = for_task(".shell.talk")
+    assert len(talk) == 5, [(r.levelname, r.message) for r in talk]
+    assert [(r.levelname, r.message) for r in talk if r.stream] == [
+        ("INFO", "one"), ("INFO", "two"), ("INFO", "three"), ("WARNING", "warn")]
+    assert talk[-1].levelname == "INFO" and " ok on " in talk[-1].message
+    bad = for_task(".gcc.compile:bad")
+    errors = [r for r in bad if r.levelname == "ERROR" and r.file]
+    assert errors and errors[0].file == "bad.c" and errors[0].line == 2
+    assert "nope" in errors[0].message
+    assert any(r.levelname == "ERROR" and "task" in r.message and "failed" in r.message
+               for r in bad)
+    machine = talk[0].machine
+    tree = viewer.loggers()
+    assert {"farm", "farm." + machine, "farm.%s.gcc" % machine,
+            "farm.%s.gcc.compile:bad" % machine, "farm.%s.shell.talk" % machine} <= tree
+    events = viewer.records("majordomo.logdemo")
+    by_task = {(r.task, r.levelname, r.message.split(" ")[0]) for r in events}
+    assert ("compile:bad", "ERROR", "failed") in by_task
+    assert ("talk", "INFO", "finished") in by_task and ("talk", "INFO", "started") in by_task
+    assert any(r.name == "majordomo.logdemo" and "1 failed" in r.message for r in events)
+    lines = [json.loads(line) for line in records_file.read_text().splitlines()]
+    assert len([r for r in lines if r["name"].endswith(".shell.talk")]) == 5
+
+
+def test_records_wait_for_a_viewer_started_midway(tmp_path, viewer):
+    viewer.stop_listening()
+    farm = Farm(tmp_path, extra={"logging": {"cutelog": viewer.address,
+                                             "records": str(tmp_path / "records.jsonl")}})
+    try:
+        farm.start_taskmanager()
+        farm.start_worker("shell")
+        client = farm.client()
+        results = [client.submit("shell", {"cmd": "for i in $(seq 50); do echo midway-%d-$i;"
+                                           " done" % n}, label="midway%d" % n)
+                   for n in range(4)]
+        assert all(f.result(30).ok for f in results)
+        records_file = tmp_path / "records.jsonl"
+        wait_until(lambda: records_file.exists() and
+                   records_file.read_text().count('.midway') >= 200 + 4,
+                   what="records file complete")
+        viewer.start_listening()
+        viewer.wait_until(lambda: len([r for r in viewer.records("farm.")
+                                       if ".midway" in r.name]) >= 204,
+                          what="buffered records delivered")
+        seen = sorted(r.message for r in viewer.records("farm.") if r.stream and
+                      r.message.startswith("midway"))
+        expected = sorted("midway-%d-%d" % (n, i) for n in range(4) for i in range(1, 51))
+        assert seen == expected
+        in_file = sorted(json.loads(l)["msg"] for l in records_file.read_text().splitlines()
+                         if json.loads(l).get("stream"))
+        assert in_file == expected
+    finally:
+        if not viewer.window.server_running:
+            viewer.start_listening()
+        farm.close()
+
+
+FLOOD_BOUND = 0.05   # seconds: p50 round trip of a no-op task while another floods
+FLOOD = "i=0; while [ $i -lt 200000 ]; do echo line $i; i=$((i+1)); done"
+
+
+def test_output_flood_does_not_stall_dispatch_and_memory_stays_bounded(tmp_path):
+    farm = Farm(tmp_path)
+    try:
+        farm.start_taskmanager()
+        farm.start_worker("shell", slots=2)
+        client = farm.client()
+        manager = psutil.Process(farm.taskmanager.pid)
+        flood = client.submit("shell", {"cmd": FLOOD})
+        samples, peak = [], 0
+        while not flood.done():
+            started = time.perf_counter()
+            assert client.submit("shell", {"cmd": "true"}).result(30).ok
+            samples.append(time.perf_counter() - started)
+            peak = max(peak, sum(p.memory_info().rss for p in [manager] + manager.children()))
+        result = flood.result(60)
+        assert result.ok and result.stdout[-1] == "line 199999" and result.truncated > 0
+        records = tmp_path / "records.jsonl"
+
+        def lines_kept():   # the file rotates at 10 MB, five old files kept
+            return sum(path.read_text().count('"stream"')
+                       for path in tmp_path.glob("records.jsonl*"))
+        wait_until(lambda: records.exists() and
+                   ('ok on %s' % result.host) in records.read_text().splitlines()[-1],
+                   timeout=60, what="the flood's result in the records file")
+        dropped = client.status()["logs"]["dropped_lines"]
+        # Lines the forwarder could not keep up with are dropped at the TaskManager and
+        # counted; none are lost without a count.
+        assert lines_kept() + dropped == 200000
+        assert lines_kept() >= 50000 and (tmp_path / "records.jsonl.1").exists()
+        samples.sort()
+        print("flood: %d no-op round trips, p50 %.1f ms, max %.1f ms, peak RSS %.0f MB" % (
+            len(samples), 1000 * samples[len(samples) // 2], 1000 * samples[-1], peak / 2**20))
+        assert len(samples) >= 10 and samples[len(samples) // 2] < FLOOD_BOUND, samples
+        assert peak < 300 * 1024 * 1024
+    finally:
+        farm.close()
