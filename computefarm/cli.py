@@ -67,6 +67,9 @@ def taskmanager_main(argv=None):
                                  "(default: taskmanager.bind, else taskmanager.address)")
         parser.add_argument("--ready-file", metavar="FILE",
                             help="write the bound address to FILE once listening")
+        parser.add_argument("--insecure", action="store_true",
+                            help="bind a non-loopback address without CURVE keys (trusted "
+                                 "networks only: the port runs code on every worker)")
         parser.add_argument("--placement", choices=("load", "round-robin"),
                             help="rank workers by machine load (default) or take turns "
                                  "ignoring load and policy (default: farm.yaml load.placement)")
@@ -81,7 +84,8 @@ def taskmanager_main(argv=None):
         manager = TaskManager(config.taskmanager, bind=bind, ready_file=args.ready_file,
                               policies=policies, default_policy=config.load.policy,
                               placement=args.placement or config.load.placement,
-                              logging_config=config.logging)
+                              logging_config=config.logging, keys=config.keys,
+                              insecure=args.insecure)
         return run_service(manager)
     return _main("farm-taskmanager", build, argv)
 
@@ -118,7 +122,8 @@ def worker_main(argv=None):
         if slots is not None and slots < 1:
             raise UsageError("--slots must be at least 1")
         worker = FarmWorker(config.taskmanager.address, capabilities, slots=slots,
-                            machine=args.machine, attributes=attributes, path_map=path_map)
+                            machine=args.machine, attributes=attributes, path_map=path_map,
+                            curve=config.keys.peer_curve())
         return run_service(worker)
     return _main("farm-worker", build, argv)
 
@@ -176,7 +181,7 @@ def monitor_main(argv=None):
             raise UsageError("--interval must be a positive number of seconds")
         monitor = FarmMonitor(config.taskmanager.address, machine=args.machine,
                               interval=interval, workdir=args.workdir,
-                              owner_scope=args.owner_scope)
+                              owner_scope=args.owner_scope, curve=config.keys.peer_curve())
         return run_service(monitor)
     return _main("farm-monitor", build, argv)
 
@@ -192,7 +197,8 @@ def status_main(argv=None):
         parser.add_argument("--json", action="store_true", help="one JSON document, for scripts")
         args = parser.parse_args(argv)
         config = _setup(args)
-        return show(config.taskmanager.address, watch=args.watch, as_json=args.json)
+        return show(config.taskmanager.address, watch=args.watch, as_json=args.json,
+                    curve=config.keys.peer_curve())
     return _main("farm-status", build, argv)
 
 

@@ -101,8 +101,9 @@ class Client:
     """
 
     def __init__(self, address, connect_timeout=10.0, on_notice=None, context=None,
-                 clock=time.monotonic):
+                 clock=time.monotonic, curve=None):
         self.address = address
+        self.curve = curve      # (public, secret, TaskManager public) keys: CURVE on
         self.context = context or zmq.Context.instance()
         self.clock = clock
         self.identity = peer_id("client")
@@ -126,8 +127,10 @@ class Client:
         self._thread.start()
         if connect_timeout is not None and not self._connected.wait(connect_timeout):
             self.close(wait=False)
-            raise FarmUnreachable("no TaskManager answers at %s (waited %gs)"
-                                  % (address, connect_timeout))
+            raise FarmUnreachable("no TaskManager answers at %s (waited %gs)%s"
+                                  % (address, connect_timeout,
+                                     "; is this key authorized, and keys.server the "
+                                     "TaskManager's?" if curve else ""))
 
     # -- the caller's side -------------------------------------------------------
     def submit(self, capability, request, requires=None, priority=0, timeout=None,
@@ -239,7 +242,7 @@ class Client:
         poller = zmq.Poller()
         poller.register(self._wake_r, zmq.POLLIN)
         link = Link(self.context, self.address, "client", self._hello, self._welcomed,
-                    poller, self.clock(), identity=self.identity)
+                    poller, self.clock(), identity=self.identity, curve=self.curve)
         self._link = link
         try:
             while not self._closing:

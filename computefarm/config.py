@@ -29,6 +29,8 @@ class TaskManagerConfig:
     max_attempts: int = defaults.MAX_ATTEMPTS
     max_message_size: int = defaults.MAX_MESSAGE_SIZE
     recovery_grace: float = defaults.RECOVERY_GRACE
+    max_queued_per_client: int = defaults.MAX_QUEUED_PER_CLIENT
+    max_log_rate: int = defaults.MAX_LOG_RATE
     configured: bool = False  # whether farm.yaml named an address at all
 
     @property
@@ -50,6 +52,25 @@ class MachineConfig:
     workers: list = field(default_factory=list)
     path_map: dict = field(default_factory=dict)   # client path prefix -> path here
     policy: Policy = None                           # None: the load section's policy
+
+
+@dataclass
+class KeysConfig:
+    server: str = None          # the TaskManager's public key file (every process)
+    server_secret: str = None   # the TaskManager's secret key file (the TaskManager)
+    authorized: str = None      # directory of trusted public keys (the TaskManager)
+    secret: str = None          # this machine's or user's secret key file (other processes)
+
+    def peer_curve(self, where="keys"):
+        """``(public, secret, server public)`` for a connecting process, or None."""
+        from .security import load_public, load_secret
+        if not self.secret:
+            return None
+        if not self.server:
+            raise ConfigError("%s.server: needed with %s.secret (the TaskManager's public "
+                              "key file)" % (where, where))
+        public, secret = load_secret(self.secret)
+        return public, secret, load_public(self.server)
 
 
 @dataclass
@@ -75,6 +96,7 @@ class FarmConfig:
     machines: dict = field(default_factory=dict)
     load: LoadConfig = field(default_factory=LoadConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
 
     def machine(self, name):
         """The machine entry called ``name`` (or whose host is ``name``), else None."""
@@ -130,9 +152,15 @@ def parse_config(data, path="farm.yaml"):
     if data is None:
         data = {}
     top = check.mapping(data, "", ("taskmanager", "machines", "logging", "load", "keys"))
-    if "keys" in top:
-        check.fail("keys", "is reserved for a later release and not read yet")
     config = FarmConfig(path=path)
+    if "keys" in top:
+        section = check.mapping(top["keys"], "keys", ("server", "server_secret", "authorized",
+                                                      "secret"))
+        for key, value in section.items():
+            setattr(config.keys, key, os.path.expanduser(check.string(value, "keys." + key)))
+        if config.keys.server_secret and not config.keys.authorized:
+            check.fail("keys.authorized", "needed with keys.server_secret (the directory of "
+                       "trusted public keys)")
     if "taskmanager" in top:
         config.taskmanager = _taskmanager(check, top["taskmanager"])
     if "load" in top:
@@ -164,7 +192,7 @@ def check_address(address, where="address", allow_port_zero=False):
 def _taskmanager(check, data):
     section = check.mapping(data, "taskmanager", (
         "address", "bind", "heartbeat_interval", "heartbeat_liveness", "max_attempts",
-        "max_message_size", "recovery_grace"))
+        "max_message_size", "recovery_grace", "max_queued_per_client", "max_log_rate"))
     tm = TaskManagerConfig()
     if "address" in section:
         tm.address = check.address(section["address"], "taskmanager.address")
@@ -174,7 +202,8 @@ def _taskmanager(check, data):
     for key in ("heartbeat_interval", "recovery_grace"):
         if key in section:
             setattr(tm, key, check.number(section[key], "taskmanager." + key))
-    for key in ("heartbeat_liveness", "max_attempts", "max_message_size"):
+    for key in ("heartbeat_liveness", "max_attempts", "max_message_size",
+                "max_queued_per_client", "max_log_rate"):
         if key in section:
             setattr(tm, key, check.integer(section[key], "taskmanager." + key, minimum=1))
     return tm

@@ -38,7 +38,7 @@ class Link:
 
     def __init__(self, context, address, role, hello, on_welcome, poller, now,
                  identity=None, interval=defaults.HEARTBEAT_INTERVAL,
-                 liveness=defaults.HEARTBEAT_LIVENESS):
+                 liveness=defaults.HEARTBEAT_LIVENESS, curve=None):
         self.context = context
         self.address = address
         self.role = role
@@ -46,6 +46,7 @@ class Link:
         self.hello = hello
         self.on_welcome = on_welcome
         self.poller = poller
+        self.curve = curve              # (public, secret, server public) z85 keys, or None
         self.interval = interval
         self.liveness = liveness
         self.socket = None
@@ -65,6 +66,8 @@ class Link:
         sock.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
         sock.setsockopt(zmq.RECONNECT_IVL, 20)   # doubles up to the cap below
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(defaults.RECONNECT_MAX * 1000))
+        if self.curve is not None:
+            sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = self.curve
         sock.connect(self.address)
         self.socket = sock
         self.poller.register(sock, zmq.POLLIN)

@@ -58,3 +58,10 @@ CUTELOG_BUFFER = 100000
 RECORDS_FILE = "~/.cache/computefarm/records.jsonl"
 RECORDS_FILE_SIZE = 10 * 1024 * 1024
 RECORDS_FILE_BACKUPS = 5
+
+# Tasks one client may have queued or running; submissions beyond are refused
+# with an error result (taskmanager.max_queued_per_client).
+MAX_QUEUED_PER_CLIENT = 1000000
+# Output lines per second one task may send to the log viewer; beyond, lines are
+# dropped from the viewer (counted, and the result keeps the tail).
+MAX_LOG_RATE = 20000

@@ -32,6 +32,7 @@ from .service import Service
 log = logging.getLogger(__name__)
 
 SWITCH = b"!!cutelog!!format=json"
+KEYS_ENV = "COMPUTEFARM_FORWARDER_KEYS"   # public:secret:server, set by the TaskManager
 RECONNECT_MAX = 2.0          # seconds between attempts to reach cutelog, at most
 SEND_CHUNK = 256 * 1024      # bytes framed per write attempt
 
@@ -221,9 +222,11 @@ class LogForwarder(Service):
         if self.cutelog_address:
             self.sink = CutelogSink(self.cutelog_address, self.buffer)
         self.poller = zmq.Poller()
+        keys = os.environ.pop(KEYS_ENV, None)
+        curve = tuple(key.encode() for key in keys.split(":")) if keys else None
         self.link = Link(self.context, self.address, "logger", self.hello,
                          lambda restarted: None, self.poller, self.clock(),
-                         identity=self.identity)
+                         identity=self.identity, curve=curve)
 
     def hello(self):
         return {"role": "logger", "id": self.identity, "host": host_name(),
@@ -278,7 +281,7 @@ class LogForwarder(Service):
             self.link.close(bye={"reason": "log forwarder stopping"})
 
 
-def start_forwarder(endpoint, config):
+def start_forwarder(endpoint, config, curve=None):
     """Start the log forwarder for a TaskManager listening on ``endpoint``."""
     host, _, port = endpoint[len("tcp://"):].rpartition(":")
     if host in ("0.0.0.0", "*", "[::]", "::"):
@@ -289,7 +292,10 @@ def start_forwarder(endpoint, config):
             "--log-level", "WARNING"]
     if config.cutelog:
         args += ["--cutelog", config.cutelog]
-    return subprocess.Popen(args, stdin=subprocess.DEVNULL)
+    env = dict(os.environ)
+    if curve is not None:      # through the environment, not the command line others see
+        env[KEYS_ENV] = ":".join(key.decode() for key in curve)
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, env=env)
 
 
 def stop_forwarder(proc, grace=5.0):

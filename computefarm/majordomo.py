@@ -75,7 +75,8 @@ class FarmSession:
         self.local.start_workers(sorted(needed) or ["shell"], wait=False)
         self.progress.note("embedded farm at %s: %s, %d slot(s)" % (
             self.local.address, ", ".join(self.local.capabilities), self.local.slots))
-        self.client = Client(self.address, connect_timeout=None, on_notice=self._notice)
+        self.client = Client(self.address, connect_timeout=None, on_notice=self._notice,
+                             curve=self.config.keys.peer_curve())
 
     def _configured(self, needed):
         config, address = self.config, self.address
@@ -87,7 +88,7 @@ class FarmSession:
                                              % config.path))
         try:
             self.client = Client(address, connect_timeout=CONNECT_TIMEOUT,
-                                 on_notice=self._notice)
+                                 on_notice=self._notice, curve=config.keys.peer_curve())
             return
         except FarmUnreachable:
             if not is_this_machine(address):
@@ -97,7 +98,8 @@ class FarmSession:
                                config=self.config.path)
         self.local.start()
         self.progress.note("started a TaskManager at %s for this run" % address)
-        self.client = Client(address, connect_timeout=CONNECT_TIMEOUT, on_notice=self._notice)
+        self.client = Client(address, connect_timeout=CONNECT_TIMEOUT, on_notice=self._notice,
+                             curve=config.keys.peer_curve())
 
     def check(self):
         """FarmError if the embedded farm lost a process."""

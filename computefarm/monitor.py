@@ -103,13 +103,14 @@ class FarmMonitor(Service):
     name = "monitor"
 
     def __init__(self, address, machine=None, interval=2.0, workdir=".", owner_scope=None,
-                 context=None, clock=time.monotonic):
+                 context=None, clock=time.monotonic, curve=None):
         super().__init__()
         self.address = address
         self.machine = machine or machine_id()
         self.interval = interval
         self.workdir = workdir
         self.owner_scope = owner_scope
+        self.curve = curve
         self.context = context or zmq.Context.instance()
         self.clock = clock
         self.identity = peer_id("monitor")
@@ -124,7 +125,8 @@ class FarmMonitor(Service):
         now = self.clock()
         self.sampler.owner_cpu(now)
         self.link = Link(self.context, self.address, "monitor", self.hello,
-                         lambda restarted: None, self.poller, now, identity=self.identity)
+                         lambda restarted: None, self.poller, now, identity=self.identity,
+                         curve=self.curve)
         self.next_report = now + min(self.interval, 0.5)
         log.info("monitor of machine %s: reporting every %gs to %s", self.machine,
                  self.interval, self.address)

@@ -290,12 +290,20 @@ def send(socket, mtype, body, to=None):
         socket.send_multipart((to, frame), copy=len(frame) < 65536)
 
 
-def recv_router(socket):
-    """``(sender, Msg, body)`` from the ROUTER; ProtocolError names what is wrong.
+def recv_router(socket, with_user=False):
+    """``(sender, Msg, body, user)`` from the ROUTER; ProtocolError names what is wrong.
 
-    The sender is returned even for a bad message so the caller can log it.
+    ``user`` is the public key the connection authenticated with (CURVE), when
+    ``with_user``; else None. The sender is returned even for a bad message so
+    the caller can log it.
     """
-    frames = socket.recv_multipart(zmq.NOBLOCK)
+    user = None
+    if with_user:
+        parts = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+        user = parts[-1].get("User-Id")
+        frames = [part.bytes for part in parts]
+    else:
+        frames = socket.recv_multipart(zmq.NOBLOCK)
     sender = frames[0]
     if len(frames) != 2:
         raise BadMessage(sender, "%d frames, expected 1" % (len(frames) - 1))
@@ -303,7 +311,7 @@ def recv_router(socket):
         mtype, body = decode(frames[1])
     except ProtocolError as exc:
         raise BadMessage(sender, str(exc)) from None
-    return sender, mtype, body
+    return sender, mtype, body, user
 
 
 def recv_dealer(socket):

@@ -14,7 +14,7 @@ class Task:
     __slots__ = ("id", "client", "capability", "requires", "priority", "timeout",
                  "max_attempts", "body", "attempt", "state", "worker", "seq", "group",
                  "submitted", "started", "lost_on", "stream", "track", "revive", "load",
-                 "requeue", "label")
+                 "requeue", "label", "log_budget")
 
     def __init__(self, task_id, client, capability, requires, priority, timeout,
                  max_attempts, body, seq, now):
@@ -40,6 +40,7 @@ class Task:
         self.load = 1.0               # cores' worth of CPU it is expected to use
         self.requeue = False          # being stopped to run elsewhere (its owner is back)
         self.label = None             # a name for people: logs, status
+        self.log_budget = None        # (tokens, time, lines dropped): its log rate limit
 
 
 class Worker:

@@ -9,9 +9,9 @@ from .client import Client
 WATCH_INTERVAL = 2.0
 
 
-def show(address, watch=False, as_json=False, out=None):
+def show(address, watch=False, as_json=False, out=None, curve=None):
     out = out or sys.stdout
-    with Client(address, connect_timeout=5.0) as client:
+    with Client(address, connect_timeout=5.0, curve=curve) as client:
         while True:
             status = client.status()
             if as_json:

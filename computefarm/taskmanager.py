@@ -21,6 +21,7 @@ from . import defaults, protocol
 from .exceptions import ProtocolError, UsageError
 from .protocol import Msg
 from .logforward import logger_name, start_forwarder, stop_forwarder
+from .security import DOMAIN, Gate, KeyRing, ZapHandler, generated_keys, load_secret
 from .service import Service
 from .state import Effects, State
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 DRAIN_BUDGET = 2000          # messages handled per iteration before replies are flushed
 HIGH_WATER_MARK = 100000     # messages queued per peer before ZeroMQ pushes back
 RECLAIM_AFTER = 10000        # tasks held at a peak before memory is handed back after it
+LOOPBACK = ("127.0.0.1", "localhost", "::1")   # what may be bound without keys
+LOG_HANDOVER = 5.0           # seconds a stopping TaskManager waits for a late forwarder
 LOG_CREDIT = 50000           # log lines in flight to a forwarder before new output is dropped
 
 
@@ -52,9 +55,13 @@ class TaskManager(Service):
 
     def __init__(self, config, bind=None, context=None, clock=time.monotonic,
                  ready_file=None, policies=None, default_policy=None, placement="load",
-                 logging_config=None):
+                 logging_config=None, keys=None, insecure=False):
         super().__init__()
         self.config = config
+        self.keys = keys                 # config.KeysConfig, or None: no CURVE
+        self.insecure = insecure
+        self.keyring = self.zap = self.gate = None
+        self.server_public = None
         self.logging_config = logging_config
         self.forwarder = None
         self.dropped_logs = 0
@@ -92,6 +99,7 @@ class TaskManager(Service):
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_size)
         sock.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
         sock.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
+        self.secure(sock)
         try:
             sock.bind(self.bind)
         except zmq.ZMQError as exc:
@@ -101,21 +109,71 @@ class TaskManager(Service):
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLIN)
+        if self.zap is not None:
+            self.poller.register(self.zap.socket, zmq.POLLIN)
         self.next_heartbeat = now + self.interval
         log.info("TaskManager: listening on %s (pid %d)", self.endpoint, os.getpid())
         if self.logging_config is not None:
-            self.forwarder = start_forwarder(self.endpoint, self.logging_config)
+            curve = None
+            if self.gate is not None:   # the forwarder gets a key of its own, known only here
+                public, secret = generated_keys()
+                self.keyring.extra[public] = ("log forwarder", "logger")
+                curve = (public, secret, self.server_public)
+            self.forwarder = start_forwarder(self.endpoint, self.logging_config, curve)
         if self.ready_file:
             tmp = self.ready_file + ".tmp"
             with open(tmp, "w") as stream:
                 stream.write(self.endpoint + "\n")
             os.replace(tmp, self.ready_file)
 
+    def hand_over_logs(self, patience=LOG_HANDOVER):
+        """Before stopping: let a forwarder that is still starting connect and take
+        the records kept for it, so a short run's log is not lost."""
+        deadline = self.clock() + patience
+        while self.log_backlog and self.forwarder is not None and \
+                self.forwarder.poll() is None and self.clock() < deadline:
+            if self.poller.poll(20):
+                self.drain(self.clock())
+            self.flush()
+        self.flush()
+
+    def secure(self, sock):
+        """CURVE and ZAP on the port when keys are configured; else loopback only."""
+        host = self.bind[len("tcp://"):].rpartition(":")[0].strip("[]")
+        if self.keys is None or not self.keys.server_secret:
+            if host in LOOPBACK:
+                return
+            if not self.insecure:
+                sock.close(0)
+                raise UsageError(
+                    "refusing to bind %s without CURVE keys: anyone reaching it could run "
+                    "code on your workers. Create keys with `farm-keys init` and name them "
+                    "in farm.yaml (keys:), bind 127.0.0.1, or pass --insecure on a trusted "
+                    "network" % self.bind)
+            for line in ("INSECURE: %s is open without authentication or encryption." %
+                         self.bind, "INSECURE: anyone who can reach it can run code on every "
+                         "worker of this farm.", "INSECURE: use `farm-keys init` instead."):
+                log.warning("TaskManager: %s", line)
+            return
+        public, secret = load_secret(self.keys.server_secret)
+        self.server_public = public
+        self.keyring = KeyRing(self.keys.authorized)
+        self.zap = ZapHandler(self.context, self.keyring)
+        self.gate = Gate(self.keyring)
+        sock.curve_server = True
+        sock.curve_secretkey = secret
+        sock.curve_publickey = public
+        sock.zap_domain = DOMAIN.encode()
+        log.info("TaskManager: CURVE on, %d authorized key(s) in %s", len(self.keyring.keys),
+                 self.keyring.directory)
+
     def loop(self, now=None):
         timeout = max(0.0, min(defaults.POLL_MAX, self.next_heartbeat - self.clock()))
         events = self.poller.poll(timeout * 1000)
         now = self.clock() if now is None else now
         if events:
+            if self.zap is not None:
+                self.zap.handle(now)
             self.drain(now)
         if self.state.dirty or self.state.held:
             effects = Effects()
@@ -128,6 +186,7 @@ class TaskManager(Service):
     def shutdown(self):
         if self.socket is None:
             return
+        self.hand_over_logs()
         effects = Effects()
         for worker in list(self.state.workers.values()):
             for task_id in list(worker.running):
@@ -138,6 +197,8 @@ class TaskManager(Service):
             self.send(rid, Msg.BYE, {"reason": "TaskManager shutting down"})
         self.socket.close(linger=1000)
         self.socket = None
+        if self.zap is not None:
+            self.zap.close()
         if self.forwarder is not None:
             stop_forwarder(self.forwarder)
         log.info("TaskManager: stopped")
@@ -146,19 +207,37 @@ class TaskManager(Service):
     def drain(self, now):
         for _ in range(DRAIN_BUDGET):
             try:
-                sender, mtype, body = protocol.recv_router(self.socket)
+                sender, mtype, body, user = protocol.recv_router(self.socket,
+                                                                 self.gate is not None)
             except zmq.Again:
                 return
             except protocol.BadMessage as exc:
                 self.refuse(exc.sender, str(exc))
                 continue
+            if self.gate is not None:
+                why = self.gate.check(sender, mtype, body, user)
+                if why is not None:
+                    self.refuse(sender, "%s refused: %s" % (mtype.name, why))
+                    if why.startswith("the key"):
+                        self.evict(sender, now)
+                    continue
             try:
                 self.dispatch_message(sender, mtype, body, now)
             except ProtocolError as exc:
                 self.refuse(sender, "%s: %s" % (mtype.name, exc))
 
-    def recv_ready(self):
-        return self.socket.poll(0, zmq.POLLIN)
+    def evict(self, sender, now):
+        """Forget a peer whose key was revoked: its tasks go back to the queue."""
+        effects = Effects()
+        worker = self.state.workers.get(sender)
+        if worker is not None:
+            self.state.remove_worker(worker, "its key was revoked", effects, requeue_only=True)
+        client = self.state.clients.get(sender)
+        if client is not None:
+            self.state.remove_client(client, effects)
+        self.state.monitors.pop(sender, None)
+        self.gate.forget(sender)
+        self.apply(effects)
 
     def dispatch_message(self, sender, mtype, body, now):
         worker = self.state.workers.get(sender)
@@ -264,10 +343,17 @@ class TaskManager(Service):
     def submit(self, client, specs, now):
         effects = Effects()
         waiting = {}
+        limit = self.config.max_queued_per_client
         for spec in specs:
             requires = spec.get("requires")
             if requires:
                 protocol.check_str_map(requires, "SUBMIT.tasks[].requires")
+            if len(client.tasks) >= limit and spec["id"] not in self.state.tasks:
+                effects.results.append((client, {
+                    "id": spec["id"], "attempt": 0, "status": "error", "exit_code": None,
+                    "error": "refused: this client already has %d task(s) queued or running "
+                             "(taskmanager.max_queued_per_client)" % limit}))
+                continue
             if self.state.submit(client, spec, now, effects) is None:
                 continue
             key = (spec["capability"], tuple(sorted((requires or {}).items())))
@@ -299,7 +385,7 @@ class TaskManager(Service):
             self.apply(effects)
             self.queue(worker.rid, Msg.ACK, acked)
         elif mtype == Msg.OUTPUT:
-            self.forward_output(worker, body["items"])
+            self.forward_output(worker, body["items"], now)
         elif mtype == Msg.BYE:
             effects = Effects()
             self.state.remove_worker(worker, "left", effects, requeue_only=True)
@@ -310,13 +396,15 @@ class TaskManager(Service):
         elif mtype != Msg.HEARTBEAT:
             raise ProtocolError("a worker may not send %s" % mtype.name)
 
-    def forward_output(self, worker, items):
+    def forward_output(self, worker, items, now):
         for item in items:
             client = self.state.output_for(item)
             if client is not None:
                 self.queue(client.rid, Msg.OUTPUT, item)
             if self.state.loggers or self.forwarder is not None:
                 task = self.state.tasks.get(item["id"])
+                if task is not None and not self.within_log_rate(task, item, worker, now):
+                    continue
                 item["machine"], item["host"], item["worker"] = \
                     worker.machine, worker.host, worker.name
                 if task is not None:
@@ -324,6 +412,28 @@ class TaskManager(Service):
                     if task.label:
                         item["label"] = task.label
                 self.to_loggers(Msg.OUTPUT, item)
+
+    def within_log_rate(self, task, item, worker, now):
+        """A token bucket per task (taskmanager.max_log_rate lines/s): True when the
+        item's lines may go to the viewer; beyond, they are dropped and counted."""
+        rate = self.config.max_log_rate
+        tokens, stamp, dropped = task.log_budget or (float(rate), now, 0)
+        tokens = min(float(rate), tokens + (now - stamp) * rate)
+        lines = len(item["lines"])
+        if tokens >= lines:
+            task.log_budget = (tokens - lines, now, dropped)
+            return True
+        if not dropped:
+            self.to_loggers(Msg.LOG, {
+                "logger": logger_name("farm", worker.machine, task.capability,
+                                      task.label or task.id),
+                "level": "WARNING", "fields": {"task": task.id, "host": worker.host},
+                "msg": "task %s prints more than %d lines/s (taskmanager.max_log_rate): "
+                       "lines beyond reach the viewer only as the rate allows; its result "
+                       "keeps the tail" % (task.id, rate)})
+        task.log_budget = (tokens, now, dropped + lines)
+        self.dropped_logs += lines
+        return False
 
     def to_loggers(self, mtype, item):
         """Queue ``item`` for each log forwarder that has credit; drop it (counted)
@@ -439,6 +549,8 @@ class TaskManager(Service):
 
     def tick(self, now):
         self.reclaim_memory()
+        if self.keyring is not None:
+            self.keyring.refresh()              # revocations take effect here
         self.next_heartbeat = now + self.interval
         effects = Effects()
         self.state.expire(now, self.peer_timeout, effects)

@@ -33,7 +33,7 @@ class FarmWorker(Service):
     name = "worker"
 
     def __init__(self, address, capabilities, slots=None, machine=None, attributes=None,
-                 path_map=None, context=None, clock=time.monotonic):
+                 path_map=None, context=None, clock=time.monotonic, curve=None):
         super().__init__()
         self.address = address
         self.capability_names = list(capabilities)
@@ -41,6 +41,7 @@ class FarmWorker(Service):
         self.machine = machine or machine_id()
         self.extra_attributes = dict(attributes or {})
         self.paths = PathMap(path_map)
+        self.curve = curve
         self.context = context or zmq.Context.instance()
         self.clock = clock
         self.identity = peer_id("worker")
@@ -68,7 +69,7 @@ class FarmWorker(Service):
         self._watch_children()
         now = self.clock()
         self.link = Link(self.context, self.address, "worker", self.hello, self.on_welcome,
-                         self.poller, now, identity=self.identity)
+                         self.poller, now, identity=self.identity, curve=self.curve)
         log.info("%s: %s, %d slot(s), connecting to %s", self.name,
                  ", ".join(self.capability_names), self.slots, self.address)
 

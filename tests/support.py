@@ -73,21 +73,22 @@ class Farm:
         self.processes.append(proc)
         return proc
 
-    def start_taskmanager(self, bind="tcp://127.0.0.1:0"):
+    def start_taskmanager(self, bind="tcp://127.0.0.1:0", extra_args=()):
         ready = self.dir / "ready"
         if ready.exists():
             ready.unlink()
         proc = self.spawn("farm-taskmanager", ["--config", str(self.config), "--bind", bind,
                                                "--ready-file", str(ready), "--log-level",
-                                               "DEBUG"], "taskmanager")
+                                               "DEBUG"] + list(extra_args), "taskmanager")
         wait_until(lambda: ready.exists() or proc.poll() is not None, what="TaskManager ready")
         assert proc.poll() is None, proc.log.read_text()
         self.address = ready.read_text().strip()
         self.taskmanager = proc
         return proc
 
-    def start_worker(self, *capabilities, slots=1, machine=None, attrs=(), wait=True):
-        args = ["--config", str(self.config), "--taskmanager", self.address,
+    def start_worker(self, *capabilities, slots=1, machine=None, attrs=(), wait=True,
+                     config=None):
+        args = ["--config", str(config or self.config), "--taskmanager", self.address,
                 "--slots", str(slots), "--log-level", "DEBUG"]
         for cap in capabilities:
             args += ["--capability", cap]

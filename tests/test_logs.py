@@ -141,7 +141,8 @@ def test_output_flood_does_not_stall_dispatch_and_memory_stays_bounded(tmp_path)
         # Lines the forwarder could not keep up with are dropped at the TaskManager and
         # counted; none are lost without a count.
         assert lines_kept() + dropped == 200000
-        assert lines_kept() >= 50000 and (tmp_path / "records.jsonl.1").exists()
+        assert lines_kept() >= 10000
+        assert "taskmanager.max_log_rate" in records.read_text()   # said once, as WARNING
         samples.sort()
         print("flood: %d no-op round trips, p50 %.1f ms, max %.1f ms, peak RSS %.0f MB" % (
             len(samples), 1000 * samples[len(samples) // 2], 1000 * samples[-1], peak / 2**20))

@@ -1,0 +1,236 @@
+"""CURVE on the one port: keys, roles, revocation, secure defaults, fuzzing."""
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import yaml
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from computefarm import keys, protocol
+from computefarm.client import Client
+from computefarm.exceptions import ConfigError, FarmUnreachable
+from computefarm.protocol import Msg
+from computefarm.security import load_secret, load_public
+from support import Farm, wait_until
+
+
+class SecureFarm(Farm):
+    """A farm whose TaskManager trusts only the keys made with farm-keys."""
+
+    def __init__(self, tmp_path):
+        self.keydir = tmp_path / "keys"
+        keys.main(["--dir", str(self.keydir), "init"], out=io.StringIO())
+        for name, role in (("w1", "worker"), ("c1", "client"), ("c2", "client"),
+                           ("doomed", "client")):
+            keys.main(["--dir", str(self.keydir), "add", name, "--role", role],
+                      out=io.StringIO())
+        super().__init__(tmp_path, extra={"keys": {
+            "server": str(self.keydir / "taskmanager.key"),
+            "server_secret": str(self.keydir / "taskmanager.key_secret"),
+            "authorized": str(self.keydir / "authorized")}})
+        self.server = load_public(self.keydir / "taskmanager.key")
+
+    def peer_config(self, name):
+        path = self.dir / ("%s.yaml" % name)
+        path.write_text(yaml.safe_dump({"keys": {
+            "server": str(self.keydir / "taskmanager.key"),
+            "secret": str(self.keydir / "peers" / ("%s.key_secret" % name))}}))
+        return path
+
+    def curve(self, name):
+        public, secret = load_secret(self.keydir / "peers" / ("%s.key_secret" % name))
+        return public, secret, self.server
+
+    def secure_client(self, name, **kwargs):
+        client = Client(self.address, curve=self.curve(name), **kwargs)
+        self.clients.append(client)
+        return client
+
+    def raw_peer(self, curve):
+        peer = zmq.Context.instance().socket(zmq.DEALER)
+        peer.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            peer.curve_publickey, peer.curve_secretkey, peer.curve_serverkey = curve
+        peer.connect(self.address)
+        return peer
+
+
+@pytest.fixture
+def secure(tmp_path):
+    farm = SecureFarm(tmp_path)
+    farm.start_taskmanager()
+    try:
+        yield farm
+    finally:
+        farm.close()
+
+
+def receive(peer, timeout=5.0):
+    if not peer.poll(int(timeout * 1000)):
+        raise AssertionError("no answer from the TaskManager")
+    return protocol.recv_dealer(peer)
+
+
+def hello(role, name="x"):
+    return protocol.encode(Msg.HELLO, {"role": role, "id": name, "host": "h", "machine": "m"})
+
+
+def test_authorized_client_and_worker_work_end_to_end(secure):
+    secure.start_worker("shell", config=secure.peer_config("w1"))
+    client = secure.secure_client("c1")
+    assert client.submit("shell", {"cmd": "echo secret"}).result(30).stdout == ["secret"]
+
+
+def test_strangers_are_refused(secure):
+    unknown = zmq.curve_keypair()
+    for curve in ((unknown[0], unknown[1], secure.server),            # unknown key
+                  None,                                                 # plaintext peer
+                  secure.curve("c1")[:2] + (zmq.curve_keypair()[0],)):  # wrong server key
+        with pytest.raises(FarmUnreachable):
+            Client(secure.address, curve=curve, connect_timeout=2.0).close()
+    log = secure.taskmanager.log.read_text()
+    assert "refused a connection from 127.0.0.1: unknown or revoked key" in log
+    assert secure.taskmanager.poll() is None
+
+
+def test_revoked_key_is_refused_without_restart(secure):
+    secure.start_worker("shell", config=secure.peer_config("w1"))
+    doomed = secure.secure_client("doomed")
+    assert doomed.submit("shell", {"cmd": "true"}).result(30).ok
+    keys.main(["--dir", str(secure.keydir), "revoke", "doomed"], out=io.StringIO())
+    wait_until(lambda: "authorized keys changed" in secure.taskmanager.log.read_text(),
+               what="revocation noticed")
+    late = doomed.submit("shell", {"cmd": "true"})
+    wait_until(lambda: "SUBMIT refused: the key of this connection is not" in
+               secure.taskmanager.log.read_text(), what="old connection refused")
+    assert not late.done()
+    with pytest.raises(FarmUnreachable):
+        Client(secure.address, curve=secure.curve("doomed"), connect_timeout=2.0).close()
+    assert secure.secure_client("c1").submit("shell", {"cmd": "true"}).result(30).ok
+
+
+def test_roles_are_checked_for_every_message(secure):
+    secure.start_worker("shell", config=secure.peer_config("w1"))
+    as_worker = secure.raw_peer(secure.curve("w1"))
+    as_worker.send(hello("worker", "w-raw"))
+    assert receive(as_worker)[0] == Msg.WELCOME
+    as_worker.send(protocol.encode(Msg.SUBMIT, {"tasks": [
+        {"id": "w:1", "capability": "shell", "body": protocol.pack_body({"cmd": "true"})}]}))
+    mtype, body = receive(as_worker)
+    assert mtype == Msg.ERROR and "a worker key (w1) may not send SUBMIT" in body["text"]
+    as_client = secure.raw_peer(secure.curve("c2"))
+    as_client.send(hello("worker", "c-raw"))
+    mtype, body = receive(as_client)
+    assert mtype == Msg.ERROR and "may not say hello as a worker" in body["text"]
+    owner = secure.secure_client("c1")
+    pidfile = secure.dir / "pid"
+    long = owner.submit("shell", {"cmd": "echo $$ > %s; sleep 1; echo done" % pidfile})
+    wait_until(lambda: pidfile.exists(), what="task running")
+    notices = []
+    other = secure.secure_client("c2", on_notice=lambda level, text, ids: notices.append(text))
+    other._request_cancel(long.task_id)
+    wait_until(lambda: notices, what="refusal notice")
+    assert "is not yours to cancel" in notices[0]
+    assert long.result(30).stdout == ["done"]
+    as_worker.close()
+    as_client.close()
+
+
+def test_binding_beyond_loopback_needs_keys_or_insecure(tmp_path):
+    base = [sys.executable, "-m", "computefarm.cli", "taskmanager", "--config",
+            str(Farm(tmp_path).config)]
+    refused = subprocess.run(base + ["--bind", "tcp://0.0.0.0:5555"], capture_output=True,
+                             text=True, timeout=30)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().startswith("ERROR: farm-taskmanager: refusing to bind "
+                                             "tcp://0.0.0.0:5555 without CURVE keys")
+    assert "farm-keys init" in refused.stderr
+    farm = Farm(tmp_path)
+    try:   # 127.0.0.2 is not 127.0.0.1 (so it needs keys) yet never leaves this machine
+        proc = farm.start_taskmanager(bind="tcp://127.0.0.2:0", extra_args=["--insecure"])
+        assert "INSECURE: tcp://127.0.0.2:0 is open without authentication" in \
+            proc.log.read_text()
+    finally:
+        farm.close()
+
+
+def test_secret_keys_are_written_private_and_refused_when_readable(tmp_path):
+    keys.main(["--dir", str(tmp_path / "k"), "init"], out=io.StringIO())
+    secret = tmp_path / "k" / "taskmanager.key_secret"
+    assert os.stat(secret).st_mode & 0o777 == 0o600
+    os.chmod(secret, 0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        load_secret(secret)
+
+
+def test_queue_limit_answers_with_an_error_not_a_crash(tmp_path):
+    farm = Farm(tmp_path, max_queued_per_client=3)
+    try:
+        farm.start_taskmanager()
+        client = farm.client(on_notice=lambda *a: None)
+        futures = [client.submit("shell", {"cmd": "true"}) for _ in range(5)]
+        refused = [f.result(10) for f in futures[3:]]
+        assert all(r.status == "error" and "max_queued_per_client" in r.error for r in refused)
+        assert not any(f.done() for f in futures[:3])
+        farm.start_worker("shell")
+        assert all(f.result(30).ok for f in futures[:3])
+    finally:
+        farm.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_farm(tmp_path_factory):
+    farm = SecureFarm(tmp_path_factory.mktemp("fuzz"))
+    farm.start_taskmanager()
+    farm.start_worker("shell", config=farm.peer_config("w1"))
+    peers = [farm.raw_peer(farm.curve("c2")), farm.raw_peer(None),
+             farm.raw_peer(zmq.curve_keypair() + (farm.server,))]
+    peers[0].send(hello("client", "fuzzer"))
+    yield farm, peers
+    for peer in peers:
+        peer.close()
+    farm.close()
+
+
+VALID = [protocol.encode(Msg.SUBMIT, {"tasks": [{"id": "f:1", "capability": "shell",
+                                                  "body": protocol.pack_body({"cmd": "true"})}]}),
+         protocol.encode(Msg.CANCEL, {"ids": ["f:1"]}), protocol.encode(Msg.STATUS, {}),
+         protocol.encode(Msg.RESULT, {"results": []}), hello("worker")]
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(blobs=st.lists(st.one_of(
+    st.binary(max_size=300),
+    st.tuples(st.sampled_from(VALID), st.integers(0, 400), st.integers(0, 255)).map(
+        lambda t: t[0][:t[1] % len(t[0])] + bytes([t[2]]) + t[0][t[1] % len(t[0]) + 1:])),
+    min_size=1, max_size=8), multipart=st.booleans())
+def test_fuzzing_the_port_never_hurts_the_farm(fuzz_farm, blobs, multipart):
+    farm, peers = fuzz_farm
+    for peer in peers:       # peers that never get in queue up: never wait on them
+        try:
+            if multipart:
+                peer.send_multipart(blobs, zmq.NOBLOCK)
+            else:
+                for blob in blobs:
+                    peer.send(blob, zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+    assert farm.taskmanager.poll() is None
+
+
+def test_after_fuzzing_the_farm_still_serves_and_memory_is_bounded(fuzz_farm):
+    farm, _ = fuzz_farm
+    manager = psutil.Process(farm.taskmanager.pid)
+    assert manager.memory_info().rss < 200 * 1024 * 1024
+    client = farm.secure_client("c1")
+    assert client.submit("shell", {"cmd": "echo still here"}).result(30).stdout == ["still here"]
