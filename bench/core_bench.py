@@ -116,19 +116,45 @@ def memory(count):
         farm.stop()
 
 
+def curve_config(directory):
+    """A farm.yaml whose TaskManager and peers use keys made here (one admin key)."""
+    import io
+    import yaml
+    from computefarm import keys
+    from computefarm.config import load_config
+    keys.main(["--dir", directory, "init"], out=io.StringIO())
+    keys.main(["--dir", directory, "add", "bench", "--role", "admin"], out=io.StringIO())
+    path = os.path.join(directory, "farm.yaml")
+    with open(path, "w") as stream:
+        yaml.safe_dump({"logging": {"records": os.path.join(directory, "records.jsonl"),
+                                    "cutelog": None},
+                        "keys": {"server": os.path.join(directory, "taskmanager.key"),
+                                 "server_secret": os.path.join(directory,
+                                                               "taskmanager.key_secret"),
+                                 "authorized": os.path.join(directory, "authorized"),
+                                 "secret": os.path.join(directory, "peers",
+                                                        "bench.key_secret")}}, stream)
+    return path, load_config(path).keys.peer_curve()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20000)
     parser.add_argument("--latency", type=int, default=2000)
     parser.add_argument("--shell", type=int, default=2000)
     parser.add_argument("--queued", type=int, default=100000)
-    parser.add_argument("--slots", type=int, default=1, help="slots of each of the 2 workers")
+    parser.add_argument("--slots", type=int, default=2, help="slots of each of the 2 workers")
+    parser.add_argument("--curve", action="store_true",
+                        help="CURVE on the port (keys made for the run with farm-keys)")
     args = parser.parse_args(argv)
-    print("machine: %d cores, Python %s" % (os.cpu_count(), sys.version.split()[0]))
-    farm = LocalFarm(["python", "shell"], slots=args.slots, workers=2)
+    print("machine: %d cores, Python %s, CURVE %s" % (os.cpu_count(), sys.version.split()[0],
+                                                     "on" if args.curve else "off"))
+    keydir = tempfile.TemporaryDirectory()
+    config, curve = (curve_config(keydir.name) if args.curve else (None, None))
+    farm = LocalFarm(["python", "shell"], slots=args.slots, workers=2, config=config)
     farm.start()
     try:
-        with Client(farm.address) as client:
+        with Client(farm.address, curve=curve) as client:
             python_throughput(client, 1000)  # warm up slots and caches
             before = cpu_seconds(farm)
             rate = python_throughput(client, args.tasks)

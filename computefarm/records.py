@@ -45,7 +45,7 @@ class Task:
 
 class Worker:
     __slots__ = ("rid", "name", "host", "machine", "pid", "slots", "capabilities",
-                 "running", "last_seen", "accepts_cache", "assigned")
+                 "running", "last_seen", "accepts_cache", "assigned", "machine_record")
 
     def __init__(self, rid, hello, now):
         self.rid = rid
@@ -59,6 +59,7 @@ class Worker:
         self.last_seen = now
         self.accepts_cache = {}       # group key -> bool
         self.assigned = 0             # tasks given to it since it registered
+        self.machine_record = None    # its machines.Machine, once looked up
 
     @property
     def free(self):

@@ -286,7 +286,7 @@ class State:
                 self._schedule_in_turn(group, now, effects)
                 continue
             candidates = [w for w in self.by_capability.get(group.capability, ())
-                          if w.free > 0 and w.accepts(group) and self.machine(w.machine).eligible(now)]
+                          if w.free > 0 and w.accepts(group) and self._machine_of(w).eligible(now)]
             while candidates and group.live:
                 task = group.pop()
                 if task is None:
@@ -299,7 +299,13 @@ class State:
                 del self.groups[group.key]
 
     def _rank(self, worker):
-        return self.machine(worker.machine).rank() + _load(worker)
+        return self._machine_of(worker).rank() + _load(worker)
+
+    def _machine_of(self, worker):
+        machine = worker.machine_record
+        if machine is None:
+            machine = worker.machine_record = self.machine(worker.machine)
+        return machine
 
     def _schedule_in_turn(self, group, now, effects):
         """Placement switched off: each matching worker in turn, whatever its load,
@@ -321,7 +327,7 @@ class State:
         task.attempt += 1
         worker.running[task.id] = task
         worker.assigned += 1
-        self.machine(worker.machine).assigned_load += task.load
+        self._machine_of(worker).assigned_load += task.load
         effects.dispatch.append((worker, task))
 
     # -- machines --------------------------------------------------------------

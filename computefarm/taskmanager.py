@@ -378,7 +378,8 @@ class TaskManager(Service):
             effects = Effects()
             acked = []
             for result in body["results"]:
-                if self.state.loggers or self.forwarder is not None:
+                if result["status"] != "ok" and (self.state.loggers or
+                                                 self.forwarder is not None):
                     self.log_result(worker, result)
                 if self.state.finish(worker, result, now, effects):
                     acked.append(result["id"])
@@ -455,9 +456,9 @@ class TaskManager(Service):
                                 "dropped so far", self.dropped_logs)
 
     def log_result(self, worker, result):
-        """A record of how a task ended for the log viewer: ERROR when it failed."""
+        """An ERROR record for the log viewer: how a task failed (a success says
+        nothing: at thousands of tasks a second that would be most of the log)."""
         task = self.state.tasks.get(result["id"])
-        failed = result["status"] != "ok"
         text = "task %s %s on %s" % (result["id"], result["status"], worker.host)
         if result.get("error"):
             text += ": %s" % result["error"].strip().splitlines()[-1][:500]
@@ -465,7 +466,7 @@ class TaskManager(Service):
             "logger": logger_name("farm", worker.machine,
                                   task.capability if task else "task",
                                   (task.label if task else None) or result["id"]),
-            "level": "ERROR" if failed else "INFO", "msg": text,
+            "level": "ERROR", "msg": text,
             "fields": {"task": result["id"], "attempt": result["attempt"],
                        "host": worker.host, "worker": worker.name,
                        "status": result["status"], "exit_code": result.get("exit_code")}})

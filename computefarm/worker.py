@@ -217,11 +217,14 @@ class FarmWorker(Service):
             self.emit(run, run.drain())
             outcome = run.plugin.finish(run.request, outcome)
             self._forget(run)
-            self.finished(run.task_id, run.attempt, {
-                "status": outcome.status, "exit_code": outcome.exit_code,
-                "value": outcome.value, "error": outcome.error,
-                "duration": now - run.started, "detail": outcome.detail or {},
-                "output": run.captured, "truncated": run.truncated})
+            result = {"status": outcome.status, "exit_code": outcome.exit_code,
+                      "duration": now - run.started}
+            for key, value in (("value", outcome.value), ("error", outcome.error),
+                               ("detail", outcome.detail), ("output", run.captured),
+                               ("truncated", run.truncated)):
+                if value:                    # small results for the many tiny tasks
+                    result[key] = value
+            self.finished(run.task_id, run.attempt, result)
 
     def _forget(self, run):
         self.runs.pop(run.task_id, None)

@@ -49,14 +49,12 @@ def test_example_run_reaches_cutelog_with_tree_levels_and_gcc_error(tmp_path, vi
 
     def for_task(suffix):
         return [r for r in viewer.records("farm.") if r.name.endswith(suffix)]
-    viewer.wait_until(lambda: len(for_task(".shell.talk")) >= 5 and
+    viewer.wait_until(lambda: len(for_task(".shell.talk")) >= 4 and
                       any("failed" in r.message for r in for_task(".gcc.compile:bad")) and
                       viewer.records("majordomo.logdemo"), what="all records")
     talk = for_task(".shell.talk")
-    assert len(talk) == 5, [(r.levelname, r.message) for r in talk]
-    assert [(r.levelname, r.message) for r in talk if r.stream] == [
+    assert [(r.levelname, r.message) for r in talk] == [
         ("INFO", "one"), ("INFO", "two"), ("INFO", "three"), ("WARNING", "warn")]
-    assert talk[-1].levelname == "INFO" and " ok on " in talk[-1].message
     bad = for_task(".gcc.compile:bad")
     errors = [r for r in bad if r.levelname == "ERROR" and r.file]
     assert errors and errors[0].file == "bad.c" and errors[0].line == 2
@@ -73,7 +71,7 @@ def test_example_run_reaches_cutelog_with_tree_levels_and_gcc_error(tmp_path, vi
     assert ("talk", "INFO", "finished") in by_task and ("talk", "INFO", "started") in by_task
     assert any(r.name == "majordomo.logdemo" and "1 failed" in r.message for r in events)
     lines = [json.loads(line) for line in records_file.read_text().splitlines()]
-    assert len([r for r in lines if r["name"].endswith(".shell.talk")]) == 5
+    assert len([r for r in lines if r["name"].endswith(".shell.talk")]) == 4
 
 
 def test_records_wait_for_a_viewer_started_midway(tmp_path, viewer):
@@ -90,11 +88,11 @@ def test_records_wait_for_a_viewer_started_midway(tmp_path, viewer):
         assert all(f.result(30).ok for f in results)
         records_file = tmp_path / "records.jsonl"
         wait_until(lambda: records_file.exists() and
-                   records_file.read_text().count('.midway') >= 200 + 4,
+                   records_file.read_text().count('.midway') >= 200,
                    what="records file complete")
         viewer.start_listening()
         viewer.wait_until(lambda: len([r for r in viewer.records("farm.")
-                                       if ".midway" in r.name]) >= 204,
+                                       if ".midway" in r.name]) >= 200,
                           what="buffered records delivered")
         seen = sorted(r.message for r in viewer.records("farm.") if r.stream and
                       r.message.startswith("midway"))
@@ -135,8 +133,9 @@ def test_output_flood_does_not_stall_dispatch_and_memory_stays_bounded(tmp_path)
             return sum(path.read_text().count('"stream"')
                        for path in tmp_path.glob("records.jsonl*"))
         wait_until(lambda: records.exists() and
-                   ('ok on %s' % result.host) in records.read_text().splitlines()[-1],
-                   timeout=60, what="the flood's result in the records file")
+                   '"msg":"line 199999"' in records.read_text() or
+                   client.status()["logs"]["dropped_lines"] + lines_kept() == 200000,
+                   timeout=60, what="the flood through the forwarder")
         dropped = client.status()["logs"]["dropped_lines"]
         # Lines the forwarder could not keep up with are dropped at the TaskManager and
         # counted; none are lost without a count.
