@@ -21,7 +21,7 @@ import time
 import zmq
 from zmq.utils import z85
 
-from .exceptions import ConfigError
+from .exceptions import ConfigError, UsageError
 from .protocol import Msg
 
 log = logging.getLogger(__name__)
@@ -236,3 +236,38 @@ class Gate:
 def generated_keys():
     """A fresh key pair (z85 bytes) for a process the TaskManager starts itself."""
     return zmq.curve_keypair()
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")   # what may be bound without keys
+
+
+def secure_router(sock, bind, keys, insecure, context):
+    """CURVE and ZAP on the TaskManager's socket when keys are configured, else
+    loopback only (or ``insecure``). ``(keyring, zap, gate, server public)``;
+    all None without keys."""
+    if keys is None or not keys.server_secret:
+        host = bind[len("tcp://"):].rpartition(":")[0].strip("[]")
+        if host in LOOPBACK:
+            return None, None, None, None
+        if not insecure:
+            sock.close(0)
+            raise UsageError(
+                "refusing to bind %s without CURVE keys: anyone reaching it could run code "
+                "on your workers. Create keys with `farm-keys init` and name them in "
+                "farm.yaml (keys:), bind 127.0.0.1, or pass --insecure on a trusted network"
+                % bind)
+        for line in ("%s is open without authentication or encryption." % bind,
+                     "anyone who can reach it can run code on every worker of this farm.",
+                     "use `farm-keys init` instead (docs/security.md)."):
+            log.warning("TaskManager: INSECURE: %s", line)
+        return None, None, None, None
+    public, secret = load_secret(keys.server_secret)
+    keyring = KeyRing(keys.authorized)
+    zap = ZapHandler(context, keyring)
+    sock.curve_server = True
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
+    sock.zap_domain = DOMAIN.encode()
+    log.info("TaskManager: CURVE on, %d authorized key(s) in %s", len(keyring.keys),
+             keyring.directory)
+    return keyring, zap, Gate(keyring), public

@@ -6,7 +6,6 @@ tasks onto free workers, flushes the batched replies, then runs its timers:
 heartbeats and the expiry of silent peers. All state lives in ``state.State``.
 """
 
-import collections
 import ctypes
 import ctypes.util
 import gc
@@ -20,8 +19,9 @@ import zmq
 from . import defaults, protocol
 from .exceptions import ProtocolError, UsageError
 from .protocol import Msg
-from .logforward import logger_name, start_forwarder, stop_forwarder
-from .security import DOMAIN, Gate, KeyRing, ZapHandler, generated_keys, load_secret
+from .logforward import start_forwarder, stop_forwarder
+from .logrouting import LogRouter
+from .security import generated_keys, secure_router
 from .service import Service
 from .state import Effects, State
 
@@ -30,9 +30,7 @@ log = logging.getLogger(__name__)
 DRAIN_BUDGET = 2000          # messages handled per iteration before replies are flushed
 HIGH_WATER_MARK = 100000     # messages queued per peer before ZeroMQ pushes back
 RECLAIM_AFTER = 10000        # tasks held at a peak before memory is handed back after it
-LOOPBACK = ("127.0.0.1", "localhost", "::1")   # what may be bound without keys
 LOG_HANDOVER = 5.0           # seconds a stopping TaskManager waits for a late forwarder
-LOG_CREDIT = 50000           # log lines in flight to a forwarder before new output is dropped
 
 
 def _find_malloc_trim():
@@ -60,13 +58,9 @@ class TaskManager(Service):
         self.config = config
         self.keys = keys                 # config.KeysConfig, or None: no CURVE
         self.insecure = insecure
-        self.keyring = self.zap = self.gate = None
-        self.server_public = None
+        self.keyring = self.zap = self.gate = self.server_public = None
         self.logging_config = logging_config
-        self.forwarder = None
-        self.dropped_logs = 0
-        self.next_drop_report = 1
-        self.log_backlog = collections.deque(maxlen=LOG_CREDIT)  # before the forwarder is up
+        self.logs = None
         self.policies = policies
         self.default_policy = default_policy
         self.placement = placement
@@ -99,7 +93,8 @@ class TaskManager(Service):
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_size)
         sock.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
         sock.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
-        self.secure(sock)
+        self.keyring, self.zap, self.gate, self.server_public = secure_router(
+            sock, self.bind, self.keys, self.insecure, self.context)
         try:
             sock.bind(self.bind)
         except zmq.ZMQError as exc:
@@ -113,13 +108,14 @@ class TaskManager(Service):
             self.poller.register(self.zap.socket, zmq.POLLIN)
         self.next_heartbeat = now + self.interval
         log.info("TaskManager: listening on %s (pid %d)", self.endpoint, os.getpid())
+        self.logs = LogRouter(self.state, self.queue, self.config.max_log_rate)
         if self.logging_config is not None:
             curve = None
             if self.gate is not None:   # the forwarder gets a key of its own, known only here
                 public, secret = generated_keys()
                 self.keyring.extra[public] = ("log forwarder", "logger")
                 curve = (public, secret, self.server_public)
-            self.forwarder = start_forwarder(self.endpoint, self.logging_config, curve)
+            self.logs.forwarder = start_forwarder(self.endpoint, self.logging_config, curve)
         if self.ready_file:
             tmp = self.ready_file + ".tmp"
             with open(tmp, "w") as stream:
@@ -130,42 +126,11 @@ class TaskManager(Service):
         """Before stopping: let a forwarder that is still starting connect and take
         the records kept for it, so a short run's log is not lost."""
         deadline = self.clock() + patience
-        while self.log_backlog and self.forwarder is not None and \
-                self.forwarder.poll() is None and self.clock() < deadline:
+        while self.logs.waiting() and self.clock() < deadline:
             if self.poller.poll(20):
                 self.drain(self.clock())
             self.flush()
         self.flush()
-
-    def secure(self, sock):
-        """CURVE and ZAP on the port when keys are configured; else loopback only."""
-        host = self.bind[len("tcp://"):].rpartition(":")[0].strip("[]")
-        if self.keys is None or not self.keys.server_secret:
-            if host in LOOPBACK:
-                return
-            if not self.insecure:
-                sock.close(0)
-                raise UsageError(
-                    "refusing to bind %s without CURVE keys: anyone reaching it could run "
-                    "code on your workers. Create keys with `farm-keys init` and name them "
-                    "in farm.yaml (keys:), bind 127.0.0.1, or pass --insecure on a trusted "
-                    "network" % self.bind)
-            for line in ("INSECURE: %s is open without authentication or encryption." %
-                         self.bind, "INSECURE: anyone who can reach it can run code on every "
-                         "worker of this farm.", "INSECURE: use `farm-keys init` instead."):
-                log.warning("TaskManager: %s", line)
-            return
-        public, secret = load_secret(self.keys.server_secret)
-        self.server_public = public
-        self.keyring = KeyRing(self.keys.authorized)
-        self.zap = ZapHandler(self.context, self.keyring)
-        self.gate = Gate(self.keyring)
-        sock.curve_server = True
-        sock.curve_secretkey = secret
-        sock.curve_publickey = public
-        sock.zap_domain = DOMAIN.encode()
-        log.info("TaskManager: CURVE on, %d authorized key(s) in %s", len(self.keyring.keys),
-                 self.keyring.directory)
 
     def loop(self, now=None):
         timeout = max(0.0, min(defaults.POLL_MAX, self.next_heartbeat - self.clock()))
@@ -199,8 +164,8 @@ class TaskManager(Service):
         self.socket = None
         if self.zap is not None:
             self.zap.close()
-        if self.forwarder is not None:
-            stop_forwarder(self.forwarder)
+        if self.logs.forwarder is not None:
+            stop_forwarder(self.logs.forwarder)
         log.info("TaskManager: stopped")
 
     # -- receiving -------------------------------------------------------------
@@ -256,7 +221,7 @@ class TaskManager(Service):
         if entry is not None:
             entry[0] = now
             if mtype == Msg.ACK:                 # the forwarder has room for more
-                entry[1] = min(LOG_CREDIT, entry[1] + max(0, int(body.get("credit", 0))))
+                self.logs.credit(entry, body.get("credit", 0))
             elif mtype == Msg.BYE:
                 del self.state.loggers[sender]
             elif mtype not in (Msg.HEARTBEAT, Msg.HELLO):
@@ -283,9 +248,7 @@ class TaskManager(Service):
             self.state.add_client(sender, body, now)
             log.info("TaskManager: client %s on %s connected", body["id"], body["host"])
         elif role == "logger":
-            self.state.loggers[sender] = [now, LOG_CREDIT]
-            while self.log_backlog:                 # what came before it was connected
-                self.to_loggers(*self.log_backlog.popleft())
+            self.logs.connected(sender, now)
             log.info("TaskManager: log forwarder connected (pid %s)", body.get("pid"))
         elif role == "monitor":
             self.state.add_monitor(sender, body, now)
@@ -313,13 +276,13 @@ class TaskManager(Service):
         elif mtype == Msg.STATUS:
             status = self.state.snapshot(now)
             status["logs"] = {"forwarders": len(self.state.loggers),
-                              "dropped_lines": self.dropped_logs}
+                              "dropped_lines": self.logs.dropped}
             self.send(client.rid, Msg.STATE, {"status": status})
         elif mtype == Msg.LOG:
             for record in body["records"]:
                 fields = record.setdefault("fields", {})
                 fields["client_host"] = client.host
-                self.to_loggers(Msg.LOG, record)
+                self.logs.send(Msg.LOG, record)
         elif mtype == Msg.HELLO:
             self.process_stranger(client.rid, mtype, body, now)
         elif mtype != Msg.HEARTBEAT:
@@ -378,9 +341,8 @@ class TaskManager(Service):
             effects = Effects()
             acked = []
             for result in body["results"]:
-                if result["status"] != "ok" and (self.state.loggers or
-                                                 self.forwarder is not None):
-                    self.log_result(worker, result)
+                if result["status"] != "ok" and self.logs.active:
+                    self.logs.result(worker, result)
                 if self.state.finish(worker, result, now, effects):
                     acked.append(result["id"])
             self.apply(effects)
@@ -402,74 +364,8 @@ class TaskManager(Service):
             client = self.state.output_for(item)
             if client is not None:
                 self.queue(client.rid, Msg.OUTPUT, item)
-            if self.state.loggers or self.forwarder is not None:
-                task = self.state.tasks.get(item["id"])
-                if task is not None and not self.within_log_rate(task, item, worker, now):
-                    continue
-                item["machine"], item["host"], item["worker"] = \
-                    worker.machine, worker.host, worker.name
-                if task is not None:
-                    item["capability"] = task.capability
-                    if task.label:
-                        item["label"] = task.label
-                self.to_loggers(Msg.OUTPUT, item)
-
-    def within_log_rate(self, task, item, worker, now):
-        """A token bucket per task (taskmanager.max_log_rate lines/s): True when the
-        item's lines may go to the viewer; beyond, they are dropped and counted."""
-        rate = self.config.max_log_rate
-        tokens, stamp, dropped = task.log_budget or (float(rate), now, 0)
-        tokens = min(float(rate), tokens + (now - stamp) * rate)
-        lines = len(item["lines"])
-        if tokens >= lines:
-            task.log_budget = (tokens - lines, now, dropped)
-            return True
-        if not dropped:
-            self.to_loggers(Msg.LOG, {
-                "logger": logger_name("farm", worker.machine, task.capability,
-                                      task.label or task.id),
-                "level": "WARNING", "fields": {"task": task.id, "host": worker.host},
-                "msg": "task %s prints more than %d lines/s (taskmanager.max_log_rate): "
-                       "lines beyond reach the viewer only as the rate allows; its result "
-                       "keeps the tail" % (task.id, rate)})
-        task.log_budget = (tokens, now, dropped + lines)
-        self.dropped_logs += lines
-        return False
-
-    def to_loggers(self, mtype, item):
-        """Queue ``item`` for each log forwarder that has credit; drop it (counted)
-        for one that is behind, so a flood of output never grows this process."""
-        if not self.state.loggers:
-            if self.forwarder is not None:
-                self.log_backlog.append((mtype, item))
-            return
-        cost = len(item["lines"]) if mtype == Msg.OUTPUT else 1
-        for rid, entry in self.state.loggers.items():
-            if entry[1] >= cost or mtype == Msg.LOG:   # results and events are never dropped
-                entry[1] -= cost
-                self.queue(rid, mtype, item)
-            else:
-                self.dropped_logs += cost
-                if self.dropped_logs - cost < self.next_drop_report <= self.dropped_logs:
-                    self.next_drop_report += 100000
-                    log.warning("TaskManager: log forwarder behind, %d output line(s) "
-                                "dropped so far", self.dropped_logs)
-
-    def log_result(self, worker, result):
-        """An ERROR record for the log viewer: how a task failed (a success says
-        nothing: at thousands of tasks a second that would be most of the log)."""
-        task = self.state.tasks.get(result["id"])
-        text = "task %s %s on %s" % (result["id"], result["status"], worker.host)
-        if result.get("error"):
-            text += ": %s" % result["error"].strip().splitlines()[-1][:500]
-        self.to_loggers(Msg.LOG, {
-            "logger": logger_name("farm", worker.machine,
-                                  task.capability if task else "task",
-                                  (task.label if task else None) or result["id"]),
-            "level": "ERROR", "msg": text,
-            "fields": {"task": result["id"], "attempt": result["attempt"],
-                       "host": worker.host, "worker": worker.name,
-                       "status": result["status"], "exit_code": result.get("exit_code")}})
+            if self.logs.active:
+                self.logs.output(worker, item, now)
 
     # -- sending ---------------------------------------------------------------
     def apply(self, effects):
