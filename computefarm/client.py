@@ -25,6 +25,9 @@ from .protocol import Msg
 
 log = logging.getLogger(__name__)
 
+LOG_BATCH = 500      # log records sent together...
+LOG_DELAY = 0.1      # ...or after this many seconds, whichever comes first
+
 
 class TaskResult:
     """How a task ended. A failed task is a value, not an exception."""
@@ -121,6 +124,7 @@ class Client:
         self._closing = False
         self._woken = False
         self._status_asked = False
+        self._logs_sent = 0.0
         self._connected = threading.Event()
         self._error = None
         self._thread = threading.Thread(target=self._run, name="farm-client", daemon=True)
@@ -184,10 +188,9 @@ class Client:
         """
         record = {"logger": logger, "level": level, "msg": msg, "created": time.time(),
                   "fields": fields}
-        with self._lock:
+        with self._lock:            # sent with the thread's next turn (within 0.1 s)
             if len(self._logs) < 100000:
                 self._logs.append(record)
-        self._wake()
 
     def status(self, timeout=10.0):
         """The TaskManager's view of the farm (what farm-status shows), as a dict."""
@@ -263,7 +266,7 @@ class Client:
             self._fail_all("the client thread crashed")
         finally:
             if link.ready:
-                self._send_new(self.clock())      # what was submitted or logged last
+                self._send_new(self.clock(), final=True)   # what was submitted or logged last
             link.close(bye={"reason": "client closing"})
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
@@ -284,7 +287,7 @@ class Client:
             self._link.send(Msg.SUBMIT, {"tasks": specs}, self.clock())
         self._connected.set()
 
-    def _send_new(self, now):
+    def _send_new(self, now, final=False):
         if not self._link.ready:
             return
         with self._lock:
@@ -303,10 +306,13 @@ class Client:
             self._link.send(Msg.CANCEL, {"ids": cancels}, now)
         if self._status and not self._status_asked:
             self._status_asked = self._link.send(Msg.STATUS, {}, now)
-        if self._logs:
+        if self._logs and (final or len(self._logs) >= LOG_BATCH or
+                           now - self._logs_sent >= LOG_DELAY):
             with self._lock:
                 logs, self._logs = self._logs, []
-            if not self._link.send(Msg.LOG, {"records": logs}, now):
+            if self._link.send(Msg.LOG, {"records": logs}, now):
+                self._logs_sent = now
+            else:
                 with self._lock:
                     self._logs[:0] = logs
 

@@ -22,12 +22,15 @@ START_TIMEOUT = 20.0
 
 class LocalFarm:
     def __init__(self, capabilities, slots=None, workers=1, log_level="WARNING", log_dir=None,
-                 bind="tcp://127.0.0.1:0", config=None):
+                 bind="tcp://127.0.0.1:0", config=None, monitor=False):
         self.capabilities = list(capabilities)
         self.slots = slots or os.cpu_count() or 1
         self.workers = workers
         self.bind = bind
         self.config = config       # the farm.yaml its processes read (None: the usual search)
+        # A monitor reports this machine's load (farm-status shows it); the one
+        # machine then takes every task in turn: the owner is the one running it.
+        self.monitor = monitor
         self.log_level = log_level
         self.log_dir = log_dir
         self.address = None
@@ -59,7 +62,8 @@ class LocalFarm:
         self.address = _with_free_port(self.bind)
         self._ready = os.path.join(self._tmp.name, "ready")
         self._manager = self._spawn("taskmanager", ["--bind", self.address,
-                                                    "--ready-file", self._ready])
+                                                    "--ready-file", self._ready] +
+                                    (["--placement", "round-robin"] if self.monitor else []))
         return self.address
 
     def wait_ready(self, workers=(), timeout=START_TIMEOUT):
@@ -71,10 +75,13 @@ class LocalFarm:
             self._wait_worker(worker, deadline)
 
     def start_workers(self, capabilities, wait=True):
-        """Start this farm's workers (one process offering ``capabilities``)."""
+        """Start this farm's workers (one process offering ``capabilities``), and
+        its monitor after them, at low priority: it must not slow their start."""
         self.capabilities = list(capabilities)
         workers = [self._start_worker(self.capabilities, self.slots)
                    for _ in range(self.workers)]
+        if self.monitor:
+            self._spawn("monitor", ["--taskmanager", self.address], nice=10)
         if wait:
             self.wait_ready(workers)
         return workers
@@ -83,7 +90,7 @@ class LocalFarm:
         """FarmError if a process of this farm has died."""
         for proc in self.processes:
             if proc.poll() is not None:
-                self._fail(proc, "TaskManager" if proc is self._manager else "worker")
+                self._fail(proc, "TaskManager" if proc is self._manager else "process")
 
     def add_worker(self, capabilities, slots, attributes=(), deadline=None):
         """Start one more worker and wait until the TaskManager has welcomed it."""
@@ -119,11 +126,12 @@ class LocalFarm:
         self.stop()
         raise FarmError("the local %s stopped: %s" % (what, lines[-1]))
 
-    def _spawn(self, command, args, log_level=None):
+    def _spawn(self, command, args, log_level=None, nice=0):
         directory = self.log_dir or self._tmp.name
         log = os.path.join(directory, "%s-%d.log" % (command, len(self.processes)))
         with open(log, "w") as stream:
             proc = subprocess.Popen(
+                (["nice", "-n", str(nice)] if nice else []) +
                 [sys.executable, "-m", "computefarm.cli", command, "--log-level",
                  log_level or self.log_level] + (["--config", self.config] if self.config
                                                   else []) + args, stdout=stream, stderr=stream,

@@ -48,7 +48,7 @@ class FarmSession:
         self.address = options.get("taskmanager") or (
             self.config.taskmanager.address if self.config.taskmanager.configured else None)
         if options.get("embedded") or self.address is None:
-            self.local = LocalFarm([], slots=self.slots, config=self.config.path)
+            self.local = LocalFarm([], slots=self.slots, config=self.config.path, monitor=True)
             self.address = self.local.start_taskmanager()
 
     def open(self, tasks):
@@ -73,7 +73,7 @@ class FarmSession:
         # Tasks are submitted while the farm is still starting: they wait in the
         # client until the TaskManager answers; check() notices a farm that died.
         self.local.start_workers(sorted(needed) or ["shell"], wait=False)
-        self.progress.note("embedded farm at %s: %s, %d slot(s)" % (
+        self.progress.note("embedded farm at %s: %s, %d slot(s), a monitor" % (
             self.local.address, ", ".join(self.local.capabilities), self.local.slots))
         self.client = Client(self.address, connect_timeout=None, on_notice=self._notice,
                              curve=self.config.keys.peer_curve())

@@ -8,6 +8,7 @@ host. Notes (the farm used, the TaskManager's notices) go on their own lines.
 import threading
 import time
 
+ANNOUNCE_AFTER = 1.0       # seconds a task runs before its start is logged
 
 class Progress:
     """Counts, the live line, the summary; each event also goes to ``events``
@@ -22,6 +23,8 @@ class Progress:
         self.began = clock()
         self.queued = set()
         self.running = {}          # task name -> host
+        self.since = {}            # task name -> when it started
+        self.announced = set()     # tasks whose start went to the log viewer
         self.done = 0
         self.failed = 0
         self.hosts = {}            # host -> [tasks, seconds of task time]
@@ -38,8 +41,20 @@ class Progress:
         with self.lock:
             self.queued.discard(name)
             self.running[name] = host
-        self.events("INFO", name, "started on %s" % host, host=host)
+            self.since[name] = self.clock()
         self.refresh()
+
+    def announce(self):
+        """A "started" event for each task running longer than ANNOUNCE_AFTER: the
+        viewer sees long tasks start; a quick one only gets its "finished" event
+        (thousands of tiny tasks would otherwise double the log)."""
+        now = self.clock()
+        with self.lock:
+            due = [(name, self.running.get(name)) for name, since in self.since.items()
+                   if now - since >= ANNOUNCE_AFTER and name not in self.announced]
+            self.announced.update(name for name, _ in due)
+        for name, host in due:
+            self.events("INFO", name, "started on %s" % host, host=host)
 
     def up_to_date(self, name):
         self.events("INFO", name, "up to date")
@@ -54,6 +69,8 @@ class Progress:
         with self.lock:
             self.queued.discard(name)
             self.running.pop(name, None)
+            self.since.pop(name, None)
+            self.announced.discard(name)
             if ok:
                 self.done += 1
             else:
@@ -79,6 +96,8 @@ class Progress:
             " | " + hosts if hosts else "")
 
     def refresh(self, force=False):
+        if self.since:
+            self.announce()
         if not self.live:
             return
         now = self.clock()

@@ -224,7 +224,9 @@ class TaskManager(Service):
                 self.logs.credit(entry, body.get("credit", 0))
             elif mtype == Msg.BYE:
                 del self.state.loggers[sender]
-            elif mtype not in (Msg.HEARTBEAT, Msg.HELLO):
+            elif mtype == Msg.HELLO:             # it reconnected: welcome it again
+                return self.process_stranger(sender, mtype, body, now)
+            elif mtype != Msg.HEARTBEAT:
                 raise ProtocolError("a log forwarder may not send %s" % mtype.name)
             return None
         return self.process_stranger(sender, mtype, body, now)

@@ -37,6 +37,9 @@ def project(path, viewer_address, records):
 
         def task_talk():
             return {"actions": ["echo one; echo two; echo three; echo warn >&2"]}
+
+        def task_slow():
+            return {"actions": ["sleep 1.5"]}
     '''))
     return path
 
@@ -51,7 +54,8 @@ def test_example_run_reaches_cutelog_with_tree_levels_and_gcc_error(tmp_path, vi
         return [r for r in viewer.records("farm.") if r.name.endswith(suffix)]
     viewer.wait_until(lambda: len(for_task(".shell.talk")) >= 4 and
                       any("failed" in r.message for r in for_task(".gcc.compile:bad")) and
-                      viewer.records("majordomo.logdemo"), what="all records")
+                      any(r.name == "majordomo.logdemo" for r in
+                          viewer.records("majordomo.logdemo")), what="all records")
     talk = for_task(".shell.talk")
     assert [(r.levelname, r.message) for r in talk] == [
         ("INFO", "one"), ("INFO", "two"), ("INFO", "three"), ("WARNING", "warn")]
@@ -68,7 +72,9 @@ def test_example_run_reaches_cutelog_with_tree_levels_and_gcc_error(tmp_path, vi
     events = viewer.records("majordomo.logdemo")
     by_task = {(r.task, r.levelname, r.message.split(" ")[0]) for r in events}
     assert ("compile:bad", "ERROR", "failed") in by_task
-    assert ("talk", "INFO", "finished") in by_task and ("talk", "INFO", "started") in by_task
+    assert ("talk", "INFO", "finished") in by_task     # a quick task: its end only
+    assert ("talk", "INFO", "started") not in by_task
+    assert {("slow", "INFO", "started"), ("slow", "INFO", "finished")} <= by_task
     assert any(r.name == "majordomo.logdemo" and "1 failed" in r.message for r in events)
     lines = [json.loads(line) for line in records_file.read_text().splitlines()]
     assert len([r for r in lines if r["name"].endswith(".shell.talk")]) == 4
