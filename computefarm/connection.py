@@ -153,10 +153,3 @@ class Link:
         elif now - self.last_send >= self.interval:
             self._send(Msg.HEARTBEAT if self.ready else Msg.HELLO,
                        {} if self.ready else self.hello(), now)
-
-    def next_deadline(self):
-        """When ``tick`` next has something to do."""
-        if self.socket is None:
-            return self.reopen_at
-        return min(self.last_send + self.interval,
-                   self.last_recv + self.interval * self.liveness)

@@ -17,7 +17,7 @@ import time
 from collections import deque
 
 import cloudpickle
-from doit.action import CmdAction, PythonAction
+from doit.action import PythonAction
 from doit.cmd_run import Run
 from doit.control import TaskControl
 from doit.exceptions import InvalidCommand, InvalidTask, TaskError, TaskFailed

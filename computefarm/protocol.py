@@ -54,7 +54,6 @@ class Msg(enum.IntEnum):
 
 ROLES = ("client", "worker", "monitor", "logger")
 STATUSES = ("ok", "failed", "timeout", "cancelled", "lost", "error")
-STREAMS = ("stdout", "stderr")
 
 _NUM = (int, float)
 _OPT_NUM = (int, float, type(None))

@@ -467,11 +467,6 @@ class State:
             "placement": self.placement,
         }
 
-    def counts(self):
-        queued = sum(g.live for g in self.groups.values()) + len(self.held)
-        running = sum(len(w.running) for w in self.workers.values())
-        return {"queued": queued, "running": running, "workers": len(self.workers),
-                "clients": len(self.clients)}
 
 
 def _load(worker):

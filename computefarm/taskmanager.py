@@ -279,6 +279,7 @@ class TaskManager(Service):
             status = self.state.snapshot(now)
             status["logs"] = {"forwarders": len(self.state.loggers),
                               "dropped_lines": self.logs.dropped}
+            status["refused_messages"] = self.bad_messages
             self.send(client.rid, Msg.STATE, {"status": status})
         elif mtype == Msg.LOG:
             for record in body["records"]:

@@ -91,6 +91,7 @@ def test_garbage_never_kills_the_taskmanager(farm):
     assert farm.taskmanager.poll() is None
     log = farm.taskmanager.log.read_text()
     assert "unknown message type 99" in log and "protocol version 9" in log
+    assert client.status()["refused_messages"] >= len(bad) - 2   # oversized: disconnected
     assert "Traceback" not in log
     peer.close()
 

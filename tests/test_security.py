@@ -2,11 +2,8 @@
 
 import io
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest

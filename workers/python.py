@@ -8,7 +8,6 @@ slot's whole tree and a fresh slot takes its place.
 """
 
 import os
-import signal
 import sys
 
 from computefarm import defaults, pyslot
