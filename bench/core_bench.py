@@ -21,8 +21,7 @@ import time
 import cloudpickle
 import psutil
 
-from computefarm.client import Client
-from computefarm.localfarm import LocalFarm
+from computefarm.client import Client, LocalFarm
 
 
 def noop():
@@ -119,8 +118,10 @@ def memory(count):
 def curve_config(directory):
     """A farm.yaml whose TaskManager and peers use keys made here (one admin key)."""
     import io
+
     import yaml
-    from computefarm import keys
+
+    from computefarm.commands import keys
     from computefarm.config import load_config
     keys.main(["--dir", directory, "init"], out=io.StringIO())
     keys.main(["--dir", directory, "add", "bench", "--role", "admin"], out=io.StringIO())

@@ -11,7 +11,7 @@ import time
 
 import psutil
 
-from computefarm.localfarm import LocalFarm
+from computefarm.client import LocalFarm
 
 
 def main(argv=None):
@@ -20,7 +20,7 @@ def main(argv=None):
     parser.add_argument("--interval", type=float, default=2.0)
     args = parser.parse_args(argv)
     with LocalFarm([], workers=0) as farm:
-        monitor = subprocess.Popen([sys.executable, "-m", "computefarm.cli", "monitor",
+        monitor = subprocess.Popen([sys.executable, "-m", "computefarm.commands", "monitor",
                                     "--taskmanager", farm.address, "--interval",
                                     str(args.interval)], stderr=subprocess.DEVNULL)
         try:

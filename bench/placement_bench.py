@@ -49,7 +49,7 @@ def makespan(placement, tasks, work, tmp):
                                             "on_owner": "continue"}}}, stream)
     ready = os.path.join(tmp, "ready-" + placement)
     log = open(os.path.join(tmp, placement + ".log"), "w")
-    procs = [spawn(["-m", "computefarm.cli", "taskmanager", "--config", config,
+    procs = [spawn(["-m", "computefarm.commands", "taskmanager", "--config", config,
                     "--bind", "tcp://127.0.0.1:0", "--ready-file", ready], log)]
     owner = subprocess.Popen(["taskset", "-c", "0", "sh", "-c", '%s -c "%s" & %s -c "%s" & wait'
                               % (sys.executable, HOG, sys.executable, HOG)],
@@ -60,10 +60,10 @@ def makespan(placement, tasks, work, tmp):
         wait_for(lambda: os.path.exists(ready))
         address = open(ready).read().strip()
         for machine, cpu in (("A", 0), ("B", 1)):
-            procs.append(spawn(["-m", "computefarm.cli", "worker", "--taskmanager", address,
+            procs.append(spawn(["-m", "computefarm.commands", "worker", "--taskmanager", address,
                                 "--capability", "shell", "--slots", "1", "--machine",
                                 machine], log, cpu=cpu))
-        procs.append(spawn(["-m", "computefarm.cli", "monitor", "--config", config,
+        procs.append(spawn(["-m", "computefarm.commands", "monitor", "--config", config,
                             "--taskmanager", address, "--machine", "A", "--owner-scope",
                             str(owner_root)], log))
         with Client(address) as client:

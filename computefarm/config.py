@@ -13,9 +13,22 @@ import yaml
 
 from . import defaults
 from .exceptions import ConfigError
-from .machines import ON_OWNER, ON_STALE, Policy
 
 PLACEMENTS = ("load", "round-robin")
+
+ON_OWNER = ("suspend", "requeue", "continue")
+ON_STALE = ("run", "hold")
+
+
+@dataclass
+class Policy:
+    max_load: float = 1.5           # load average per core above which no new work starts
+    min_free_memory: int = 256      # MiB that must stay available
+    owner_cpu_limit: float = 50.0   # % of the machine the owner may use before backing off
+    on_owner: str = "suspend"       # what running tasks do when the owner is active
+    requeue_grace: float = 10.0     # seconds the owner must stay active before a requeue
+    stale: str = "hold"             # whether a machine whose monitor is silent gets work
+
 
 _ADDRESS = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.*-]+):(\d{1,5})$")
 
@@ -63,7 +76,7 @@ class KeysConfig:
 
     def peer_curve(self, where="keys"):
         """``(public, secret, server public)`` for a connecting process, or None."""
-        from .security import load_public, load_secret
+        from .wire.certificates import load_public, load_secret
         if not self.secret:
             return None
         if not self.server:

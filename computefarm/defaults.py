@@ -65,3 +65,11 @@ MAX_QUEUED_PER_CLIENT = 1000000
 # Output lines per second one task may send to the log viewer; beyond, lines are
 # dropped from the viewer (counted, and the result keeps the tail).
 MAX_LOG_RATE = 20000
+
+# A machine whose monitor has been silent for this many of its report intervals
+# is "stale": its last report no longer says anything about its owner.
+STALE_INTERVALS = 3
+
+# The environment variable through which the TaskManager hands its log forwarder
+# the forwarder's key pair and its own public key (never on a command line).
+FORWARDER_KEYS_ENV = "COMPUTEFARM_FORWARDER_KEYS"

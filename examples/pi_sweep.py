@@ -11,8 +11,7 @@ import random
 import sys
 import time
 
-from computefarm.client import FarmExecutor
-from computefarm.localfarm import LocalFarm
+from computefarm.client import FarmExecutor, LocalFarm
 
 
 def darts(seed, throws=20000):

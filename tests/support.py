@@ -40,7 +40,7 @@ def pid_alive(pid):
 
 def command(name):
     """argv that runs console script ``name`` of this installation."""
-    return [sys.executable, "-m", "computefarm.cli", name[len("farm-"):]]
+    return [sys.executable, "-m", "computefarm.commands", name[len("farm-"):]]
 
 
 class Farm:

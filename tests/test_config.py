@@ -57,7 +57,7 @@ def test_commands_print_one_error_line_and_exit_2(tmp_path):
     bad = tmp_path / "farm.yaml"
     bad.write_text("taskmanager:\n  address: [1, 2]\n")
     for command in (["taskmanager"], ["worker", "--capability", "shell"]):
-        proc = subprocess.run([sys.executable, "-m", "computefarm.cli"] + command + [
+        proc = subprocess.run([sys.executable, "-m", "computefarm.commands"] + command + [
                                "--config", str(bad)],
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2
@@ -66,13 +66,13 @@ def test_commands_print_one_error_line_and_exit_2(tmp_path):
         assert "taskmanager.address" in lines[0] and str(bad) in lines[0]
     broken = tmp_path / "broken.yaml"
     broken.write_text("taskmanager: [\n")
-    proc = subprocess.run([sys.executable, "-m", "computefarm.cli", "taskmanager", "--config",
+    proc = subprocess.run([sys.executable, "-m", "computefarm.commands", "taskmanager", "--config",
                            str(broken)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "not valid YAML" in proc.stderr
 
 
 def test_unknown_capability_is_a_one_line_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "computefarm.cli", "worker", "--taskmanager",
+    proc = subprocess.run([sys.executable, "-m", "computefarm.commands", "worker", "--taskmanager",
                            "tcp://127.0.0.1:9", "--capability", "fortran"],
                           capture_output=True, text=True, timeout=30, cwd=str(tmp_path))
     assert proc.returncode == 2
@@ -93,6 +93,6 @@ def test_logging_file_receives_the_log(tmp_path):
         farm.close()
     bad = tmp_path / "bad.yaml"
     bad.write_text("logging: {file: /proc/forbidden/farm.log}\n")
-    proc = subprocess.run([sys.executable, "-m", "computefarm.cli", "taskmanager", "--config",
+    proc = subprocess.run([sys.executable, "-m", "computefarm.commands", "taskmanager", "--config",
                            str(bad)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "logging.file: cannot write" in proc.stderr

@@ -4,7 +4,6 @@ import pathlib
 import shutil
 
 import pytest
-
 from support import read_doit_db, run_tool, tree
 
 EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"

@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import zmq
-
-from computefarm import protocol
-from computefarm.protocol import Msg
 from support import pid_alive, wait_until
+
+from computefarm.wire import protocol
+from computefarm.wire.protocol import Msg
 
 
 def _started(path):

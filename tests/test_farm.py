@@ -1,7 +1,8 @@
 """Routing, slots, constraints, notices and the client library against real processes."""
 
-from computefarm.client import FarmExecutor
 from support import wait_until
+
+from computefarm.client import FarmExecutor
 
 
 def test_routing_by_capability_and_constraint(farm):

@@ -7,7 +7,6 @@ import time
 import psutil
 import pytest
 import yaml
-
 from support import Farm, run_tool, wait_until
 from viewer import Viewer
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from support import Farm, wait_until
 
 # An owner process that burns one core while toggled on by SIGUSR1.
@@ -162,7 +161,7 @@ def test_farm_status_json_reports_the_farm(tmp_path, owners):
         assert client.submit("shell", {"cmd": "echo broken >&2; exit 9"}).result(30).exit_code == 9
         waiting = [client.submit("gcc", {"cmd": "true"}) for _ in range(2)]
         wait_until(lambda: pidfile.exists(), what="task running")
-        proc = subprocess.run([sys.executable, "-m", "computefarm.cli", "status",
+        proc = subprocess.run([sys.executable, "-m", "computefarm.commands", "status",
                                "--taskmanager", farm.address, "--json"],
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0, proc.stderr
@@ -175,7 +174,7 @@ def test_farm_status_json_reports_the_farm(tmp_path, owners):
         assert status["queues"] == {"gcc": 2}
         assert [t["id"] for t in status["running"]] == [running.task_id]
         assert status["failures"][-1]["status"] == "failed"
-        text = subprocess.run([sys.executable, "-m", "computefarm.cli", "status",
+        text = subprocess.run([sys.executable, "-m", "computefarm.commands", "status",
                                "--taskmanager", farm.address], capture_output=True, text=True,
                               timeout=30)
         assert text.returncode == 0 and "RUNNING (1)" in text.stdout and "gcc: 2" in text.stdout

@@ -3,9 +3,9 @@
 import msgpack
 import pytest
 
-from computefarm import protocol
 from computefarm.exceptions import ProtocolError
-from computefarm.protocol import Msg
+from computefarm.wire import protocol
+from computefarm.wire.protocol import Msg
 
 
 def test_round_trip_keeps_bytes_opaque():

@@ -11,13 +11,14 @@ import yaml
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from computefarm import keys, protocol
-from computefarm.client import Client
-from computefarm.exceptions import ConfigError, FarmUnreachable
-from computefarm.protocol import Msg
-from computefarm.security import load_secret, load_public
 from support import Farm, wait_until
+
+from computefarm.client import Client
+from computefarm.commands import keys
+from computefarm.exceptions import ConfigError, FarmUnreachable
+from computefarm.wire.certificates import load_public, load_secret
+from computefarm.wire import protocol
+from computefarm.wire.protocol import Msg
 
 
 class SecureFarm(Farm):
@@ -143,7 +144,7 @@ def test_roles_are_checked_for_every_message(secure):
 
 
 def test_binding_beyond_loopback_needs_keys_or_insecure(tmp_path):
-    base = [sys.executable, "-m", "computefarm.cli", "taskmanager", "--config",
+    base = [sys.executable, "-m", "computefarm.commands", "taskmanager", "--config",
             str(Farm(tmp_path).config)]
     refused = subprocess.run(base + ["--bind", "tcp://0.0.0.0:5555"], capture_output=True,
                              text=True, timeout=30)

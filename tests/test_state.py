@@ -1,6 +1,13 @@
 """The TaskManager's state on its own, driven with the time passed in."""
 
-from computefarm.state import CANCELLING, HELD, QUEUED, RUNNING, Effects, State
+from computefarm.taskmanager.state import (
+    CANCELLING,
+    HELD,
+    QUEUED,
+    RUNNING,
+    Effects,
+    State,
+)
 
 
 def hello(name, caps=None, slots=1, running=None):
@@ -113,7 +120,7 @@ def test_estimated_load_spreads_a_burst_by_expected_finish():
 
 
 def test_owner_policy_suspends_then_resumes():
-    from computefarm.machines import Policy
+    from computefarm.config import Policy
     state = State(default_policy=Policy(owner_cpu_limit=20, on_owner="suspend"))
     client = state.add_client(b"c", hello("c"), 0.0)
     fx = Effects()

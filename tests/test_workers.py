@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from computefarm.exceptions import PluginError
-from computefarm.plugins import WorkerPlugin, load_plugin
+from computefarm.worker.plugin import WorkerPlugin, load_plugin
 
 
 def test_gcc_compiles_links_and_reports_diagnostics(farm, tmp_path):
@@ -65,6 +65,7 @@ def test_python_task_that_kills_its_process_fails_and_slot_recovers(farm):
     farm.start_worker("python")
     client = farm.client()
     import os
+
     import cloudpickle
     died = client.submit("python", {"payload": cloudpickle.dumps((os._exit, (3,), {}))})
     result = died.result(30)
@@ -99,9 +100,9 @@ def test_unknown_and_invalid_plugins_are_plugin_errors():
     assert issubclass(load_plugin("shell"), WorkerPlugin)
 
 
-def test_workers_folder_is_installed_under_a_project_name():
-    out = subprocess.run([sys.executable, "-c", "import computefarm_workers.gcc, importlib.util;"
-                          "print(importlib.util.find_spec('workers'))"],
+def test_builtin_plugins_install_inside_the_package_and_no_top_level_workers():
+    out = subprocess.run([sys.executable, "-c", "import computefarm.worker.plugins.gcc, "
+                          "importlib.util; print(importlib.util.find_spec('workers'))"],
                          capture_output=True, text=True, cwd="/")
     assert out.returncode == 0 and out.stdout.strip() == "None"
 

@@ -22,10 +22,10 @@ class Viewer:
         argv, sys.argv = sys.argv, ["cutelog", "--listen_host", "127.0.0.1",
                                     "--listen_port", str(self.port)]
         try:
-            from qtpy.QtWidgets import QApplication
-            from cutelog.config import CONFIG, ROOT_LOG, parse_cmdline
             import cutelog.resources  # noqa: F401  (registers the UI files)
+            from cutelog.config import CONFIG, ROOT_LOG, parse_cmdline
             from cutelog.main_window import MainWindow
+            from qtpy.QtWidgets import QApplication
             self.app = QApplication.instance() or QApplication(sys.argv)
             overrides, _ = parse_cmdline(ROOT_LOG)
             CONFIG.set_overrides(overrides)

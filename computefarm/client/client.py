@@ -1,0 +1,373 @@
+"""The client library: submit tasks to the farm from any Python program.
+
+``Client.submit(capability, request, ...)`` returns a ``concurrent.futures.Future``
+of a ``TaskResult``; ``FarmExecutor`` is a real ``concurrent.futures.Executor``
+running Python callables on ``python`` workers. One background thread owns the
+socket: it batches submissions, resubmits what is outstanding when the
+TaskManager restarts, and resolves each future exactly once.
+"""
+
+import itertools
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, TimeoutError
+
+import zmq
+
+from ..exceptions import FarmUnreachable, UsageError
+from ..hostinfo import host_name, machine_id
+from ..wire import protocol
+from ..wire.link import Link, peer_id
+from ..wire.protocol import Msg
+
+log = logging.getLogger(__name__)
+
+LOG_BATCH = 500      # log records sent together...
+LOG_DELAY = 0.1      # ...or after this many seconds, whichever comes first
+
+
+class TaskResult:
+    """How a task ended. A failed task is a value, not an exception."""
+
+    __slots__ = ("id", "status", "exit_code", "value", "error", "attempt", "duration",
+                 "host", "worker", "machine", "detail", "stdout", "stderr", "records",
+                 "truncated")
+
+    def __init__(self, body):
+        self.id = body["id"]
+        self.status = body["status"]
+        self.exit_code = body.get("exit_code")
+        self.value = body.get("value")
+        self.error = body.get("error")
+        self.attempt = body.get("attempt")
+        self.duration = body.get("duration")
+        self.host = body.get("host")
+        self.worker = body.get("worker")
+        self.machine = body.get("machine")
+        self.detail = body.get("detail") or {}
+        self.stdout, self.stderr, self.records = [], [], []
+        for item in body.get("output") or ():
+            stream = item["stream"]
+            first = len(self.stderr if stream == "stderr" else self.stdout)
+            (self.stderr if stream == "stderr" else self.stdout).extend(item["lines"])
+            for record in item.get("records") or ():
+                if isinstance(record, dict):
+                    index = record.get("index", 0)
+                    self.records.append(dict(record, stream=stream, index=first + index))
+        self.truncated = body.get("truncated") or 0
+
+    @property
+    def ok(self):
+        return self.status == "ok"
+
+    def __repr__(self):
+        return "<TaskResult %s %s exit=%s on %s>" % (self.id, self.status, self.exit_code,
+                                                    self.host)
+
+
+class _Pending:
+    __slots__ = ("future", "spec", "on_output", "on_start", "sent")
+
+    def __init__(self, future, spec, on_output, on_start):
+        self.future = future
+        self.spec = spec
+        self.on_output = on_output
+        self.on_start = on_start
+        self.sent = False
+
+
+class TaskFuture(Future):
+    """A Future whose ``cancel()`` also stops the task on the farm."""
+
+    def __init__(self, client, task_id):
+        super().__init__()
+        self.task_id = task_id
+        self._client = client
+
+    def cancel(self):
+        if self.done():
+            return False
+        self._client._request_cancel(self.task_id)
+        return super().cancel()
+
+
+class Client:
+    """A connection to the TaskManager at ``address`` and the tasks sent through it.
+
+    ``connect_timeout``: seconds to wait for the TaskManager's welcome before
+    FarmUnreachable is raised (None: do not wait; tasks wait for it instead).
+    ``on_notice(level, text, ids)`` hears the TaskManager's notices (e.g. that no
+    worker offers a capability yet); by default they are logged.
+    """
+
+    def __init__(self, address, connect_timeout=10.0, on_notice=None, context=None,
+                 clock=time.monotonic, curve=None):
+        self.address = address
+        self.curve = curve      # (public, secret, TaskManager public) keys: CURVE on
+        self.context = context or zmq.Context.instance()
+        self.clock = clock
+        self.identity = peer_id("client")
+        self.on_notice = on_notice or _log_notice
+        self.stats = {"submitted": 0, "results": 0, "duplicate_results": 0, "resubmitted": 0}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._incoming = []            # task ids submitted, not yet handed to the thread
+        self._cancels = []
+        self._status = []              # Futures waiting for the TaskManager's STATE
+        self._logs = []                # LOG records waiting to be sent
+        self._pending = {}             # task id -> _Pending
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._closing = False
+        self._woken = False
+        self._status_asked = False
+        self._logs_sent = 0.0
+        self._connected = threading.Event()
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name="farm-client", daemon=True)
+        self._thread.start()
+        if connect_timeout is not None and not self._connected.wait(connect_timeout):
+            self.close(wait=False)
+            raise FarmUnreachable("no TaskManager answers at %s (waited %gs)%s"
+                                  % (address, connect_timeout,
+                                     "; is this key authorized, and keys.server the "
+                                     "TaskManager's?" if curve else ""))
+
+    # -- the caller's side -------------------------------------------------------
+    def submit(self, capability, request, requires=None, priority=0, timeout=None,
+               max_attempts=None, on_output=None, on_start=None, estimated_load=None,
+               label=None):
+        """Queue a task; returns a TaskFuture of its TaskResult.
+
+        ``request`` is the plugin's request map (see workers/); ``requires`` maps
+        attribute names to values or comparisons (``{"version": ">=12"}``);
+        ``on_output(stream, line)`` is called from the client thread per line;
+        ``on_start(host)`` each time a worker is given the task;
+        ``estimated_load``: cores' worth of CPU the task uses (placement, default 1);
+        ``label``: a name for people, shown in logs and status (e.g. the doit task).
+        """
+        if not isinstance(capability, str) or not capability:
+            raise UsageError("submit: capability must be a non-empty string")
+        if requires is not None and not all(isinstance(v, str) for v in requires.values()):
+            raise UsageError("submit: requires must map names to strings")
+        if self._closing or self._error is not None:
+            raise FarmUnreachable(self._error or "the client is closed")
+        task_id = "%s:%d" % (self.identity, next(self._ids))
+        spec = {"id": task_id, "capability": capability, "body": protocol.pack_body(request),
+                "priority": int(priority)}
+        if requires:
+            spec["requires"] = dict(requires)
+        if timeout is not None:
+            spec["timeout"] = float(timeout)
+        if max_attempts is not None:
+            spec["max_attempts"] = int(max_attempts)
+        if on_output is not None:
+            spec["stream"] = True
+        if on_start is not None:
+            spec["track"] = True
+        if estimated_load is not None:
+            spec["load"] = float(estimated_load)
+        if label is not None:
+            spec["label"] = str(label)
+        future = TaskFuture(self, task_id)
+        with self._lock:
+            self._pending[task_id] = _Pending(future, spec, on_output, on_start)
+            self._incoming.append(task_id)
+            self.stats["submitted"] += 1
+        self._wake()
+        return future
+
+    def log(self, logger, level, msg, **fields):
+        """Send a log record to the farm's log viewer (and records file).
+
+        ``logger`` places it in the viewer's tree (``majordomo.project.task``);
+        ``fields`` are extra columns (strings and numbers).
+        """
+        record = {"logger": logger, "level": level, "msg": msg, "created": time.time(),
+                  "fields": fields}
+        with self._lock:            # sent with the thread's next turn (within 0.1 s)
+            if len(self._logs) < 100000:
+                self._logs.append(record)
+
+    def status(self, timeout=10.0):
+        """The TaskManager's view of the farm (what farm-status shows), as a dict."""
+        future = Future()
+        with self._lock:
+            self._status.append(future)
+        self._wake()
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            raise FarmUnreachable("the TaskManager at %s did not answer a status request"
+                                  % self.address) from None
+
+    def cancel(self, future):
+        """Stop the task on the farm; its future then resolves with status ``cancelled``
+        once its worker has stopped it (unlike ``future.cancel()``, which returns
+        at once)."""
+        if not future.done():
+            self._request_cancel(future.task_id)
+
+    def close(self, wait=True):
+        """Say goodbye (the TaskManager cancels what is left) and stop the thread."""
+        if self._closing:
+            return
+        self._closing = True
+        self._wake()
+        if wait:
+            self._thread.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _request_cancel(self, task_id):
+        with self._lock:
+            self._cancels.append(task_id)
+        self._wake()
+
+    def _wake(self):
+        if self._woken:
+            return               # the thread has not run since the last wake-up
+        self._woken = True
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    # -- the client thread ---------------------------------------------------------
+    def _run(self):
+        poller = zmq.Poller()
+        poller.register(self._wake_r, zmq.POLLIN)
+        link = Link(self.context, self.address, "client", self._hello, self._welcomed,
+                    poller, self.clock(), identity=self.identity, curve=self.curve)
+        self._link = link
+        try:
+            while not self._closing:
+                poller.poll(100)
+                now = self.clock()
+                self._woken = False
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                for mtype, body in link.receive(now):
+                    self._process(mtype, body)
+                self._send_new(now)
+                link.tick(now)
+        except Exception:  # a bug: fail every future rather than hang callers
+            log.exception("client %s: crashed", self.identity)
+            self._fail_all("the client thread crashed")
+        finally:
+            if link.ready:
+                self._send_new(self.clock(), final=True)   # what was submitted or logged last
+            link.close(bye={"reason": "client closing"})
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._fail_all("the client was closed before the task finished")
+
+    def _hello(self):
+        return {"role": "client", "id": self.identity, "host": host_name(),
+                "machine": machine_id(), "pid": os.getpid()}
+
+    def _welcomed(self, restarted):
+        self._status_asked = False
+        with self._lock:
+            resend = [p for p in self._pending.values() if p.sent]
+        if resend:
+            specs = [dict(p.spec, resume=True) for p in resend]
+            self.stats["resubmitted"] += len(specs)
+            log.info("client %s: resubmitting %d outstanding task(s)", self.identity, len(specs))
+            self._link.send(Msg.SUBMIT, {"tasks": specs}, self.clock())
+        self._connected.set()
+
+    def _send_new(self, now, final=False):
+        if not self._link.ready:
+            return
+        with self._lock:
+            incoming, self._incoming = self._incoming, []
+            cancels, self._cancels = self._cancels, []
+            pending = [self._pending.get(i) for i in incoming]
+        specs = [p.spec for p in pending if p is not None]
+        if specs and self._link.send(Msg.SUBMIT, {"tasks": specs}, now):
+            for p in pending:
+                if p is not None:
+                    p.sent = True
+        elif specs:
+            with self._lock:
+                self._incoming[:0] = incoming
+        if cancels:
+            self._link.send(Msg.CANCEL, {"ids": cancels}, now)
+        if self._status and not self._status_asked:
+            self._status_asked = self._link.send(Msg.STATUS, {}, now)
+        if self._logs and (final or len(self._logs) >= LOG_BATCH or
+                           now - self._logs_sent >= LOG_DELAY):
+            with self._lock:
+                logs, self._logs = self._logs, []
+            if self._link.send(Msg.LOG, {"records": logs}, now):
+                self._logs_sent = now
+            else:
+                with self._lock:
+                    self._logs[:0] = logs
+
+    def _process(self, mtype, body):
+        if mtype == Msg.RESULT:
+            for result in body["results"]:
+                self._resolve(result)
+        elif mtype == Msg.OUTPUT:
+            for item in body["items"]:
+                self._output(item)
+        elif mtype == Msg.STATE:
+            with self._lock:
+                waiting, self._status = self._status, []
+            self._status_asked = False
+            for future in waiting:
+                future.set_result(body["status"])
+        elif mtype == Msg.STARTED:
+            for item in body["items"]:
+                pending = self._pending.get(item["id"])
+                if pending is not None and pending.on_start is not None:
+                    pending.on_start(item["host"])
+        elif mtype == Msg.NOTICE:
+            self.on_notice(body["level"], body["text"], body.get("ids") or [])
+        elif mtype == Msg.ERROR:
+            log.warning("client %s: the TaskManager refused a message: %s", self.identity,
+                        body["text"])
+        elif mtype == Msg.BYE:
+            self._fail_all("the TaskManager at %s shut down: %s"
+                           % (self.address, body.get("reason", "")))
+
+    def _output(self, item):
+        """Live output: handed to the task's ``on_output``; its result carries a copy."""
+        pending = self._pending.get(item["id"])
+        if pending is None or pending.on_output is None:
+            return
+        for line in item["lines"]:
+            pending.on_output(item["stream"], line)
+
+    def _resolve(self, body):
+        with self._lock:
+            pending = self._pending.pop(body["id"], None)
+        if pending is None:
+            self.stats["duplicate_results"] += 1
+            return
+        self.stats["results"] += 1
+        if not pending.future.done():
+            pending.future.set_result(TaskResult(body))
+
+    def _fail_all(self, text):
+        self._error = text
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for p in pending.values():
+            if not p.future.done():
+                p.future.set_exception(FarmUnreachable(text))
+
+
+def _log_notice(level, text, ids):
+    log.log(logging.ERROR if level == "error" else logging.WARNING, "TaskManager: %s", text)

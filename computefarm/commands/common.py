@@ -1,0 +1,52 @@
+"""What every command line program shares: farm.yaml, logging, the ``ERROR:`` line.
+
+Every command prints a user's mistake as one ``ERROR:`` line and returns the
+exit code of its FarmError (see exceptions.py); tracebacks are for bugs.
+"""
+
+import logging
+import logging.handlers
+import os
+import sys
+
+from ..config import check_address, load_config
+from ..exceptions import ConfigError, FarmError
+
+
+def add_common_options(parser):
+    parser.add_argument("--config", metavar="FILE",
+                        help="farm.yaml to read (default: ./farm.yaml, $COMPUTEFARM_CONFIG, "
+                             "~/.config/computefarm/farm.yaml)")
+    parser.add_argument("--taskmanager", metavar="ADDR",
+                        help="the TaskManager's address tcp://HOST:PORT (overrides farm.yaml)")
+    parser.add_argument("--log-level", default=None,
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="how much to log on stderr (default: farm.yaml's logging.level)")
+
+
+def setup(args):
+    config = load_config(args.config)
+    if args.taskmanager:
+        config.taskmanager.address = check_address(args.taskmanager, "--taskmanager")
+        config.taskmanager.configured = True
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if config.logging.file:
+        path = os.path.expanduser(config.logging.file)
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            handlers.append(logging.handlers.RotatingFileHandler(
+                path, maxBytes=10 * 1024 * 1024, backupCount=5))
+        except OSError as exc:
+            raise ConfigError("%s: logging.file: cannot write %s: %s"
+                              % (config.path, path, exc.strerror)) from None
+    logging.basicConfig(level=args.log_level or config.logging.level, handlers=handlers,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return config
+
+
+def run_command(prog, build, argv):
+    try:
+        return build(argv)
+    except FarmError as exc:
+        print("ERROR: %s: %s" % (prog, exc), file=sys.stderr)
+        return exc.exit_code

@@ -1,0 +1,121 @@
+"""farm-keys: the farm's CURVE keys, made and managed without a sysadmin.
+
+    farm-keys init                      the TaskManager's key pair and trust store
+    farm-keys add NAME --role ROLE      a key pair for a machine or user, trusted
+    farm-keys revoke NAME               stop trusting it (no restart needed)
+    farm-keys list                      who is trusted, as what
+
+Everything lives in one directory (default ~/.config/computefarm/keys):
+taskmanager.key / .key_secret, authorized/NAME.key (the trusted public keys,
+with their role), peers/NAME.key_secret (a new machine's key pair, to copy to it
+once), revoked/NAME.key. Secret files are written 0600.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+
+import zmq
+
+from ..exceptions import FarmError, UsageError
+from ..taskmanager.gate import ROLES
+from ..wire.certificates import read_certificate, write_certificate
+
+DEFAULT_DIR = "~/.config/computefarm/keys"
+
+
+def init(directory, out):
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    for sub in ("authorized", "peers", "revoked"):
+        os.makedirs(os.path.join(directory, sub), mode=0o700, exist_ok=True)
+    secret_path = os.path.join(directory, "taskmanager.key_secret")
+    if os.path.exists(secret_path):
+        raise UsageError("%s exists already: the farm has its keys (delete the directory "
+                         "to start over)" % secret_path)
+    public, secret = zmq.curve_keypair()
+    write_certificate(secret_path, public, secret, {"name": "taskmanager"})
+    write_certificate(os.path.join(directory, "taskmanager.key"), public,
+                      metadata={"name": "taskmanager"})
+    out.write("Created the TaskManager's keys in %s.\n\nIn the TaskManager's farm.yaml:\n\n"
+              "keys:\n  server: %s\n  server_secret: %s\n  authorized: %s\n\n"
+              "Then add a key per machine or user: farm-keys add NAME --role worker\n"
+              % (directory, os.path.join(directory, "taskmanager.key"), secret_path,
+                 os.path.join(directory, "authorized")))
+    return 0
+
+
+def add(directory, name, role, out):
+    if role not in ROLES:
+        raise UsageError("--role must be one of %s" % ", ".join(ROLES))
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError("%r is not a usable key name" % name)
+    server = os.path.join(directory, "taskmanager.key")
+    if not os.path.exists(server):
+        raise UsageError("no keys in %s yet: run farm-keys init first" % directory)
+    trusted = os.path.join(directory, "authorized", name + ".key")
+    if os.path.exists(trusted):
+        raise UsageError("%s is already authorized (revoke it first to replace it)" % name)
+    public, secret = zmq.curve_keypair()
+    secret_path = os.path.join(directory, "peers", name + ".key_secret")
+    write_certificate(secret_path, public, secret, {"name": name, "role": role})
+    write_certificate(trusted, public, metadata={"name": name, "role": role})
+    out.write("Authorized %s as %s.\n\nCopy these two files to it (the secret one only "
+              "there, with mode 600):\n  %s\n  %s\n\nand in its farm.yaml:\n\n"
+              "keys:\n  server: <where you put taskmanager.key>\n"
+              "  secret: <where you put %s.key_secret>\n" % (name, role, server, secret_path,
+                                                             name))
+    return 0
+
+
+def revoke(directory, name, out):
+    trusted = os.path.join(directory, "authorized", name + ".key")
+    if not os.path.exists(trusted):
+        raise UsageError("%s is not authorized in %s" % (name, directory))
+    os.makedirs(os.path.join(directory, "revoked"), mode=0o700, exist_ok=True)
+    shutil.move(trusted, os.path.join(directory, "revoked", name + ".key"))
+    out.write("Revoked %s: the TaskManager refuses it from its next heartbeat on.\n" % name)
+    return 0
+
+
+def list_keys(directory, out):
+    folder = os.path.join(directory, "authorized")
+    if not os.path.isdir(folder):
+        raise UsageError("no keys in %s yet: run farm-keys init first" % directory)
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".key"):
+            public, _, metadata = read_certificate(os.path.join(folder, name))
+            out.write("%-24s %-8s %s\n" % (name[:-4], metadata.get("role", "?"),
+                                           public.decode()))
+    return 0
+
+
+def main(argv=None, out=None):
+    out = out or sys.stdout
+    parser = argparse.ArgumentParser(prog="farm-keys", description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default=DEFAULT_DIR, help="the key directory [%(default)s]")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("init", help="create the TaskManager's keys")
+    added = commands.add_parser("add", help="create and authorize a key pair")
+    added.add_argument("name")
+    added.add_argument("--role", required=True, choices=ROLES)
+    revoked = commands.add_parser("revoke", help="stop trusting a key")
+    revoked.add_argument("name")
+    commands.add_parser("list", help="show the authorized keys")
+    args = parser.parse_args(argv)
+    directory = os.path.expanduser(args.dir)
+    try:
+        if args.command == "init":
+            return init(directory, out)
+        if args.command == "add":
+            return add(directory, args.name, args.role, out)
+        if args.command == "revoke":
+            return revoke(directory, args.name, out)
+        return list_keys(directory, out)
+    except FarmError as exc:
+        print("ERROR: farm-keys: %s" % exc, file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

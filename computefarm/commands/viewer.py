@@ -1,0 +1,32 @@
+"""farm-viewer: cutelog, listening on 127.0.0.1 only, fed by the TaskManager's log forwarder."""
+
+import argparse
+import os
+import sys
+
+from ..exceptions import UsageError
+from .common import add_common_options, run_command, setup
+
+
+def main(argv=None):
+    def build(argv):
+        parser = argparse.ArgumentParser(
+            prog="farm-viewer", description="Start cutelog, listening on 127.0.0.1 only, "
+                                            "where the TaskManager sends its log records.")
+        add_common_options(parser)
+        args, rest = parser.parse_known_args(argv)
+        config = setup(args)
+        if not config.logging.cutelog:
+            raise UsageError("logging.cutelog is null in %s: no viewer is fed" % config.path)
+        host, _, port = config.logging.cutelog.rpartition(":")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise UsageError("logging.cutelog is %s: cutelog unpickles what reaches its port, "
+                             "so it only ever listens on 127.0.0.1" % config.logging.cutelog)
+        try:
+            import cutelog  # noqa: F401  (only to say clearly when it is missing)
+        except ImportError:
+            raise UsageError("cutelog is not installed: pip install 'computefarm[viewer]'") \
+                from None
+        os.execv(sys.executable, [sys.executable, "-m", "cutelog", "--listen_host",
+                                  "127.0.0.1", "--listen_port", port] + rest)
+    return run_command("farm-viewer", build, argv)

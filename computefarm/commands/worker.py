@@ -1,0 +1,74 @@
+"""farm-worker: a specialised worker for one or more capabilities."""
+
+import argparse
+
+from ..exceptions import UsageError
+from ..hostinfo import host_name, machine_id
+from ..service import run_service
+from ..worker.service import FarmWorker
+from .common import add_common_options, run_command, setup
+
+
+def main(argv=None):
+    def build(argv):
+        parser = argparse.ArgumentParser(
+            prog="farm-worker", description="Run a specialised worker for one or more "
+                                            "capabilities, connected to the TaskManager.")
+        add_common_options(parser)
+        parser.add_argument("--capability", action="append", metavar="NAME",
+                            help="a capability to offer (repeatable); default: this "
+                                 "machine's entry in farm.yaml")
+        parser.add_argument("--slots", type=int, metavar="N",
+                            help="tasks run at once (default: farm.yaml, else CPU count)")
+        parser.add_argument("--machine", metavar="NAME",
+                            help="machine id shared with this machine's monitor "
+                                 "(default: derived from /etc/machine-id)")
+        parser.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
+                            help="an extra attribute requests can constrain on (repeatable)")
+        parser.add_argument("--path-map", action="append", default=[], metavar="CLIENT=HERE",
+                            help="a project path clients use and where this machine mounts "
+                                 "it (repeatable; adds to farm.yaml's path_map)")
+        args = parser.parse_args(argv)
+        config = setup(args)
+        capabilities, slots, attributes = args.capability, args.slots, {}
+        machine = _this_machine(config, args.machine)
+        if not capabilities:
+            capabilities, slots, attributes = _from_config(config, machine, args.machine, slots)
+        attributes.update(_pairs(args.attr, "--attr"))
+        path_map = dict(machine.path_map) if machine else {}
+        path_map.update(_pairs(args.path_map, "--path-map"))
+        if slots is not None and slots < 1:
+            raise UsageError("--slots must be at least 1")
+        worker = FarmWorker(config.taskmanager.address, capabilities, slots=slots,
+                            machine=args.machine, attributes=attributes, path_map=path_map,
+                            curve=config.keys.peer_curve())
+        return run_service(worker)
+    return run_command("farm-worker", build, argv)
+
+
+def _pairs(items, option):
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError("%s %r: expected KEY=VALUE" % (option, item))
+        pairs[key] = value
+    return pairs
+
+
+def _this_machine(config, machine_name):
+    """This machine's entry in farm.yaml (by --machine, machine id or host name)."""
+    names = [n for n in (machine_name, machine_id(), host_name()) if n]
+    return next((config.machine(n) for n in names if config.machine(n)), None)
+
+
+def _from_config(config, machine, machine_name, slots):
+    names = [n for n in (machine_name, machine_id(), host_name()) if n]
+    if machine is None or not machine.workers:
+        raise UsageError("no --capability given and %s describes no workers for machine %s"
+                         % (config.path or "no farm.yaml", " or ".join(repr(n) for n in names)))
+    if len(machine.workers) > 1:
+        raise UsageError("machine %r in %s has %d workers: start each with --capability"
+                         % (machine.name, config.path, len(machine.workers)))
+    spec = machine.workers[0]
+    return list(spec.capabilities), slots or spec.slots, dict(spec.attributes)

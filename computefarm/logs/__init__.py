@@ -1,0 +1,1 @@
+"""The log forwarder process: task output and events to a records file and cutelog."""

@@ -1,0 +1,1 @@
+"""majordomo: doit with a farm behind it (``command``), its runner and progress."""

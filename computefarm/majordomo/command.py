@@ -1,0 +1,193 @@
+"""majordomo: doit, with ``run`` executing every task's actions on the farm.
+
+Every doit command works as under ``doit`` (list, info, clean, forget, ignore,
+dumpdb, help, ...), with the same dodo.py discovery, options and DOIT_CONFIG;
+only ``run`` is ComputeFarm's (``runner.FarmRun``). This module opens the
+farm for a run: a configured TaskManager, one started here when the configured
+address is on this machine and nothing answers, or an embedded local farm.
+"""
+
+import os
+import socket
+import sys
+
+import cloudpickle
+import psutil
+from doit.doit_cmd import DoitMain
+
+from ..client import Client, LocalFarm
+from ..config import load_config
+from ..exceptions import FarmError, FarmUnreachable
+from ..wire.protocol import logger_name
+from . import runner
+from .progress import Progress
+
+CONNECT_TIMEOUT = 5.0
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0", "*")
+
+
+class FarmSession:
+    """The farm one ``majordomo run`` uses.
+
+    Created before dodo.py's tasks are loaded, so an embedded TaskManager starts
+    while doit loads; ``open(tasks)`` then checks capabilities, starts the
+    workers the tasks need and connects.
+    """
+
+    def __init__(self, options, out=None):
+        self.progress = Progress(out or sys.stderr)
+        self.progress.events = self._events
+        self.local = None
+        self.client = None
+        self.project = os.getcwd()
+        self._shipped = set()
+        self.config = load_config(options.get("config"))
+        self.slots = options.get("slots")
+        self.address = options.get("taskmanager") or (
+            self.config.taskmanager.address if self.config.taskmanager.configured else None)
+        if options.get("embedded") or self.address is None:
+            self.local = LocalFarm([], slots=self.slots, config=self.config.path, monitor=True)
+            self.address = self.local.start_taskmanager()
+
+    def open(self, tasks):
+        needed = runner.needed_capabilities(tasks)
+        try:
+            if self.local is not None:
+                self._embedded(needed)
+            else:
+                self._configured(needed)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _embedded(self, needed):
+        for capability, names in sorted(needed.items()):
+            try:
+                LocalFarm.check_capability(capability)
+            except FarmError:
+                raise FarmError(_missing(capability, names, "no worker plugin provides it")) \
+                    from None
+        # Tasks are submitted while the farm is still starting: they wait in the
+        # client until the TaskManager answers; check() notices a farm that died.
+        self.local.start_workers(sorted(needed) or ["shell"], wait=False)
+        self.progress.note("embedded farm at %s: %s, %d slot(s), a monitor" % (
+            self.local.address, ", ".join(self.local.capabilities), self.local.slots))
+        self.client = Client(self.address, connect_timeout=None, on_notice=self._notice,
+                             curve=self.config.keys.peer_curve())
+
+    def _configured(self, needed):
+        config, address = self.config, self.address
+        if config.machines:
+            offered = config.offered_capabilities()
+            for capability, names in sorted(needed.items()):
+                if capability not in offered:
+                    raise FarmError(_missing(capability, names, "no machine in %s offers it"
+                                             % config.path))
+        try:
+            self.client = Client(address, connect_timeout=CONNECT_TIMEOUT,
+                                 on_notice=self._notice, curve=config.keys.peer_curve())
+            return
+        except FarmUnreachable:
+            if not is_this_machine(address):
+                raise FarmUnreachable("no TaskManager answers at %s (waited %gs)"
+                                      % (address, CONNECT_TIMEOUT)) from None
+        self.local = LocalFarm([], workers=0, bind=address,     # remote workers connect here
+                               config=self.config.path)
+        self.local.start()
+        self.progress.note("started a TaskManager at %s for this run" % address)
+        self.client = Client(address, connect_timeout=CONNECT_TIMEOUT, on_notice=self._notice,
+                             curve=config.keys.peer_curve())
+
+    def check(self):
+        """FarmError if the embedded farm lost a process."""
+        if self.local is not None:
+            self.local.check()
+
+    def _events(self, level, task, text, **fields):
+        project = os.path.basename(self.project) or "project"
+        if self.client is not None:
+            self.client.log(logger_name("majordomo", project, task), level, text,
+                            task=task or "", **fields)
+
+    def _notice(self, level, text, ids):
+        if self.local is not None and self.local.workers and "yet" in text:
+            return     # the embedded workers are still starting: the tasks just wait
+        self.progress.note("TaskManager: %s" % text)
+
+    def ship_by_value(self, fn):
+        """Send the project's own modules with the callable (workers cannot import them)."""
+        module = sys.modules.get(getattr(fn, "__module__", None) or "")
+        path = getattr(module, "__file__", None)
+        if module is None or module.__name__ in self._shipped or not path:
+            return
+        self._shipped.add(module.__name__)
+        if os.path.abspath(path).startswith(self.project + os.sep):
+            cloudpickle.register_pickle_by_value(module)
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.local is not None:
+            self.local.stop()
+            self.local = None
+        for name in self._shipped:
+            module = sys.modules.get(name)
+            if module is not None:
+                try:
+                    cloudpickle.unregister_pickle_by_value(module)
+                except ValueError:
+                    pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _missing(capability, names, why):
+    shown = ", ".join(sorted(set(names))[:10]) + (" ..." if len(set(names)) > 10 else "")
+    return "capability %r is needed by task(s) %s, but %s; nothing was run" % (
+        capability, shown, why)
+
+
+def is_this_machine(address):
+    """True when ``address`` (tcp://HOST:PORT) names this machine."""
+    host = address[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    if host in LOCAL_HOSTS or host in (socket.gethostname(), socket.getfqdn()):
+        return True
+    try:
+        resolved = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    mine = {addr.address.split("%")[0] for addrs in psutil.net_if_addrs().values()
+            for addr in addrs}
+    return bool(resolved & mine)
+
+
+class MajordomoRun(runner.FarmRun):
+    session_factory = FarmSession
+
+
+class Majordomo(DoitMain):
+    BIN_NAME = "majordomo"
+
+    def get_cmds(self):
+        commands = super().get_cmds()
+        commands["run"] = MajordomoRun   # last, so no plugin replaces it
+        return commands
+
+
+def main(argv=None):
+    try:
+        return Majordomo().run(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("majordomo: interrupted; finished tasks are recorded, "
+                         "a new run does the rest\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,438 @@
+"""majordomo's doit integration: the one module that relies on doit's internals.
+
+doit is pinned at 0.37.0 in pyproject.toml for this module. What it takes from
+doit: ``Run._execute`` (copied below, only the runner choice differs), the
+``Runner`` class whose ``run_tasks`` is replaced by an event loop that keeps as
+many tasks in flight as the farm takes, and the way ``CmdAction`` and
+``PythonAction`` turn their results into ``TaskFailed``/``TaskError`` (mirrored
+in ``_cmd_outcome`` and ``_python_outcome``). Up-to-date checks, getargs, file
+dependencies and the database all stay in this process, exactly as in doit.
+"""
+
+import codecs
+import difflib
+import os
+import queue
+import time
+from collections import deque
+
+import cloudpickle
+from doit.action import PythonAction
+from doit.cmd_run import Run
+from doit.control import TaskControl
+from doit.exceptions import InvalidCommand, InvalidTask, TaskError, TaskFailed
+from doit.runner import Runner
+from doit.task import Stream
+
+from ..exceptions import FarmError, FarmUnreachable
+
+META_KEYS = ("capability", "requires", "priority", "timeout", "max_attempts", "estimated_load")
+DEFAULT_COMMAND_CAPABILITY = "shell"
+PYTHON_CAPABILITY = "python"
+TARGET_WAIT = 5.0       # seconds a finished task's targets may take to appear here
+CANCEL_WAIT = 15.0      # seconds Ctrl-C waits for remote tasks to stop
+
+
+class Placement:
+    """Where a task's actions run, from its ``meta``."""
+
+    __slots__ = ("capability", "requires", "priority", "timeout", "max_attempts",
+                 "estimated_load")
+
+    def __init__(self, task):
+        meta = task.meta or {}
+        for key in meta:          # other keys are other tools' business; near misses are typos
+            if key not in META_KEYS and difflib.get_close_matches(key, META_KEYS, 1, 0.8):
+                _bad(task, "unknown meta key %r (did you mean %r?)"
+                     % (key, difflib.get_close_matches(key, META_KEYS, 1, 0.8)[0]))
+        self.capability = meta.get("capability", DEFAULT_COMMAND_CAPABILITY)
+        if not isinstance(self.capability, str) or not self.capability:
+            _bad(task, "meta.capability must be a non-empty string, got %r" % (self.capability,))
+        requires = meta.get("requires") or {}
+        if not isinstance(requires, dict) or not all(
+                isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                for v in requires.values()):
+            _bad(task, "meta.requires must map attribute names to values, got %r" % (requires,))
+        self.requires = {str(k): str(v) for k, v in requires.items()}
+        self.priority = meta.get("priority", 0)
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
+            _bad(task, "meta.priority must be a whole number, got %r" % (self.priority,))
+        self.timeout = meta.get("timeout")
+        if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(
+                self.timeout, (int, float)) or self.timeout <= 0):
+            _bad(task, "meta.timeout must be a number of seconds > 0, got %r" % (self.timeout,))
+        self.estimated_load = meta.get("estimated_load")
+        if self.estimated_load is not None and (isinstance(self.estimated_load, bool) or
+                                                not isinstance(self.estimated_load, (int, float))
+                                                or self.estimated_load <= 0):
+            _bad(task, "meta.estimated_load must be a number of cores > 0, got %r"
+                 % (self.estimated_load,))
+        self.max_attempts = meta.get("max_attempts")
+        if self.max_attempts is not None and (isinstance(self.max_attempts, bool) or
+                                              not isinstance(self.max_attempts, int) or
+                                              self.max_attempts < 1):
+            _bad(task, "meta.max_attempts must be a whole number >= 1, got %r"
+                 % (self.max_attempts,))
+
+    def capability_of(self, action):
+        return PYTHON_CAPABILITY if isinstance(action, PythonAction) else self.capability
+
+
+def _bad(task, text):
+    raise InvalidTask("task '%s': %s" % (task.name, text))
+
+
+def needed_capabilities(tasks):
+    """``{capability: [task names]}`` for the tasks given (validates every meta)."""
+    needed = {}
+    for task in tasks:
+        placement = Placement(task)
+        for action in task.actions:
+            needed.setdefault(placement.capability_of(action), []).append(task.name)
+    return needed
+
+
+def reachable(control, selected):
+    """The tasks a run of ``selected`` may execute: them and what they depend on."""
+    seen, todo = set(), list(selected)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in control.tasks:
+            continue
+        seen.add(name)
+        task = control.tasks[name]
+        todo.extend(task.task_dep)
+        todo.extend(task.setup_tasks)
+        todo.extend(task.calc_dep)
+    return [control.tasks[n] for n in sorted(seen)]
+
+
+class Job:
+    """One task being executed on the farm, an action at a time."""
+
+    __slots__ = ("node", "task", "placement", "index", "future", "hosts", "started")
+
+    def __init__(self, node, placement, now):
+        self.node = node
+        self.task = node.task
+        self.placement = placement
+        self.index = 0
+        self.future = None
+        self.hosts = []
+        self.started = now
+
+
+class FarmRunner(Runner):
+    """doit's Runner with ``run_tasks`` replaced: actions run on farm workers.
+
+    ``session`` provides ``client`` (a computefarm Client), ``progress`` (told of
+    each event) and ``project`` (the directory whose modules ship by value).
+    """
+
+    def __init__(self, dep_manager, reporter, continue_, always_execute, stream, session):
+        super().__init__(dep_manager, reporter, continue_, always_execute, stream)
+        self.session = session
+        self.done = queue.Queue()
+        self.jobs = {}
+
+    def run_tasks(self, task_dispatcher):
+        generator = task_dispatcher.generator
+        to_send = deque()
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and not self._stop_running:
+                    try:
+                        node = generator.send(to_send.popleft() if to_send else None)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    if node == "hold on":
+                        if not to_send:
+                            break
+                        continue
+                    if self.select_task(node, task_dispatcher.tasks):
+                        self._start(node)
+                    else:
+                        to_send.append(node)
+                if not self.jobs and (exhausted or self._stop_running or not to_send):
+                    break
+                if self.jobs:
+                    job, result, error = self._next_done()
+                    finished = self._advance(job, result, error)
+                    if finished:
+                        to_send.append(job.node)
+        except KeyboardInterrupt:
+            self._interrupt()
+            raise
+
+    def select_task(self, node, tasks_dict):
+        selected = super().select_task(node, tasks_dict)
+        if node.run_status == "up-to-date":
+            self.session.progress.up_to_date(node.task.name)
+        return selected
+
+    def _next_done(self):
+        while True:
+            try:
+                return self.done.get(timeout=0.5)
+            except queue.Empty:
+                self.session.progress.refresh()
+                self.session.check()
+
+    # -- one task --------------------------------------------------------------
+    def _start(self, node):
+        task = node.task
+        if task.teardown:
+            self.teardown_list.append(task)
+        self.reporter.execute_task(task)
+        task.executed = True
+        task.init_options()
+        job = Job(node, Placement(task), time.monotonic())
+        if not task.actions:
+            self.jobs[id(job)] = job
+            self.done.put((job, None, None))
+            return
+        self._submit(job)
+
+    def _submit(self, job):
+        action = job.task.actions[job.index]
+        capability = job.placement.capability_of(action)
+        try:
+            request = self._request(job.task, action)
+        except Exception as exc:                       # expansion failed, as in doit
+            self.jobs[id(job)] = job
+            self.done.put((job, None, TaskError("CmdAction Error creating command string",
+                                                exc)))
+            return
+        out, err = self.stream._get_out_err(job.task.verbosity)
+        on_output = _live_writer(out, err) if (out or err) else None
+        requires = job.placement.requires if capability == job.placement.capability else None
+        name = job.task.name
+        future = self.session.client.submit(
+            capability, request, requires=requires, priority=job.placement.priority,
+            label=name,
+            timeout=job.placement.timeout, max_attempts=job.placement.max_attempts,
+            on_output=on_output, estimated_load=job.placement.estimated_load,
+            on_start=lambda host, name=name: self.session.progress.started(name, host))
+        job.future = future
+        self.jobs[id(job)] = job
+        self.session.progress.submitted(job.task.name)
+        future.add_done_callback(lambda f, job=job: self.done.put((job, f, None)))
+
+    def _request(self, task, action):
+        cwd = os.getcwd()
+        if isinstance(action, PythonAction):
+            self.session.ship_by_value(action.py_callable)
+            payload = cloudpickle.dumps((action.py_callable, list(action.args),
+                                         action._prepare_kwargs()))
+            return {"payload": payload, "cwd": cwd}
+        command = action.expand_action()
+        request = {"cwd": action.pkwargs.get("cwd") or cwd}
+        if isinstance(command, list):
+            request["argv"] = [str(part) for part in command]
+        else:
+            request["cmd"] = command
+        env = dict(action.pkwargs["env"]) if "env" in action.pkwargs else None
+        if action.buffering:
+            env = env if env is not None else {}
+            env["PYTHONUNBUFFERED"] = "1"
+        if env is not None:
+            request["env"] = env
+            request["replace_env"] = "env" in action.pkwargs
+        return request
+
+    def _advance(self, job, future, error):
+        """One action of ``job`` ended; True once the whole task is processed."""
+        task = job.task
+        if error is None and future is not None:
+            if future.cancelled():
+                error = TaskError("cancelled")
+            else:
+                try:
+                    result = future.result()
+                except FarmUnreachable as exc:
+                    error = TaskError("the farm went away: %s" % exc)
+                else:
+                    job.hosts.append(result.host)
+                    self.session.progress.ran(task.name, result)
+                    action = task.actions[job.index]
+                    error = self._apply(action, result)
+                    if error is None:
+                        task.result = action.result
+                        task.values.update(action.values)
+                        job.index += 1
+                        if job.index < len(task.actions):
+                            self._submit(job)
+                            return False
+        del self.jobs[id(job)]
+        if error is None:
+            error = self._check_targets(task)
+        self.session.progress.finished(task.name, error is None, job.hosts,
+                                       time.monotonic() - job.started)
+        self.process_task_result(job.node, error)
+        return True
+
+    def _apply(self, action, result):
+        out = "".join(line + "\n" for line in result.stdout)
+        err = "".join(line + "\n" for line in result.stderr)
+        action.out, action.err = out, err
+        if result.status in ("timeout", "lost", "cancelled", "error"):
+            return TaskError("farm: task %s on %s: %s" % (result.status, result.host,
+                                                          result.error))
+        if isinstance(action, PythonAction):
+            return _python_outcome(action, result)
+        return _cmd_outcome(action, result, out, err)
+
+    def _check_targets(self, task):
+        """A task is done once its targets exist here (a shared filesystem may lag)."""
+        deadline = time.monotonic() + TARGET_WAIT
+        missing = [t for t in task.targets if not os.path.exists(t)]
+        while missing and time.monotonic() < deadline:
+            time.sleep(0.05)
+            missing = [t for t in missing if not os.path.exists(t)]
+        if missing:
+            return TaskError("target %r of task '%s' did not appear on this machine"
+                             % (missing[0], task.name))
+        return None
+
+    # -- stopping ----------------------------------------------------------------
+    def _cancel_running(self, why):
+        """Cancel every task in flight and wait until the workers confirm."""
+        for job in list(self.jobs.values()):
+            if job.future is not None:
+                self.session.client.cancel(job.future)
+        deadline = time.monotonic() + CANCEL_WAIT
+        while self.jobs and time.monotonic() < deadline:
+            try:
+                job, _, _ = self.done.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.jobs.pop(id(job), None)
+            self.dep_manager.remove_success(job.task)
+
+    def _interrupt(self):
+        self.session.progress.note("interrupted: stopping %d remote task(s)" % len(self.jobs))
+        self._cancel_running("interrupted")
+
+
+def _live_writer(out, err):
+    def write(stream, line):
+        target = err if stream == "stderr" else out
+        if target is not None:
+            target.write(line + "\n")
+    return write
+
+
+def _cmd_outcome(action, result, out, err):
+    """What CmdAction.execute returns for this exit code (doit 0.37 rules)."""
+    action.result = out + err
+    code = result.exit_code if result.exit_code is not None else 255
+    command = action.expand_action()
+    if code > 125:
+        return TaskError("Command error: '%s' returned %s" % (command, code))
+    if code != 0:
+        return TaskFailed("Command failed: '%s' returned %s" % (command, code))
+    if action.save_out:
+        action.values[action.save_out] = out
+    return None
+
+
+def _python_outcome(action, result):
+    """What PythonAction.execute returns for the callable's outcome (doit 0.37 rules)."""
+    if result.status != "ok":
+        error = TaskError("PythonAction Error")
+        error.traceback = [result.error or ""]
+        return error
+    value = cloudpickle.loads(result.value)
+    if value is False:
+        return TaskFailed("Python Task failed: '%s' returned %s" % (action.py_callable, value))
+    if value is True or value is None:
+        return None
+    if isinstance(value, str):
+        action.result = value
+        return None
+    if isinstance(value, dict):
+        action.values = value
+        action.result = value
+        return None
+    if isinstance(value, (TaskFailed, TaskError)):
+        return value
+    return TaskError("Python Task error: '%s'. It must return:\nFalse for failed task.\n"
+                     "True, None, string or dict for successful task\nreturned %s (%s)"
+                     % (action.py_callable, value, type(value)))
+
+
+FARM_OPTIONS = (
+    {"name": "farm_taskmanager", "long": "taskmanager", "type": str, "default": None,
+     "help": "the TaskManager's address tcp://HOST:PORT (default: farm.yaml's)"},
+    {"name": "farm_config", "long": "farm-config", "type": str, "default": None,
+     "help": "farm.yaml to use (default: ./farm.yaml, $COMPUTEFARM_CONFIG, "
+             "~/.config/computefarm/farm.yaml)"},
+    {"name": "embedded", "long": "embedded", "type": bool, "default": False,
+     "help": "run on an embedded local farm even if farm.yaml names a TaskManager"},
+    {"name": "farm_slots", "long": "slots", "type": int, "default": 0,
+     "help": "slots of each embedded worker [default: CPU count]"},
+)
+
+
+class FarmRun(Run):
+    """doit's ``run`` command, executing on the farm (``majordomo run``)."""
+
+    name = "run"
+    cmd_options = Run.cmd_options + FARM_OPTIONS
+    session_factory = None    # set by majordomo: FarmSession(options), then .open(tasks)
+
+    def execute(self, params, args):
+        options = {"taskmanager": params.get("farm_taskmanager"),
+                   "config": params.get("farm_config"), "embedded": params.get("embedded"),
+                   "slots": params.get("farm_slots") or None}
+        try:
+            self.session = self.session_factory(options)
+        except FarmError as exc:
+            raise InvalidCommand(str(exc)) from None
+        try:
+            return super().execute(params, args)
+        finally:
+            self.session.close()
+
+    def _execute(self, outfile, verbosity=None, always=False, continue_=False,
+                 reporter="console", num_process=0, par_type="process", single=False,
+                 auto_delayed_regex=False, force_verbosity=False, failure_verbosity=0,
+                 pdb=False):
+        # Copied from doit 0.37 Run._execute; only the runner differs.
+        self.control = TaskControl(self.task_list, auto_delayed_regex=auto_delayed_regex)
+        self.control.process(self.sel_tasks)
+        if single:
+            for task_name in self.control.selected_tasks:
+                task = self.control.tasks[task_name]
+                if task.has_subtask:
+                    for sub_name in task.task_dep:
+                        self.control.tasks[sub_name].task_dep = []
+                else:
+                    task.task_dep = []
+        reporter_cls = self.reporters[reporter] if isinstance(reporter, str) else reporter
+        outstream = codecs.open(outfile, "w", encoding="utf-8") \
+            if isinstance(outfile, str) else outfile
+        self.outstream = outstream
+        tasks = reachable(self.control, self.control.selected_tasks)
+        try:
+            reporter_obj = reporter_cls(outstream, {"failure_verbosity": failure_verbosity}) \
+                if isinstance(reporter_cls, type) else reporter_cls
+            stream = Stream(verbosity, force_verbosity)
+            try:
+                session = self.session.open(tasks)
+            except FarmError as exc:
+                raise InvalidCommand(str(exc)) from None
+            with session:
+                runner = FarmRunner(self.dep_manager, reporter_obj, continue_, always, stream,
+                                    session)
+                try:
+                    return runner.run_all(self.control.task_dispatcher())
+                except FarmError as exc:      # the farm failed under us: one ERROR line
+                    raise InvalidCommand(str(exc)) from None
+                finally:
+                    session.progress.close()
+        finally:
+            if isinstance(outfile, str):
+                outstream.close()

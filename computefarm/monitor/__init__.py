@@ -1,0 +1,1 @@
+"""The farm-monitor process: one per machine, reporting its load (``service``)."""

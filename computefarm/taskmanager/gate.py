@@ -1,0 +1,193 @@
+"""The one port closed to strangers: CurveZMQ keys, their roles, and ZAP.
+
+The TaskManager has a key pair; every machine or user has one too. A peer's
+public key is trusted when its certificate lies in the ``authorized`` directory,
+where it also says the peer's role. The TaskManager answers ZeroMQ's ZAP
+requests itself, in its own loop (``ZapHandler``): a connection with an unknown,
+revoked or missing key is refused and logged with its address. Each message
+then carries the key that signed its connection (ZeroMQ's User-Id), and
+``may_send`` says whether that key's role may send it. Revoking is moving the
+certificate out of ``authorized``: the directory is re-read when it changes.
+
+Key files are read by ``wire.certificates``.
+"""
+
+import logging
+import os
+
+import zmq
+from zmq.utils import z85
+
+from ..exceptions import ConfigError, UsageError
+from ..wire.certificates import load_secret, read_certificate
+from ..wire.protocol import Msg
+
+log = logging.getLogger(__name__)
+
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+DOMAIN = "computefarm"
+ROLES = ("client", "worker", "monitor", "admin")
+REFUSAL_LOG_INTERVAL = 5.0   # seconds between log lines for refusals from one address
+
+_COMMON = {Msg.HELLO, Msg.HEARTBEAT, Msg.BYE}
+ALLOWED = {
+    "client": _COMMON | {Msg.SUBMIT, Msg.CANCEL, Msg.STATUS, Msg.LOG},
+    "worker": _COMMON | {Msg.RESULT, Msg.OUTPUT},
+    "monitor": _COMMON | {Msg.REPORT},
+    "logger": _COMMON | {Msg.ACK},
+    "admin": set(Msg),
+}
+
+
+class KeyRing:
+    """The authorized public keys and their roles, re-read when the directory changes."""
+
+    def __init__(self, directory):
+        self.directory = os.path.expanduser(directory)
+        self.keys = {}              # z85 public key -> (name, role)
+        self.extra = {}             # keys authorized in memory (the log forwarder's)
+        self.stamp = None
+        self.refresh()
+
+    def refresh(self):
+        try:
+            names = sorted(n for n in os.listdir(self.directory) if n.endswith(".key"))
+            stamp = (os.stat(self.directory).st_mtime_ns, tuple(
+                (n, os.stat(os.path.join(self.directory, n)).st_mtime_ns) for n in names))
+        except OSError as exc:
+            raise ConfigError("%s: cannot read the authorized keys: %s"
+                              % (self.directory, exc.strerror)) from None
+        if stamp == self.stamp:
+            return False
+        keys = {}
+        for name in names:
+            path = os.path.join(self.directory, name)
+            try:
+                public, _, metadata = read_certificate(path)
+            except ConfigError as exc:
+                log.warning("TaskManager: ignoring %s", exc)
+                continue
+            role = metadata.get("role", "")
+            if role not in ROLES:
+                log.warning("TaskManager: ignoring %s: role %r is not one of %s", path, role,
+                            ", ".join(ROLES))
+                continue
+            keys[public] = (metadata.get("name", name[:-4]), role)
+        if self.stamp is not None:
+            log.info("TaskManager: authorized keys changed: %d key(s)", len(keys))
+        self.keys, self.stamp = keys, stamp
+        return True
+
+    def lookup(self, public):
+        return self.keys.get(public) or self.extra.get(public)
+
+
+class ZapHandler:
+    """Answers ZeroMQ's authentication requests in the TaskManager's loop."""
+
+    def __init__(self, context, keyring):
+        self.keyring = keyring
+        self.socket = context.socket(zmq.REP)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.bind(ZAP_ENDPOINT)
+        self.refused = 0
+        self.last_logged = {}       # address -> when a refusal from it was last logged
+
+    def handle(self, now):
+        """Answer every pending request (call when the socket is readable)."""
+        while True:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 6:
+                self.socket.send_multipart([b"1.0", frames[1] if len(frames) > 1 else b"",
+                                            b"400", b"malformed ZAP request", b"", b""])
+                continue
+            version, request_id, _domain, address, _identity, mechanism = frames[:6]
+            entry = None
+            reason = b"CURVE required"
+            if mechanism == b"CURVE" and len(frames) == 7 and len(frames[6]) == 32:
+                public = z85.encode(frames[6])
+                entry = self.keyring.lookup(public)
+                reason = b"unknown or revoked key"
+            if entry is None:
+                self._refused(address.decode("utf-8", "replace"), reason.decode(), now)
+                self.socket.send_multipart([version, request_id, b"400", reason, b"", b""])
+            else:
+                self.socket.send_multipart([version, request_id, b"200", b"OK", public, b""])
+
+    def _refused(self, address, reason, now):
+        self.refused += 1
+        if now - self.last_logged.get(address, -1e9) >= REFUSAL_LOG_INTERVAL:
+            self.last_logged[address] = now
+            log.warning("TaskManager: refused a connection from %s: %s (%d refused so far)",
+                        address, reason, self.refused)
+            if len(self.last_logged) > 10000:
+                self.last_logged.clear()
+
+    def close(self):
+        self.socket.close(0)
+
+
+class Gate:
+    """Per message: may the key behind this connection send it, as this peer?"""
+
+    def __init__(self, keyring):
+        self.keyring = keyring
+        self.peer_keys = {}         # routing id -> the key it said hello with
+
+    def check(self, sender, mtype, body, user):
+        """None when allowed; else why not (and the caller refuses the message)."""
+        if isinstance(user, str):
+            user = user.encode()
+        entry = self.keyring.lookup(user) if user else None
+        if entry is None:
+            return "the key of this connection is not (or no longer) authorized"
+        name, role = entry
+        if mtype not in ALLOWED[role]:
+            return "a %s key (%s) may not send %s" % (role, name, mtype.name)
+        if mtype == Msg.HELLO and role != "admin" and body.get("role") != role:
+            return "a %s key (%s) may not say hello as a %s" % (role, name, body.get("role"))
+        bound = self.peer_keys.setdefault(sender, user)
+        if bound != user:
+            return "this routing id belongs to another key"
+        return None
+
+    def forget(self, sender):
+        self.peer_keys.pop(sender, None)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")   # what may be bound without keys
+
+
+def secure_router(sock, bind, keys, insecure, context):
+    """CURVE and ZAP on the TaskManager's socket when keys are configured, else
+    loopback only (or ``insecure``). ``(keyring, zap, gate, server public)``;
+    all None without keys."""
+    if keys is None or not keys.server_secret:
+        host = bind[len("tcp://"):].rpartition(":")[0].strip("[]")
+        if host in LOOPBACK:
+            return None, None, None, None
+        if not insecure:
+            sock.close(0)
+            raise UsageError(
+                "refusing to bind %s without CURVE keys: anyone reaching it could run code "
+                "on your workers. Create keys with `farm-keys init` and name them in "
+                "farm.yaml (keys:), bind 127.0.0.1, or pass --insecure on a trusted network"
+                % bind)
+        for line in ("%s is open without authentication or encryption." % bind,
+                     "anyone who can reach it can run code on every worker of this farm.",
+                     "use `farm-keys init` instead (docs/security.md)."):
+            log.warning("TaskManager: INSECURE: %s", line)
+        return None, None, None, None
+    public, secret = load_secret(keys.server_secret)
+    keyring = KeyRing(keys.authorized)
+    zap = ZapHandler(context, keyring)
+    sock.curve_server = True
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
+    sock.zap_domain = DOMAIN.encode()
+    log.info("TaskManager: CURVE on, %d authorized key(s) in %s", len(keyring.keys),
+             keyring.directory)
+    return keyring, zap, Gate(keyring), public

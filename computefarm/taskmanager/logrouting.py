@@ -1,0 +1,150 @@
+"""What the TaskManager sends its log forwarders, and what it drops.
+
+Output items are enriched (machine, host, worker, capability, label) and
+forwarded as they are: the forwarder, a separate process, makes records of
+them. Two limits keep a flood from growing the TaskManager or slowing its
+loop: a token bucket per task (``taskmanager.max_log_rate`` lines/s) and the
+forwarder's credit (``LOG_CREDIT`` lines in flight). Output beyond either is
+dropped and counted (``dropped``); results and events are never dropped.
+Until the forwarder has connected, items wait in a bounded backlog.
+"""
+
+import collections
+import logging
+import os
+import subprocess
+import sys
+
+from .. import defaults
+from ..wire.protocol import Msg, logger_name
+
+log = logging.getLogger(__name__)
+
+LOG_CREDIT = 50000           # log lines in flight to a forwarder before new output is dropped
+DROP_REPORT_EVERY = 100000   # lines dropped between two warnings in the TaskManager's log
+
+
+class LogRouter:
+    def __init__(self, state, queue, max_log_rate):
+        self.state = state               # state.State: its ``loggers`` and tasks
+        self.queue = queue               # TaskManager.queue(rid, mtype, item)
+        self.rate = max_log_rate
+        self.forwarder = None            # the forwarder process, once started
+        self.backlog = collections.deque(maxlen=LOG_CREDIT)
+        self.dropped = 0
+        self.next_report = 1
+
+    @property
+    def active(self):
+        return bool(self.state.loggers) or self.forwarder is not None
+
+    def waiting(self):
+        """True while items wait for a forwarder that is still starting."""
+        return bool(self.backlog) and self.forwarder is not None and \
+            self.forwarder.poll() is None
+
+    def connected(self, rid, now):
+        self.state.loggers[rid] = [now, LOG_CREDIT]
+        while self.backlog:                      # what came before it was connected
+            self.send(*self.backlog.popleft())
+
+    def credit(self, entry, lines):
+        entry[1] = min(LOG_CREDIT, entry[1] + max(0, int(lines)))
+
+    def output(self, worker, item, now):
+        task = self.state.tasks.get(item["id"])
+        if task is not None and not self.within_rate(task, item, worker, now):
+            return
+        item["machine"], item["host"], item["worker"] = worker.machine, worker.host, worker.name
+        if task is not None:
+            item["capability"] = task.capability
+            if task.label:
+                item["label"] = task.label
+        self.send(Msg.OUTPUT, item)
+
+    def within_rate(self, task, item, worker, now):
+        """A token bucket per task: True when the item's lines may go to the viewer."""
+        tokens, stamp, dropped = task.log_budget or (float(self.rate), now, 0)
+        tokens = min(float(self.rate), tokens + (now - stamp) * self.rate)
+        lines = len(item["lines"])
+        if tokens >= lines:
+            task.log_budget = (tokens - lines, now, dropped)
+            return True
+        if not dropped:
+            self.send(Msg.LOG, {
+                "logger": logger_name("farm", worker.machine, task.capability,
+                                      task.label or task.id),
+                "level": "WARNING", "fields": {"task": task.id, "host": worker.host},
+                "msg": "task %s prints more than %d lines/s (taskmanager.max_log_rate): "
+                       "lines beyond reach the viewer only as the rate allows; its result "
+                       "keeps the tail" % (task.id, self.rate)})
+        task.log_budget = (tokens, now, dropped + lines)
+        self.count_dropped(lines)
+        return False
+
+    def send(self, mtype, item):
+        """Queue ``item`` for each forwarder with credit; output for one without is
+        dropped and counted, so a flood never grows this process."""
+        if not self.state.loggers:
+            if self.forwarder is not None:
+                self.backlog.append((mtype, item))
+            return
+        cost = len(item["lines"]) if mtype == Msg.OUTPUT else 1
+        for rid, entry in self.state.loggers.items():
+            if entry[1] >= cost or mtype == Msg.LOG:   # results and events are never dropped
+                entry[1] -= cost
+                self.queue(rid, mtype, item)
+            else:
+                self.count_dropped(cost)
+
+    def count_dropped(self, lines):
+        self.dropped += lines
+        if self.dropped >= self.next_report:
+            self.next_report = self.dropped + DROP_REPORT_EVERY
+            log.warning("TaskManager: %d output line(s) dropped from the log viewer so far "
+                        "(forwarder behind, or taskmanager.max_log_rate)", self.dropped)
+
+    def result(self, worker, result):
+        """An ERROR record for the viewer: how a task failed (a success says nothing:
+        at thousands of tasks a second that would be most of the log)."""
+        task = self.state.tasks.get(result["id"])
+        text = "task %s %s on %s" % (result["id"], result["status"], worker.host)
+        if result.get("error"):
+            text += ": %s" % result["error"].strip().splitlines()[-1][:500]
+        self.send(Msg.LOG, {
+            "logger": logger_name("farm", worker.machine,
+                                  task.capability if task else "task",
+                                  (task.label if task else None) or result["id"]),
+            "level": "ERROR", "msg": text,
+            "fields": {"task": result["id"], "attempt": result["attempt"],
+                       "host": worker.host, "worker": worker.name,
+                       "status": result["status"], "exit_code": result.get("exit_code")}})
+
+
+def start_forwarder(endpoint, config, curve=None):
+    """Start the log forwarder for a TaskManager listening on ``endpoint``."""
+    host, _, port = endpoint[len("tcp://"):].rpartition(":")
+    if host in ("0.0.0.0", "*", "[::]", "::"):
+        host = "127.0.0.1"
+    args = [sys.executable, "-m", "computefarm.commands", "logforwarder",
+            "--taskmanager", "tcp://%s:%s" % (host, port), "--records", config.records,
+            "--buffer", str(config.buffer), "--parent", str(os.getpid()),
+            "--log-level", "WARNING"]
+    if config.cutelog:
+        args += ["--cutelog", config.cutelog]
+    env = dict(os.environ)
+    if curve is not None:      # through the environment, not the command line others see
+        env[defaults.FORWARDER_KEYS_ENV] = ":".join(key.decode() for key in curve)
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, env=env)
+
+
+def stop_forwarder(proc, grace=5.0):
+    """Wait for the forwarder to finish after the TaskManager's BYE; then make it."""
+    for stop in (None, proc.terminate, proc.kill):
+        if stop is not None:
+            stop()
+        try:
+            proc.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -1,0 +1,156 @@
+"""A peer's link to the TaskManager: DEALER, hello, heartbeats, reconnection.
+
+Workers, clients and monitors all talk to the TaskManager through a ``Link``.
+It says hello on every (re)connection, answers the TaskManager's heartbeats,
+notices when the TaskManager has been silent for ``interval * liveness``, and
+then reconnects on a fresh socket after a back-off that doubles up to a cap.
+``reopen`` is safe to call again and again.
+"""
+
+import logging
+import os
+import secrets
+import socket as _socket
+
+import zmq
+
+from .. import defaults
+from ..exceptions import ProtocolError
+from . import protocol
+from .protocol import Msg
+
+log = logging.getLogger(__name__)
+
+HIGH_WATER_MARK = 100000
+
+
+def peer_id(role):
+    """A routing id for this process, stable across its reconnections."""
+    return "%s-%s-%d-%s" % (role, _socket.gethostname(), os.getpid(), secrets.token_hex(3))
+
+
+class Link:
+    """One DEALER connection to the TaskManager at ``address``.
+
+    ``hello`` is a callable returning the HELLO body, so it can say what the peer
+    is doing right now. ``on_welcome(restarted)`` is called after every WELCOME;
+    ``restarted`` is True when the TaskManager is a new incarnation.
+    """
+
+    def __init__(self, context, address, role, hello, on_welcome, poller, now,
+                 identity=None, interval=defaults.HEARTBEAT_INTERVAL,
+                 liveness=defaults.HEARTBEAT_LIVENESS, curve=None):
+        self.context = context
+        self.address = address
+        self.role = role
+        self.identity = identity or peer_id(role)
+        self.hello = hello
+        self.on_welcome = on_welcome
+        self.poller = poller
+        self.curve = curve              # (public, secret, server public) z85 keys, or None
+        self.interval = interval
+        self.liveness = liveness
+        self.socket = None
+        self.ready = False           # welcomed by the current TaskManager
+        self.incarnation = None
+        self.backoff = defaults.RECONNECT_INITIAL
+        self.reopen_at = None
+        self.last_recv = now
+        self.last_send = now
+        self.open(now)
+
+    def open(self, now):
+        sock = self.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, self.identity.encode())
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
+        sock.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
+        sock.setsockopt(zmq.RECONNECT_IVL, 20)   # doubles up to the cap below
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(defaults.RECONNECT_MAX * 1000))
+        if self.curve is not None:
+            sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = self.curve
+        sock.connect(self.address)
+        self.socket = sock
+        self.poller.register(sock, zmq.POLLIN)
+        self.ready = False
+        self.reopen_at = None
+        self.last_recv = now
+        self.say_hello(now)
+
+    def say_hello(self, now):
+        self.ready = False
+        self._send(Msg.HELLO, self.hello(), now)
+
+    def close(self, bye=None):
+        if self.socket is None:
+            return
+        if bye is not None and self.ready:
+            self.socket.setsockopt(zmq.LINGER, 1000)
+            self._send(Msg.BYE, bye, 0.0)
+        self.poller.unregister(self.socket)
+        self.socket.close()
+        self.socket = None
+        self.ready = False
+
+    def send(self, mtype, body, now):
+        """Send if welcomed; False when the message could not be sent now."""
+        return self.ready and self._send(mtype, body, now)
+
+    def _send(self, mtype, body, now):
+        try:
+            protocol.send(self.socket, mtype, body)
+        except zmq.Again:
+            return False
+        self.last_send = now
+        return True
+
+    def receive(self, now):
+        """Messages that arrived, after this link has handled its own (list of pairs)."""
+        messages = []
+        while self.socket is not None:
+            try:
+                mtype, body = protocol.recv_dealer(self.socket)
+            except zmq.Again:
+                break
+            except ProtocolError as exc:
+                log.warning("%s: dropped a bad message from the TaskManager: %s",
+                            self.identity, exc)
+                continue
+            self.last_recv = now
+            if mtype == Msg.WELCOME:
+                self._welcomed(body)
+            elif mtype == Msg.RECONNECT:
+                log.info("%s: the TaskManager asks for a new hello", self.identity)
+                self.say_hello(now)
+            elif mtype != Msg.HEARTBEAT:
+                messages.append((mtype, body))
+        return messages
+
+    def _welcomed(self, body):
+        restarted = self.incarnation is not None and body["incarnation"] != self.incarnation
+        if self.incarnation is None or restarted or not self.ready:
+            log.info("%s: %s TaskManager at %s", self.identity,
+                     "reconnected to a restarted" if restarted else "connected to the",
+                     self.address)
+        self.incarnation = body["incarnation"]
+        self.interval = float(body["heartbeat"])
+        self.liveness = int(body["liveness"])
+        self.ready = True
+        self.backoff = defaults.RECONNECT_INITIAL
+        self.on_welcome(restarted)
+
+    def tick(self, now):
+        """Heartbeat, notice a silent TaskManager, reconnect when it is time."""
+        if self.socket is None:
+            if self.reopen_at is not None and now >= self.reopen_at:
+                self.open(now)
+            return
+        if now - self.last_recv > self.interval * self.liveness:
+            log.warning("%s: no word from the TaskManager at %s for %.1fs, reconnecting in %.1fs",
+                        self.identity, self.address, now - self.last_recv, self.backoff)
+            self.close()
+            self.reopen_at = now + self.backoff
+            self.backoff = min(self.backoff * 2, defaults.RECONNECT_MAX)
+        elif now - self.last_send >= self.interval:
+            self._send(Msg.HEARTBEAT if self.ready else Msg.HELLO,
+                       {} if self.ready else self.hello(), now)

@@ -1,0 +1,167 @@
+"""``python``: call a Python callable sent by a client.
+
+Request: ``{"payload": cloudpickle.dumps((fn, args, kwargs)), "cwd": ..., "env": ...}``.
+The payload is decoded only inside a slot process (``computefarm.worker.pyslot``), one
+per slot, started ahead and reused from task to task so a task costs no process
+start. Each slot is the leader of its own session: a timeout or cancel kills the
+slot's whole tree and a fresh slot takes its place.
+"""
+
+import os
+import sys
+
+from computefarm import defaults
+from computefarm.exceptions import PluginError
+from computefarm.worker import pyslot
+from computefarm.worker.plugin import WorkerPlugin
+from computefarm.worker.processes import Tree, spawn
+from computefarm.worker.runs import LineSplitter, Outcome, Run
+
+
+class Slot:
+    """One slot process and the pipes to it."""
+
+    def __init__(self):
+        req_r, self.req_w = os.pipe()
+        self.res_r, res_w = os.pipe()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            self.proc = spawn([sys.executable, "-m", "computefarm.worker.pyslot", str(req_r), str(res_w)],
+                              env=env, pass_fds=(req_r, res_w))
+        finally:
+            os.close(req_r)
+            os.close(res_w)
+        os.set_blocking(self.res_r, False)
+        self.tree = Tree(self.proc.pid)
+        self.output = {self.proc.stdout.fileno(): ("stdout", LineSplitter()),
+                       self.proc.stderr.fileno(): ("stderr", LineSplitter())}
+        self.healthy = True
+
+    def send(self, request):
+        data = pyslot.frame(request)
+        view = memoryview(data)
+        while view:
+            written = os.write(self.req_w, view)
+            view = view[written:]
+
+    def close(self):
+        self.healthy = False
+        self.tree.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except Exception:
+            pass
+        for fd in (self.req_w, self.res_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+class SlotRun(Run):
+    """One task on one slot; the slot's pipes are polled only while it runs."""
+
+    def __init__(self, pool, slot, task, request, now):
+        super().__init__(task.id, task.attempt, task.timeout, now)
+        self.pool = pool
+        self.slot = slot
+        self.tree = slot.tree
+        self.fds = dict(slot.output)
+        self.fds[slot.res_r] = ("result", None)
+        self.buffer = b""
+        self.reply = None
+        self.dead = False
+        slot.send({"payload": request["payload"], "cwd": request.get("cwd"),
+                   "env": task.environ(request.get("env"), base={})})
+
+    def readable(self, fd):
+        if fd != self.slot.res_r:
+            return super().readable(fd)
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                self.dead = True
+                break
+            self.buffer += data
+        if len(self.buffer) >= 4:
+            size = int.from_bytes(self.buffer[:4], "big")
+            if len(self.buffer) >= 4 + size:
+                self.reply = pyslot.msgpack.unpackb(self.buffer[4:4 + size], raw=False)
+        return []
+
+    def close_fd(self, fd):
+        # The slot outlives the run: its pipes are closed with the slot, not here.
+        self.fds.pop(fd, None)
+        self.on_close_fd(fd)
+        self.dead = True
+
+    def drain(self):
+        lines = []
+        for fd in [fd for fd in self.fds if fd != self.slot.res_r]:
+            if fd in self.fds:
+                lines.extend(self.readable(fd))
+        return lines
+
+    def poll(self, now):
+        if self.timed_out(now):
+            self.stop(now, "timeout", "timed out after %gs" % self.timeout)
+        if self.stopping is not None:
+            if now >= self.kill_at:
+                self.slot.tree.kill()
+                self.kill_at = now + defaults.KILL_GRACE
+            if self.slot.proc.poll() is None or self.slot.tree.alive():
+                return None
+            self.slot.healthy = False
+            return Outcome(self.stopping[0], error=self.stopping[1])
+        if self.reply is not None:
+            return Outcome(self.reply["status"], value=self.reply.get("value"),
+                           error=self.reply.get("error"))
+        if self.dead or self.slot.proc.poll() is not None:
+            self.slot.healthy = False
+            self.slot.tree.kill()
+            code = self.slot.proc.wait()
+            return Outcome("failed", code, error="the python process running the task "
+                           "exited with code %s" % code)
+        return None
+
+    def busy(self):
+        return self.stopping is not None or self.dead
+
+    def release(self):
+        self.pool.give_back(self.slot)
+
+
+class PythonWorker(WorkerPlugin):
+    capability = "python"
+
+    def __init__(self, slots, options=None):
+        super().__init__(slots, options)
+        self.idle = [Slot() for _ in range(slots)]
+
+    def attributes(self):
+        attrs = super().attributes()
+        attrs["version"] = "%d.%d.%d" % sys.version_info[:3]
+        attrs["implementation"] = sys.implementation.name
+        return attrs
+
+    def start(self, request, task, now):
+        if not isinstance(request.get("payload"), bytes):
+            raise PluginError("python request needs 'payload' (cloudpickled callable)")
+        slot = self.idle.pop() if self.idle else Slot()
+        return SlotRun(self, slot, task, request, now)
+
+    def give_back(self, slot):
+        if slot.healthy and len(self.idle) < self.slots:
+            self.idle.append(slot)
+        else:
+            slot.close()
+
+    def close(self):
+        for slot in self.idle:
+            slot.close()
+        self.idle = []

@@ -1,4 +1,0 @@
-"""ComputeFarm's built-in specialised workers, installed as ``computefarm_workers``.
-
-One module per capability; each holds one ``WorkerPlugin`` subclass.
-"""
