@@ -95,7 +95,7 @@ def memory(count):
         with Client(farm.address) as client:
             baseline = manager.memory_info().rss
             waiting = set()
-            client.on_notice = lambda level, text, ids: waiting.update(ids)
+            client.on_notice = lambda level, code, text, ids: waiting.update(ids)
             futures = [client.submit("python", {"payload": payload}, requires={"pool": "late"},
                                      priority=i % 2) for i in range(count)]
             # One notice names every task of a submission batch; a second batch with

@@ -22,6 +22,11 @@ MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 # workers to reconnect and claim them, so a running task is not started twice.
 RECOVERY_GRACE = 3.0
 
+# The TaskManager remembers the last failures (farm-status shows them) and the
+# last moves of tasks between states (task, from, to, why, when), for debugging.
+RECENT_FAILURES = 20
+TRANSITION_LOG = 100000
+
 # Results that arrive for tasks nobody has (re)submitted yet, kept for clients
 # that are still reconnecting after a TaskManager restart.
 ORPHAN_RESULTS_MAX = 10000
@@ -29,6 +34,23 @@ ORPHAN_RESULT_TTL = 300.0
 
 # Longest sleep of any service loop: bounds how late a stop signal is seen.
 POLL_MAX = 0.1
+
+# Messages one TaskManager loop iteration handles, at most, and for how long (s),
+# before it schedules, flushes its replies and runs its timers.
+DRAIN_BUDGET = 2000
+DRAIN_TIME = 0.05
+# Tasks one iteration assigns to workers, at most; the rest go in the next ones.
+SCHEDULE_BUDGET = 2000
+
+# Messages ZeroMQ queues per peer, each way, before a send is refused.
+HIGH_WATER_MARK = 100000
+
+# Tasks held at a peak before the TaskManager hands memory back once they drained.
+RECLAIM_AFTER = 10000
+
+# Seconds a stopping TaskManager waits for a log forwarder still starting to
+# take the records kept for it.
+LOG_HANDOVER = 5.0
 
 # Output lines a worker keeps while it cannot reach the TaskManager; older ones
 # beyond this are dropped (and counted in the log).
@@ -62,6 +84,12 @@ RECORDS_FILE_BACKUPS = 5
 # Tasks one client may have queued or running; submissions beyond are refused
 # with an error result (taskmanager.max_queued_per_client).
 MAX_QUEUED_PER_CLIENT = 1000000
+# Log lines in flight to the log forwarder before new task output is dropped from
+# the log (the forwarder grants more as it writes them); a warning in the
+# TaskManager's own log every this many dropped lines.
+LOG_CREDIT = 50000
+LOG_DROP_REPORT_EVERY = 100000
+
 # Output lines per second one task may send to the log viewer; beyond, lines are
 # dropped from the viewer (counted, and the result keeps the tail).
 MAX_LOG_RATE = 20000

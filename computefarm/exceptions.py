@@ -28,7 +28,12 @@ class PluginError(FarmError):
 
 
 class ProtocolError(FarmError):
-    """A message on the wire is malformed; never raised past the receiving loop."""
+    """A message on the wire is malformed or not acceptable; never raised past the
+    receiving loop. ``code`` is the wire's ``Code`` the refusal carries."""
+
+    def __init__(self, text, code="invalid"):
+        super().__init__(text)
+        self.code = code
 
 
 class FarmUnreachable(FarmError):

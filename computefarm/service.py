@@ -7,6 +7,7 @@ directly with the time they want.
 """
 
 import logging
+import os
 import signal
 
 from .exceptions import FarmError
@@ -36,6 +37,17 @@ class Service:
         if not self.stop_requested:
             log.info("%s: %s", self.name, reason)
         self.stop_requested = True
+
+
+def write_ready_file(path, text):
+    """Write ``text`` to ``path`` atomically: a reader sees all of it or none.
+
+    Ready files are how a process says it is ready (the TaskManager: its bound
+    address; a worker: how often it was welcomed), never a line in a log."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as stream:
+        stream.write(text)
+    os.replace(tmp, path)
 
 
 def run_service(service, signals=(signal.SIGTERM, signal.SIGINT)):

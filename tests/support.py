@@ -5,6 +5,7 @@ heartbeat so failures are noticed quickly), waits for conditions with deadlines,
 and stops every process it started, by pid.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -27,6 +28,14 @@ def wait_until(condition, timeout=15.0, interval=0.02, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+def welcomes(proc):
+    """How many times a worker started with a ready file has been welcomed."""
+    try:
+        return json.loads(proc.ready_file.read_text())["welcomes"]
+    except (FileNotFoundError, ValueError):
+        return 0
 
 
 def pid_alive(pid):
@@ -66,10 +75,14 @@ class Farm:
 
     def spawn(self, name, args, log_name):
         log = self.log_path(log_name)
+        ready = None
+        if name == "farm-worker":         # it says when it is welcomed in its ready file
+            ready = log.with_suffix(".ready")
+            args = list(args) + ["--ready-file", str(ready)]
         with open(log, "w") as stream:
             proc = subprocess.Popen(command(name) + args, stdout=stream, stderr=stream,
                                     cwd=str(self.dir), start_new_session=True)
-        proc.log = log
+        proc.log, proc.ready_file = log, ready
         self.processes.append(proc)
         return proc
 
@@ -102,11 +115,11 @@ class Farm:
         return proc
 
     def wait_registered(self, proc, after=0):
-        def connected():
+        """Wait until the worker has been welcomed more than ``after`` times."""
+        def welcomed():
             assert proc.poll() is None, proc.log.read_text()
-            return proc.log.read_text().count("connected to the") > after or \
-                proc.log.read_text().count("reconnected to a restarted") > after
-        wait_until(connected, what="worker %d registered" % proc.pid)
+            return welcomes(proc) > after
+        wait_until(welcomed, what="worker %d registered" % proc.pid)
 
     def start_monitor(self, machine, owner_scope, interval=0.2):
         return self.spawn("farm-monitor", [

@@ -59,7 +59,7 @@ def test_output_streams_and_task_environment(farm):
 
 def test_missing_capability_waits_and_client_is_told(farm):
     notices = []
-    client = farm.client(on_notice=lambda level, text, ids: notices.append(text))
+    client = farm.client(on_notice=lambda level, code, text, ids: notices.append(text))
     future = client.submit("gcc", {"action": "compile", "source": "x.c", "output": "x.o"})
     wait_until(lambda: notices, timeout=5, what="notice")
     assert "no worker offers capability 'gcc' yet" in notices[0]
@@ -109,7 +109,7 @@ def test_cancel_stops_a_running_task(farm, tmp_path):
 
 def test_priority_orders_the_queue(farm, tmp_path):
     waiting = set()
-    client = farm.client(on_notice=lambda level, text, ids: waiting.update(ids))
+    client = farm.client(on_notice=lambda level, code, text, ids: waiting.update(ids))
     order = tmp_path / "order"
     futures = []
     for p in (1, 5, 3):   # distinct constraints: one notice each, so each is seen queued

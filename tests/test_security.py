@@ -134,7 +134,7 @@ def test_roles_are_checked_for_every_message(secure):
     long = owner.submit("shell", {"cmd": "echo $$ > %s; sleep 1; echo done" % pidfile})
     wait_until(lambda: pidfile.exists(), what="task running")
     notices = []
-    other = secure.secure_client("c2", on_notice=lambda level, text, ids: notices.append(text))
+    other = secure.secure_client("c2", on_notice=lambda level, code, text, ids: notices.append(text))
     other._request_cancel(long.task_id)
     wait_until(lambda: notices, what="refusal notice")
     assert "is not yours to cancel" in notices[0]

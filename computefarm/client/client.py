@@ -98,7 +98,8 @@ class Client:
 
     ``connect_timeout``: seconds to wait for the TaskManager's welcome before
     FarmUnreachable is raised (None: do not wait; tasks wait for it instead).
-    ``on_notice(level, text, ids)`` hears the TaskManager's notices (e.g. that no
+    ``on_notice(level, code, text, ids)`` hears the TaskManager's notices (``code``
+    is a ``wire.protocol.Code``, e.g. ``no-capability``: that no
     worker offers a capability yet); by default they are logged.
     """
 
@@ -272,8 +273,7 @@ class Client:
             self._fail_all("the client was closed before the task finished")
 
     def _hello(self):
-        return {"role": "client", "id": self.identity, "host": host_name(),
-                "machine": machine_id(), "pid": os.getpid()}
+        return protocol.hello("client", self.identity, host_name(), machine_id(), os.getpid())
 
     def _welcomed(self, restarted):
         self._status_asked = False
@@ -334,7 +334,7 @@ class Client:
                 if pending is not None and pending.on_start is not None:
                     pending.on_start(item["host"])
         elif mtype == Msg.NOTICE:
-            self.on_notice(body["level"], body["text"], body.get("ids") or [])
+            self.on_notice(body["level"], body.get("code"), body["text"], body.get("ids") or [])
         elif mtype == Msg.ERROR:
             log.warning("client %s: the TaskManager refused a message: %s", self.identity,
                         body["text"])
@@ -369,5 +369,5 @@ class Client:
                 p.future.set_exception(FarmUnreachable(text))
 
 
-def _log_notice(level, text, ids):
+def _log_notice(level, code, text, ids):
     log.log(logging.ERROR if level == "error" else logging.WARNING, "TaskManager: %s", text)

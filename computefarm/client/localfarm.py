@@ -105,15 +105,18 @@ class LocalFarm:
         return worker
 
     def _start_worker(self, capabilities, slots, attributes=()):
-        args = ["--taskmanager", self.address, "--slots", str(slots)]
+        ready = os.path.join(self._tmp.name, "worker-%d.ready" % len(self.processes))
+        args = ["--taskmanager", self.address, "--slots", str(slots), "--ready-file", ready]
         for cap in capabilities:
             args += ["--capability", cap]
         for attr in attributes:
             args += ["--attr", attr]
-        return self._spawn("worker", args, log_level="INFO")
+        worker = self._spawn("worker", args)
+        worker.ready_file = ready
+        return worker
 
     def _wait_worker(self, worker, deadline):
-        if not self._wait(worker, lambda: "connected to the" in _read(worker.log), deadline):
+        if not self._wait(worker, lambda: os.path.exists(worker.ready_file), deadline):
             self._fail(worker, "worker")
 
     @staticmethod

@@ -19,7 +19,7 @@ import sys
 import zmq
 
 from ..exceptions import FarmError, UsageError
-from ..taskmanager.gate import ROLES
+from ..wire.certificates import KEY_ROLES as ROLES
 from ..wire.certificates import read_certificate, write_certificate
 
 DEFAULT_DIR = "~/.config/computefarm/keys"

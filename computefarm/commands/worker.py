@@ -28,6 +28,9 @@ def main(argv=None):
         parser.add_argument("--path-map", action="append", default=[], metavar="CLIENT=HERE",
                             help="a project path clients use and where this machine mounts "
                                  "it (repeatable; adds to farm.yaml's path_map)")
+        parser.add_argument("--ready-file", metavar="FILE",
+                            help="rewrite FILE (JSON: welcomes, incarnation, pid) each time "
+                                 "the TaskManager welcomes this worker")
         args = parser.parse_args(argv)
         config = setup(args)
         capabilities, slots, attributes = args.capability, args.slots, {}
@@ -41,7 +44,7 @@ def main(argv=None):
             raise UsageError("--slots must be at least 1")
         worker = FarmWorker(config.taskmanager.address, capabilities, slots=slots,
                             machine=args.machine, attributes=attributes, path_map=path_map,
-                            curve=config.keys.peer_curve())
+                            curve=config.keys.peer_curve(), ready_file=args.ready_file)
         return run_service(worker)
     return run_command("farm-worker", build, argv)
 

@@ -24,6 +24,7 @@ import zmq
 from .. import defaults
 from ..hostinfo import host_name
 from ..service import Service
+from ..wire import protocol
 from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg, logger_name
 
@@ -221,8 +222,7 @@ class LogForwarder(Service):
                          identity=self.identity, curve=curve)
 
     def hello(self):
-        return {"role": "logger", "id": self.identity, "host": host_name(),
-                "machine": host_name(), "pid": os.getpid()}
+        return protocol.hello("logger", self.identity, host_name(), host_name(), os.getpid())
 
     def loop(self, now=None):
         busy = self.sink is not None and (self.sink.pending or self.sink.backlog)

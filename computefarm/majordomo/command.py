@@ -18,11 +18,12 @@ from doit.doit_cmd import DoitMain
 from ..client import Client, LocalFarm
 from ..config import load_config
 from ..exceptions import FarmError, FarmUnreachable
-from ..wire.protocol import logger_name
+from ..wire.protocol import Code, logger_name
 from . import runner
 from .progress import Progress
 
 CONNECT_TIMEOUT = 5.0
+WAITING = (Code.NO_CAPABILITY, Code.NO_MATCH)   # notices that tasks wait for workers
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0", "*")
 
 
@@ -110,8 +111,8 @@ class FarmSession:
             self.client.log(logger_name("majordomo", project, task), level, text,
                             task=task or "", **fields)
 
-    def _notice(self, level, text, ids):
-        if self.local is not None and self.local.workers and "yet" in text:
+    def _notice(self, level, code, text, ids):
+        if self.local is not None and self.local.workers and code in WAITING:
             return     # the embedded workers are still starting: the tasks just wait
         self.progress.note("TaskManager: %s" % text)
 

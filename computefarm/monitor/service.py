@@ -19,6 +19,7 @@ import zmq
 from .. import defaults
 from ..hostinfo import host_name, machine_id, platform_tag
 from ..service import Service
+from ..wire import protocol
 from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg
 
@@ -132,8 +133,7 @@ class FarmMonitor(Service):
                  self.interval, self.address)
 
     def hello(self):
-        return {"role": "monitor", "id": self.identity, "host": host_name(),
-                "machine": self.machine, "pid": os.getpid()}
+        return protocol.hello("monitor", self.identity, host_name(), self.machine, os.getpid())
 
     def loop(self, now=None):
         wait = max(0.0, min(defaults.POLL_MAX, self.next_report - self.clock()))

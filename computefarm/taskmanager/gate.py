@@ -19,24 +19,15 @@ import zmq
 from zmq.utils import z85
 
 from ..exceptions import ConfigError, UsageError
-from ..wire.certificates import load_secret, read_certificate
-from ..wire.protocol import Msg
+from ..wire.certificates import KEY_ROLES, load_secret, read_certificate
+from ..wire.protocol import Code, Msg
 
 log = logging.getLogger(__name__)
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 DOMAIN = "computefarm"
-ROLES = ("client", "worker", "monitor", "admin")
 REFUSAL_LOG_INTERVAL = 5.0   # seconds between log lines for refusals from one address
 
-_COMMON = {Msg.HELLO, Msg.HEARTBEAT, Msg.BYE}
-ALLOWED = {
-    "client": _COMMON | {Msg.SUBMIT, Msg.CANCEL, Msg.STATUS, Msg.LOG},
-    "worker": _COMMON | {Msg.RESULT, Msg.OUTPUT},
-    "monitor": _COMMON | {Msg.REPORT},
-    "logger": _COMMON | {Msg.ACK},
-    "admin": set(Msg),
-}
 
 
 class KeyRing:
@@ -68,9 +59,9 @@ class KeyRing:
                 log.warning("TaskManager: ignoring %s", exc)
                 continue
             role = metadata.get("role", "")
-            if role not in ROLES:
+            if role not in KEY_ROLES:
                 log.warning("TaskManager: ignoring %s: role %r is not one of %s", path, role,
-                            ", ".join(ROLES))
+                            ", ".join(KEY_ROLES))
                 continue
             keys[public] = (metadata.get("name", name[:-4]), role)
         if self.stamp is not None:
@@ -131,37 +122,38 @@ class ZapHandler:
 
 
 class Gate:
-    """Per message: may the key behind this connection send it, as this peer?"""
+    """Per message: may the key behind this connection send it, as this peer?
 
-    def __init__(self, keyring):
+    ``allowed`` maps each peer role to the message types it may send: the
+    server's handler tables. An ``admin`` key may say hello as any role and send
+    what that role may.
+    """
+
+    def __init__(self, keyring, allowed):
         self.keyring = keyring
-        self.peer_keys = {}         # routing id -> the key it said hello with
+        self.allowed = dict(allowed)
+        self.allowed["admin"] = set().union(*allowed.values())
 
-    def check(self, sender, mtype, body, user):
-        """None when allowed; else why not (and the caller refuses the message)."""
-        if isinstance(user, str):
-            user = user.encode()
+    def check(self, peer, mtype, body, user):
+        """None when allowed; else ``(code, why)`` (the caller refuses the message)."""
         entry = self.keyring.lookup(user) if user else None
         if entry is None:
-            return "the key of this connection is not (or no longer) authorized"
+            return Code.KEY_REFUSED, "the key of this connection is not (or no longer) authorized"
         name, role = entry
-        if mtype not in ALLOWED[role]:
-            return "a %s key (%s) may not send %s" % (role, name, mtype.name)
+        if mtype not in self.allowed.get(role, ()):
+            return Code.NOT_ALLOWED, "a %s key (%s) may not send %s" % (role, name, mtype.name)
         if mtype == Msg.HELLO and role != "admin" and body.get("role") != role:
-            return "a %s key (%s) may not say hello as a %s" % (role, name, body.get("role"))
-        bound = self.peer_keys.setdefault(sender, user)
-        if bound != user:
-            return "this routing id belongs to another key"
+            return Code.ROLE_MISMATCH, "a %s key (%s) may not say hello as a %s" % (
+                role, name, body.get("role"))
+        if peer is not None and peer.key != user:
+            return Code.ID_BOUND, "this routing id belongs to another key"
         return None
-
-    def forget(self, sender):
-        self.peer_keys.pop(sender, None)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")   # what may be bound without keys
 
 
-def secure_router(sock, bind, keys, insecure, context):
+def secure_router(sock, bind, keys, insecure, context, allowed):
     """CURVE and ZAP on the TaskManager's socket when keys are configured, else
     loopback only (or ``insecure``). ``(keyring, zap, gate, server public)``;
     all None without keys."""
@@ -190,4 +182,4 @@ def secure_router(sock, bind, keys, insecure, context):
     sock.zap_domain = DOMAIN.encode()
     log.info("TaskManager: CURVE on, %d authorized key(s) in %s", len(keyring.keys),
              keyring.directory)
-    return keyring, zap, Gate(keyring), public
+    return keyring, zap, Gate(keyring, allowed), public

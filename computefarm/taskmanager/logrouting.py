@@ -6,7 +6,9 @@ them. Two limits keep a flood from growing the TaskManager or slowing its
 loop: a token bucket per task (``taskmanager.max_log_rate`` lines/s) and the
 forwarder's credit (``LOG_CREDIT`` lines in flight). Output beyond either is
 dropped and counted (``dropped``); results and events are never dropped.
-Until the forwarder has connected, items wait in a bounded backlog.
+Until the forwarder has connected, items wait in a bounded backlog. The
+forwarders' credit and the tasks' rate budgets are this router's own state;
+which peers are forwarders is ``State``'s (role ``logger``).
 """
 
 import collections
@@ -20,36 +22,48 @@ from ..wire.protocol import Msg, logger_name
 
 log = logging.getLogger(__name__)
 
-LOG_CREDIT = 50000           # log lines in flight to a forwarder before new output is dropped
-DROP_REPORT_EVERY = 100000   # lines dropped between two warnings in the TaskManager's log
 
 
 class LogRouter:
     def __init__(self, state, queue, max_log_rate):
-        self.state = state               # state.State: its ``loggers`` and tasks
+        self.state = state               # state.State: its forwarder peers and tasks
         self.queue = queue               # TaskManager.queue(rid, mtype, item)
         self.rate = max_log_rate
         self.forwarder = None            # the forwarder process, once started
-        self.backlog = collections.deque(maxlen=LOG_CREDIT)
+        self.backlog = collections.deque(maxlen=defaults.LOG_CREDIT)
+        self.credits = {}                # forwarder routing id -> lines it may still take
+        self.budgets = {}                # task id -> (tokens, time, lines dropped)
         self.dropped = 0
         self.next_report = 1
 
     @property
+    def forwarders(self):
+        return self.state.roles["logger"]
+
+    @property
     def active(self):
-        return bool(self.state.loggers) or self.forwarder is not None
+        return bool(self.forwarders) or self.forwarder is not None
 
     def waiting(self):
         """True while items wait for a forwarder that is still starting."""
         return bool(self.backlog) and self.forwarder is not None and \
             self.forwarder.poll() is None
 
-    def connected(self, rid, now):
-        self.state.loggers[rid] = [now, LOG_CREDIT]
+    def connected(self, rid):
+        self.credits[rid] = defaults.LOG_CREDIT
         while self.backlog:                      # what came before it was connected
             self.send(*self.backlog.popleft())
 
-    def credit(self, entry, lines):
-        entry[1] = min(LOG_CREDIT, entry[1] + max(0, int(lines)))
+    def credit(self, rid, lines):
+        self.credits[rid] = min(defaults.LOG_CREDIT, self.credits.get(rid, 0) + max(0, lines))
+
+    def tidy(self):
+        """Forget the credit of forwarders and the budgets of tasks that are gone."""
+        for rid in [r for r in self.credits if r not in self.forwarders]:
+            del self.credits[rid]
+        tasks = self.state.tasks
+        for task_id in [t for t in self.budgets if t not in tasks]:
+            del self.budgets[task_id]
 
     def output(self, worker, item, now):
         task = self.state.tasks.get(item["id"])
@@ -64,11 +78,11 @@ class LogRouter:
 
     def within_rate(self, task, item, worker, now):
         """A token bucket per task: True when the item's lines may go to the viewer."""
-        tokens, stamp, dropped = task.log_budget or (float(self.rate), now, 0)
+        tokens, stamp, dropped = self.budgets.get(task.id) or (float(self.rate), now, 0)
         tokens = min(float(self.rate), tokens + (now - stamp) * self.rate)
         lines = len(item["lines"])
         if tokens >= lines:
-            task.log_budget = (tokens - lines, now, dropped)
+            self.budgets[task.id] = (tokens - lines, now, dropped)
             return True
         if not dropped:
             self.send(Msg.LOG, {
@@ -78,21 +92,22 @@ class LogRouter:
                 "msg": "task %s prints more than %d lines/s (taskmanager.max_log_rate): "
                        "lines beyond reach the viewer only as the rate allows; its result "
                        "keeps the tail" % (task.id, self.rate)})
-        task.log_budget = (tokens, now, dropped + lines)
+        self.budgets[task.id] = (tokens, now, dropped + lines)
         self.count_dropped(lines)
         return False
 
     def send(self, mtype, item):
         """Queue ``item`` for each forwarder with credit; output for one without is
         dropped and counted, so a flood never grows this process."""
-        if not self.state.loggers:
+        if not self.forwarders:
             if self.forwarder is not None:
                 self.backlog.append((mtype, item))
             return
         cost = len(item["lines"]) if mtype == Msg.OUTPUT else 1
-        for rid, entry in self.state.loggers.items():
-            if entry[1] >= cost or mtype == Msg.LOG:   # results and events are never dropped
-                entry[1] -= cost
+        for rid in self.forwarders:
+            credit = self.credits.get(rid, 0)
+            if credit >= cost or mtype == Msg.LOG:     # results and events are never dropped
+                self.credits[rid] = credit - cost
                 self.queue(rid, mtype, item)
             else:
                 self.count_dropped(cost)
@@ -100,7 +115,7 @@ class LogRouter:
     def count_dropped(self, lines):
         self.dropped += lines
         if self.dropped >= self.next_report:
-            self.next_report = self.dropped + DROP_REPORT_EVERY
+            self.next_report = self.dropped + defaults.LOG_DROP_REPORT_EVERY
             log.warning("TaskManager: %d output line(s) dropped from the log viewer so far "
                         "(forwarder behind, or taskmanager.max_log_rate)", self.dropped)
 

@@ -21,7 +21,8 @@ from .. import defaults
 
 class Machine:
     __slots__ = ("id", "host", "policy", "report", "reported_at", "interval",
-                 "assigned_load", "owner_since", "suspended", "monitor")
+                 "assigned_load", "owner_since", "suspended", "monitor", "workers",
+                 "stamp", "fresh_state", "stale_at", "ranked")
 
     def __init__(self, machine_id, policy):
         self.id = machine_id
@@ -34,6 +35,11 @@ class Machine:
         self.owner_since = None        # when the owner became active
         self.suspended = set()         # ids of tasks stopped for the owner
         self.monitor = None            # routing id of its monitor
+        self.workers = set()           # its workers' peer records
+        self.stamp = 0                 # bumped when its rank may have changed
+        self.fresh_state = "unmonitored"   # its state from the last report, if not stale
+        self.stale_at = None           # when that report turns stale
+        self.ranked = None             # (stamp, rank) cached
 
     def update(self, report, now):
         self.report = report
@@ -41,12 +47,22 @@ class Machine:
         self.reported_at = now
         self.interval = float(report.get("interval") or 1.0)
         self.assigned_load = 0.0
+        self.stale_at = now + defaults.STALE_INTERVALS * self.interval
+        self.fresh_state = self._judge()
+        self.stamp += 1
+
+    def place(self, load):
+        """A task of ``load`` cores was given to one of its workers."""
+        self.assigned_load += load
+        self.stamp += 1
 
     def state(self, now):
-        if self.report is None:
-            return "unmonitored"
-        if now - self.reported_at > defaults.STALE_INTERVALS * self.interval:
+        if self.report is not None and now > self.stale_at:
             return "stale"
+        return self.fresh_state
+
+    def _judge(self):
+        """Its state by the last report alone."""
         if self.owner_active():
             return "owner-active"
         report, policy = self.report, self.policy
@@ -57,18 +73,25 @@ class Machine:
             return "busy"
         return "idle"
 
+    def owner_cpu(self):
+        return (self.report or {}).get("owner_cpu") or 0.0
+
     def owner_active(self):
-        return self.report is not None and \
-            (self.report.get("owner_cpu") or 0.0) > self.policy.owner_cpu_limit
+        return self.report is not None and self.owner_cpu() > self.policy.owner_cpu_limit
 
     def eligible(self, now):
-        state = self.state(now)
-        return state in ("idle", "unmonitored") or (state == "stale" and
-                                                      self.policy.stale == "run")
+        if self.report is not None and now > self.stale_at:
+            return self.policy.stale == "run"
+        return self.fresh_state in ("idle", "unmonitored")
 
     def rank(self):
         """Lower is sooner: load per core (including work placed since the last
         report), then less free memory ranks later."""
+        if self.ranked is None or self.ranked[0] != self.stamp:
+            self.ranked = (self.stamp, self._rank())
+        return self.ranked[1]
+
+    def _rank(self):
         if self.report is None:
             return (self.assigned_load, 0)
         cores = max(1, self.report.get("cores") or 1)

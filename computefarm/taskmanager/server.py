@@ -1,9 +1,11 @@
 """The TaskManager: binds the one port and moves tasks between clients and workers.
 
-Its loop (``loop``) polls the ROUTER, drains what arrived into the handler for the
-kind of sender (client, worker, or a stranger saying hello), schedules queued
-tasks onto free workers, flushes the batched replies, then runs its timers:
-heartbeats and the expiry of silent peers. All state lives in ``state.State``.
+``loop`` polls the ROUTER, drains what arrived (each message through the gate,
+then to its sender's role's handler table), schedules queued tasks onto free
+workers, flushes the batched replies, then runs its timers: heartbeats, the
+expiry of silent peers, memory hand-back. All state lives in ``state.State``;
+what each role may send is its handler table (``self.handlers``), which the
+gate also reads.
 """
 
 import ctypes
@@ -18,20 +20,16 @@ import zmq
 
 from .. import defaults
 from ..exceptions import ProtocolError, UsageError
-from ..service import Service
+from ..service import Service, write_ready_file
 from ..wire import protocol
 from ..wire.certificates import generated_keys
-from ..wire.protocol import Msg
+from ..wire.protocol import Code, Msg
 from .gate import secure_router
 from .logrouting import LogRouter, start_forwarder, stop_forwarder
+from .outbox import Outbox
 from .state import Effects, State
 
 log = logging.getLogger(__name__)
-
-DRAIN_BUDGET = 2000          # messages handled per iteration before replies are flushed
-HIGH_WATER_MARK = 100000     # messages queued per peer before ZeroMQ pushes back
-RECLAIM_AFTER = 10000        # tasks held at a peak before memory is handed back after it
-LOG_HANDOVER = 5.0           # seconds a stopping TaskManager waits for a late forwarder
 
 
 def _find_malloc_trim():
@@ -42,11 +40,6 @@ def _find_malloc_trim():
 
 
 _malloc_trim = _find_malloc_trim()
-
-# The list each batched message carries its items in.
-_BATCH_FIELD = {Msg.DISPATCH: "tasks", Msg.CANCEL: "ids", Msg.RESULT: "results",
-                Msg.OUTPUT: "items", Msg.ACK: "ids", Msg.STARTED: "items",
-                Msg.SUSPEND: "ids", Msg.RESUME: "ids", Msg.LOG: "records"}
 
 
 class TaskManager(Service):
@@ -74,11 +67,21 @@ class TaskManager(Service):
         self.peer_timeout = config.heartbeat_interval * config.heartbeat_liveness
         self.state = None
         self.socket = None
+        self.outbox = None
         self.endpoint = None
-        self.outgoing = {}           # (routing id, Msg) -> list of batched items
         self.next_heartbeat = 0.0
         self.bad_messages = 0
         self.peak_tasks = 0
+        self.iterations = 0
+        self.longest_turn = 0.0          # seconds: the longest loop iteration's work
+        common = {Msg.HELLO: self.on_hello, Msg.HEARTBEAT: _nothing, Msg.BYE: self.on_bye}
+        self.handlers = {
+            "client": {**common, Msg.SUBMIT: self.on_submit, Msg.CANCEL: self.on_cancel,
+                       Msg.STATUS: self.on_status, Msg.LOG: self.on_log},
+            "worker": {**common, Msg.RESULT: self.on_result, Msg.OUTPUT: self.on_output},
+            "monitor": {**common, Msg.REPORT: self.on_report},
+            "logger": {**common, Msg.ACK: self.on_credit},
+        }
 
     # -- lifecycle -------------------------------------------------------------
     def initialize(self):
@@ -92,16 +95,18 @@ class TaskManager(Service):
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_size)
-        sock.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
-        sock.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
+        sock.setsockopt(zmq.SNDHWM, defaults.HIGH_WATER_MARK)
+        sock.setsockopt(zmq.RCVHWM, defaults.HIGH_WATER_MARK)
+        allowed = {role: set(table) for role, table in self.handlers.items()}
         self.keyring, self.zap, self.gate, self.server_public = secure_router(
-            sock, self.bind, self.keys, self.insecure, self.context)
+            sock, self.bind, self.keys, self.insecure, self.context, allowed)
         try:
             sock.bind(self.bind)
         except zmq.ZMQError as exc:
             sock.close(0)
             raise UsageError("cannot bind %s: %s" % (self.bind, exc.strerror)) from None
         self.socket = sock
+        self.outbox = Outbox(sock, self.undeliverable)
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLIN)
@@ -109,7 +114,7 @@ class TaskManager(Service):
             self.poller.register(self.zap.socket, zmq.POLLIN)
         self.next_heartbeat = now + self.interval
         log.info("TaskManager: listening on %s (pid %d)", self.endpoint, os.getpid())
-        self.logs = LogRouter(self.state, self.queue, self.config.max_log_rate)
+        self.logs = LogRouter(self.state, self.outbox.queue, self.config.max_log_rate)
         if self.logging_config is not None:
             curve = None
             if self.gate is not None:   # the forwarder gets a key of its own, known only here
@@ -118,49 +123,36 @@ class TaskManager(Service):
                 curve = (public, secret, self.server_public)
             self.logs.forwarder = start_forwarder(self.endpoint, self.logging_config, curve)
         if self.ready_file:
-            tmp = self.ready_file + ".tmp"
-            with open(tmp, "w") as stream:
-                stream.write(self.endpoint + "\n")
-            os.replace(tmp, self.ready_file)
-
-    def hand_over_logs(self, patience=LOG_HANDOVER):
-        """Before stopping: let a forwarder that is still starting connect and take
-        the records kept for it, so a short run's log is not lost."""
-        deadline = self.clock() + patience
-        while self.logs.waiting() and self.clock() < deadline:
-            if self.poller.poll(20):
-                self.drain(self.clock())
-            self.flush()
-        self.flush()
+            write_ready_file(self.ready_file, self.endpoint + "\n")
 
     def loop(self, now=None):
         timeout = max(0.0, min(defaults.POLL_MAX, self.next_heartbeat - self.clock()))
         events = self.poller.poll(timeout * 1000)
-        now = self.clock() if now is None else now
+        started = self.clock()
+        now = started if now is None else now
         if events:
             if self.zap is not None:
                 self.zap.handle(now)
-            self.drain(now)
+            self.drain(now, started)
         if self.state.dirty or self.state.held:
-            effects = Effects()
-            self.state.schedule(now, effects)
-            self.apply(effects)
-        self.flush()
+            self.apply(self.state.schedule, now)
+        self.outbox.flush()
         if now >= self.next_heartbeat:
             self.tick(now)
+        self.iterations += 1
+        self.longest_turn = max(self.longest_turn, self.clock() - started)
 
     def shutdown(self):
         if self.socket is None:
             return
         self.hand_over_logs()
         effects = Effects()
-        for worker in list(self.state.workers.values()):
-            for task_id in list(worker.running):
-                effects.cancel.append((worker, task_id))
-        self.apply(effects)
-        self.flush()
-        for rid in self.peers():
-            self.send(rid, Msg.BYE, {"reason": "TaskManager shutting down"})
+        for worker in self.state.workers.values():
+            effects.cancel.extend((worker, task_id) for task_id in worker.running)
+        self.outbox.apply(effects)
+        self.outbox.flush()
+        for rid in list(self.state.peers):
+            self.outbox.send(rid, Msg.BYE, {"reason": "TaskManager shutting down"})
         self.socket.close(linger=1000)
         self.socket = None
         if self.zap is not None:
@@ -169,267 +161,165 @@ class TaskManager(Service):
             stop_forwarder(self.logs.forwarder)
         log.info("TaskManager: stopped")
 
+    def hand_over_logs(self, patience=defaults.LOG_HANDOVER):
+        """Before stopping: let a forwarder that is still starting connect and take
+        the records kept for it, so a short run's log is not lost."""
+        deadline = self.clock() + patience
+        while self.logs.waiting() and self.clock() < deadline:
+            if self.poller.poll(20):
+                self.drain(self.clock(), self.clock())
+            self.outbox.flush()
+        self.outbox.flush()
+
+    def apply(self, change, *args, **options):
+        """Run a state change that produces Effects, and queue what it calls for."""
+        effects = Effects()
+        change(*args, effects, **options)
+        self.outbox.apply(effects)
+
     # -- receiving -------------------------------------------------------------
-    def drain(self, now):
-        for _ in range(DRAIN_BUDGET):
+    def drain(self, now, started):
+        """Handle what arrived, up to a count and a time budget per iteration."""
+        deadline = started + defaults.DRAIN_TIME
+        for count in range(defaults.DRAIN_BUDGET):
+            if count % 64 == 63 and self.clock() > deadline:
+                return
             try:
                 sender, mtype, body, user = protocol.recv_router(self.socket,
                                                                  self.gate is not None)
             except zmq.Again:
                 return
             except protocol.BadMessage as exc:
-                self.refuse(exc.sender, str(exc))
+                self.refuse(exc.sender, exc.code, str(exc))
                 continue
+            peer = self.state.peers.get(sender)
             if self.gate is not None:
-                why = self.gate.check(sender, mtype, body, user)
-                if why is not None:
-                    self.refuse(sender, "%s refused: %s" % (mtype.name, why))
-                    if why.startswith("the key"):
-                        self.evict(sender, now)
+                refusal = self.gate.check(peer, mtype, body, user)
+                if refusal is not None:
+                    self.refuse(sender, refusal[0], "%s refused: %s" % (mtype.name, refusal[1]))
+                    if refusal[0] == Code.KEY_REFUSED and peer is not None:
+                        self.evict(peer)
                     continue
             try:
-                self.dispatch_message(sender, mtype, body, now)
+                self.handle(peer, sender, mtype, body, user, now)
             except ProtocolError as exc:
-                self.refuse(sender, "%s: %s" % (mtype.name, exc))
+                self.refuse(sender, exc.code, "%s: %s" % (mtype.name, exc))
 
-    def evict(self, sender, now):
-        """Forget a peer whose key was revoked: its tasks go back to the queue."""
-        effects = Effects()
-        worker = self.state.workers.get(sender)
-        if worker is not None:
-            self.state.remove_worker(worker, "its key was revoked", effects, requeue_only=True)
-        client = self.state.clients.get(sender)
-        if client is not None:
-            self.state.remove_client(client, effects)
-        self.state.monitors.pop(sender, None)
-        self.gate.forget(sender)
-        self.apply(effects)
-
-    def dispatch_message(self, sender, mtype, body, now):
-        worker = self.state.workers.get(sender)
-        if worker is not None:
-            worker.last_seen = now
-            return self.process_worker(worker, mtype, body, now)
-        client = self.state.clients.get(sender)
-        if client is not None:
-            client.last_seen = now
-            return self.process_client(client, mtype, body, now)
-        monitor = self.state.monitors.get(sender)
-        if monitor is not None:
-            monitor.last_seen = now
-            return self.process_monitor(monitor, mtype, body, now)
-        entry = self.state.loggers.get(sender)
-        if entry is not None:
-            entry[0] = now
-            if mtype == Msg.ACK:                 # the forwarder has room for more
-                self.logs.credit(entry, body.get("credit", 0))
-            elif mtype == Msg.BYE:
-                del self.state.loggers[sender]
-            elif mtype == Msg.HELLO:             # it reconnected: welcome it again
-                return self.process_stranger(sender, mtype, body, now)
-            elif mtype != Msg.HEARTBEAT:
-                raise ProtocolError("a log forwarder may not send %s" % mtype.name)
-            return None
-        return self.process_stranger(sender, mtype, body, now)
-
-    def process_stranger(self, sender, mtype, body, now):
-        if mtype != Msg.HELLO:
-            if mtype != Msg.BYE:
-                self.send(sender, Msg.RECONNECT, {"reason": "unknown peer, say hello"})
+    def handle(self, peer, sender, mtype, body, user, now):
+        if peer is None:
+            if mtype == Msg.HELLO:
+                self.on_hello(None, body, now, sender, user)
+            elif mtype != Msg.BYE:
+                self.outbox.send(sender, Msg.RECONNECT, {"reason": "unknown peer, say hello"})
             return
+        self.state.seen(peer, now)
+        handler = self.handlers[peer.role].get(mtype)
+        if handler is None:
+            raise ProtocolError("a %s may not send %s" % (peer.role, mtype.name),
+                                Code.NOT_ALLOWED)
+        handler(peer, body, now)
+
+    def evict(self, peer):
+        """Forget a peer whose key was revoked: its tasks go back to the queue."""
+        log.warning("TaskManager: %s dropped: its key was revoked", peer.describe())
+        self.apply(self.state.remove_peer, peer, "its key was revoked", requeue_only=True)
+
+    def on_hello(self, peer, body, now, sender=None, user=None):
         role = body["role"]
+        if role not in self.handlers:
+            raise ProtocolError("role %r is not one of %s" % (role, ", ".join(self.handlers)))
         if role == "worker":
-            caps = body.get("capabilities") or {}
-            for name, attrs in caps.items():
+            for name, attrs in (body.get("capabilities") or {}).items():
                 protocol.check_str_map(attrs, "HELLO.capabilities[%r]" % name)
-            effects = Effects()
-            worker = self.state.add_worker(sender, body, now, effects)
-            log.info("TaskManager: %s registered: %s, %d slot(s)", worker.describe(),
-                     ", ".join(sorted(caps)) or "no capabilities", worker.slots)
-            self.apply(effects)
-        elif role == "client":
-            self.state.add_client(sender, body, now)
-            log.info("TaskManager: client %s on %s connected", body["id"], body["host"])
-        elif role == "logger":
-            self.logs.connected(sender, now)
-            log.info("TaskManager: log forwarder connected (pid %s)", body.get("pid"))
-        elif role == "monitor":
-            self.state.add_monitor(sender, body, now)
-            log.info("TaskManager: monitor of machine %s on %s connected", body["machine"],
-                     body["host"])
-        else:
-            raise ProtocolError("role %r is not one of %s" % (role, ", ".join(protocol.ROLES)))
-        self.send(sender, Msg.WELCOME, {"incarnation": self.incarnation,
-                                        "heartbeat": self.interval,
-                                        "liveness": self.config.heartbeat_liveness})
-
-    def process_client(self, client, mtype, body, now):
-        if mtype == Msg.SUBMIT:
-            self.submit(client, body["tasks"], now)
-        elif mtype == Msg.CANCEL:
-            effects = Effects()
-            self.state.cancel(client, protocol.check_str_list(body["ids"], "CANCEL.ids"),
-                              effects)
-            self.apply(effects)
-        elif mtype == Msg.BYE:
-            effects = Effects()
-            self.state.remove_client(client, effects)
-            self.apply(effects)
-            log.info("TaskManager: client %s on %s left", client.name, client.host)
-        elif mtype == Msg.STATUS:
-            status = self.state.snapshot(now)
-            status["logs"] = {"forwarders": len(self.state.loggers),
-                              "dropped_lines": self.logs.dropped}
-            status["refused_messages"] = self.bad_messages
-            self.send(client.rid, Msg.STATE, {"status": status})
-        elif mtype == Msg.LOG:
-            for record in body["records"]:
-                fields = record.setdefault("fields", {})
-                fields["client_host"] = client.host
-                self.logs.send(Msg.LOG, record)
-        elif mtype == Msg.HELLO:
-            self.process_stranger(client.rid, mtype, body, now)
-        elif mtype != Msg.HEARTBEAT:
-            raise ProtocolError("a client may not send %s" % mtype.name)
-
-    def process_monitor(self, monitor, mtype, body, now):
-        if mtype == Msg.REPORT:
-            if body["machine"] != monitor.machine:
-                raise ProtocolError("REPORT for machine %r from the monitor of %r"
-                                    % (body["machine"], monitor.machine))
-            effects = Effects()
-            self.state.report(monitor, body, now, effects)
-            self.apply(effects)
-        elif mtype == Msg.BYE:
-            self.state.monitors.pop(monitor.rid, None)
-        elif mtype == Msg.HELLO:
-            self.process_stranger(monitor.rid, mtype, body, now)
-        elif mtype != Msg.HEARTBEAT:
-            raise ProtocolError("a monitor may not send %s" % mtype.name)
-
-    def submit(self, client, specs, now):
+        rid = peer.rid if peer is not None else sender
         effects = Effects()
-        waiting = {}
-        limit = self.config.max_queued_per_client
-        for spec in specs:
-            requires = spec.get("requires")
-            if requires:
-                protocol.check_str_map(requires, "SUBMIT.tasks[].requires")
-            if len(client.tasks) >= limit and spec["id"] not in self.state.tasks:
-                effects.results.append((client, {
-                    "id": spec["id"], "attempt": 0, "status": "error", "exit_code": None,
-                    "error": "refused: this client already has %d task(s) queued or running "
-                             "(taskmanager.max_queued_per_client)" % limit}))
-                continue
-            if self.state.submit(client, spec, now, effects) is None:
-                continue
-            key = (spec["capability"], tuple(sorted((requires or {}).items())))
-            if key not in waiting:
-                waiting[key] = [self.state.unmatched(spec["capability"], requires), []]
-            if waiting[key][0]:
-                waiting[key][1].append(spec["id"])
-        for key, (reason, ids) in waiting.items():
-            if reason and client.told.get(key) != reason:  # once per reason
-                client.told[key] = reason
-                effects.notices.append((client, "warning", "%d task(s) wait: %s"
-                                        % (len(ids), reason), ids))
-            elif not reason:
-                client.told.pop(key, None)
-        self.apply(effects)
+        registered, code = self.state.hello(rid, body, user, now, effects)
+        self.outbox.apply(effects)
+        if registered is None:
+            raise ProtocolError("this connection said hello as a %s before"
+                                % self.state.peers[rid].role, code)
+        if peer is None:
+            log.info("TaskManager: %s connected%s", registered.describe(),
+                     ": %s, %d slot(s)" % (", ".join(sorted(registered.capabilities)) or
+                                          "no capabilities", registered.slots)
+                     if role == "worker" else "")
+        if role == "logger":
+            self.logs.connected(rid)
+        self.outbox.send(rid, Msg.WELCOME, {"incarnation": self.incarnation,
+                                            "heartbeat": self.interval,
+                                            "liveness": self.config.heartbeat_liveness})
 
-    def process_worker(self, worker, mtype, body, now):
-        if mtype == Msg.RESULT:
-            for result in body["results"]:      # check all before changing anything
-                if result["status"] not in protocol.STATUSES:
-                    raise ProtocolError("RESULT status %r unknown" % result["status"])
-            effects = Effects()
-            acked = []
-            for result in body["results"]:
-                if result["status"] != "ok" and self.logs.active:
-                    self.logs.result(worker, result)
-                if self.state.finish(worker, result, now, effects):
-                    acked.append(result["id"])
-            self.apply(effects)
-            self.queue(worker.rid, Msg.ACK, acked)
-        elif mtype == Msg.OUTPUT:
-            self.forward_output(worker, body["items"], now)
-        elif mtype == Msg.BYE:
-            effects = Effects()
-            self.state.remove_worker(worker, "left", effects, requeue_only=True)
-            self.apply(effects)
-            log.info("TaskManager: %s left: %s", worker.describe(), body.get("reason", ""))
-        elif mtype == Msg.HELLO:
-            self.process_stranger(worker.rid, mtype, body, now)
-        elif mtype != Msg.HEARTBEAT:
-            raise ProtocolError("a worker may not send %s" % mtype.name)
+    def on_bye(self, peer, body, now):
+        self.apply(self.state.remove_peer, peer, "left", requeue_only=True)
+        log.info("TaskManager: %s left: %s", peer.describe(), body.get("reason", ""))
 
-    def forward_output(self, worker, items, now):
-        for item in items:
+    def on_submit(self, client, body, now):
+        for spec in body["tasks"]:           # check all before changing anything
+            if spec.get("requires"):
+                protocol.check_str_map(spec["requires"], "SUBMIT.tasks[].requires")
+        self.apply(self.state.submit, client, body["tasks"], now,
+                   limit=self.config.max_queued_per_client)
+
+    def on_cancel(self, client, body, now):
+        self.apply(self.state.cancel, client, protocol.check_str_list(body["ids"], "CANCEL.ids"),
+                   now)
+
+    def on_status(self, client, body, now):
+        status = self.state.snapshot(now)
+        status["logs"] = {"forwarders": len(self.logs.forwarders),
+                          "dropped_lines": self.logs.dropped}
+        status["refused_messages"] = self.bad_messages
+        status["loop"] = {"iterations": self.iterations,
+                          "longest_ms": round(self.longest_turn * 1000, 3)}
+        self.outbox.send(client.rid, Msg.STATE, {"status": status})
+
+    def on_log(self, client, body, now):
+        for record in body["records"]:
+            record.setdefault("fields", {})["client_host"] = client.host
+            self.logs.send(Msg.LOG, record)
+
+    def on_result(self, worker, body, now):
+        for result in body["results"]:      # check all before changing anything
+            if result["status"] not in protocol.STATUSES:
+                raise ProtocolError("RESULT status %r unknown" % result["status"])
+        effects = Effects()
+        for result in body["results"]:
+            if result["status"] != "ok" and self.logs.active:
+                self.logs.result(worker, result)
+            self.state.finish(worker, result, now, effects)
+        self.outbox.apply(effects)
+        self.outbox.queue(worker.rid, Msg.ACK, [r["id"] for r in body["results"]])
+
+    def on_output(self, worker, body, now):
+        for item in body["items"]:
             client = self.state.output_for(item)
             if client is not None:
-                self.queue(client.rid, Msg.OUTPUT, item)
+                self.outbox.queue(client.rid, Msg.OUTPUT, item)
             if self.logs.active:
                 self.logs.output(worker, item, now)
 
+    def on_report(self, monitor, body, now):
+        if body["machine"] != monitor.machine:
+            raise ProtocolError("REPORT for machine %r from the monitor of %r"
+                                % (body["machine"], monitor.machine))
+        self.apply(self.state.report, monitor, body, now)
+
+    def on_credit(self, forwarder, body, now):
+        credit = body.get("credit", 0)
+        self.logs.credit(forwarder.rid, credit if credit > 0 else 0)
+
     # -- sending ---------------------------------------------------------------
-    def apply(self, effects):
-        for worker, task in effects.dispatch:
-            self.queue(worker.rid, Msg.DISPATCH, {
-                "id": task.id, "attempt": task.attempt, "capability": task.capability,
-                "body": task.body, "timeout": task.timeout})
-            if task.track and task.client is not None:
-                self.queue(task.client.rid, Msg.STARTED, {
-                    "id": task.id, "attempt": task.attempt, "host": worker.host,
-                    "worker": worker.name, "machine": worker.machine})
-        for worker, task_id in effects.cancel:
-            self.queue(worker.rid, Msg.CANCEL, task_id)
-        for worker, task_id in effects.suspend:
-            self.queue(worker.rid, Msg.SUSPEND, task_id)
-        for worker, task_id in effects.resume:
-            self.queue(worker.rid, Msg.RESUME, task_id)
-        for client, result in effects.results:
-            self.queue(client.rid, Msg.RESULT, result)
-        for client, level, text, ids in effects.notices:
-            self.send(client.rid, Msg.NOTICE, {"level": level, "text": text, "ids": ids})
-
-    def queue(self, rid, mtype, item):
-        items = self.outgoing.get((rid, mtype))
-        if items is None:
-            self.outgoing[(rid, mtype)] = items = []
-        if isinstance(item, list):
-            items.extend(item)
-        else:
-            items.append(item)
-
-    def flush(self):
-        outgoing, self.outgoing = self.outgoing, {}
-        for (rid, mtype), items in outgoing.items():
-            if not items or self.send(rid, mtype, {_BATCH_FIELD[mtype]: items}):
-                continue
-            if mtype == Msg.DISPATCH:
-                self.undeliverable(rid, items)
-
-    def send(self, rid, mtype, body):
-        try:
-            protocol.send(self.socket, mtype, body, to=rid)
-            return True
-        except zmq.ZMQError as exc:  # peer gone (EHOSTUNREACH) or its queue is full
-            log.debug("TaskManager: cannot send %s: %s", mtype.name, exc)
-            return False
-
     def undeliverable(self, rid, items):
         worker = self.state.workers.get(rid)
-        for item in items:
-            task = self.state.tasks.get(item["id"])
-            if task is not None and worker is not None and task.worker is worker:
-                self.state.requeue(task)
+        if worker is not None:
+            self.state.undeliverable(worker, [item["id"] for item in items], self.clock())
 
-    def refuse(self, sender, text):
+    def refuse(self, sender, code, text):
         self.bad_messages += 1
         peer = sender.hex() if isinstance(sender, bytes) else sender
         log.warning("TaskManager: dropped a message from peer %s: %s", peer, text)
         if sender is not None:
-            self.send(sender, Msg.ERROR, {"text": text})
+            self.outbox.send(sender, Msg.ERROR, protocol.error(code, text))
 
     # -- timers ----------------------------------------------------------------
     def reclaim_memory(self):
@@ -440,7 +330,7 @@ class TaskManager(Service):
         """
         size = len(self.state.tasks)
         self.peak_tasks = max(self.peak_tasks, size)
-        if self.peak_tasks < RECLAIM_AFTER or size > self.peak_tasks // 8:
+        if self.peak_tasks < defaults.RECLAIM_AFTER or size > self.peak_tasks // 8:
             return
         self.peak_tasks = size
         self.state.compact()
@@ -450,16 +340,15 @@ class TaskManager(Service):
 
     def tick(self, now):
         self.reclaim_memory()
+        self.logs.tidy()
         if self.keyring is not None:
             self.keyring.refresh()              # revocations take effect here
         self.next_heartbeat = now + self.interval
-        effects = Effects()
-        self.state.expire(now, self.peer_timeout, effects)
-        self.apply(effects)
-        self.flush()
-        for rid in self.peers():
-            self.send(rid, Msg.HEARTBEAT, {})
+        self.apply(self.state.expire, now, self.peer_timeout)
+        self.outbox.flush()
+        for rid in self.state.peers:
+            self.outbox.send(rid, Msg.HEARTBEAT, {})
 
-    def peers(self):
-        return list(self.state.workers) + list(self.state.clients) + \
-            list(self.state.monitors) + list(self.state.loggers)
+
+def _nothing(peer, body, now):
+    """A HEARTBEAT: that it arrived (``State.seen``) is all it says."""

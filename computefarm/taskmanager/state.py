@@ -1,35 +1,29 @@
-"""The TaskManager's state: one record per task, worker and client, and the queues.
+"""The TaskManager's state: one registry of peers, one record per task and machine.
 
-Nothing here touches a socket. Methods take ``now`` and return what must be sent
-(as ``Effects``) so the TaskManager loop stays a screen long and this module can
-be reasoned about on its own. Queued tasks wait in ``Group``s, one per distinct
-(capability, constraints) pair, so matching a worker costs one check per group,
-not one per task, however many thousands are queued.
+``State`` is the only writer of these records. Nothing here touches a socket:
+methods take ``now`` and add what must be sent to an ``Effects``, so the server
+loop stays a screen long and this module can be driven on its own (tests pass
+the time in). A task's state changes only in ``transition``, which checks the
+move against ``tasks.MOVES`` and keeps a bounded log of moves (``transitions``:
+task, from, to, why, time) that answers "why did this task run twice?".
 """
 
 import itertools
 import logging
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 
 from .. import defaults
 from ..config import Policy
+from ..wire.protocol import ROLES, Code, result_item
 from . import constraints
 from .machines import Machine
-from .records import (
-    CANCELLING,
-    HELD,
-    QUEUED,
-    RUNNING,
-    Client,
-    Group,
-    Monitor,
-    Task,
-    Worker,
-)
-
-RECENT_FAILURES = 20
+from .peers import Peer
+from .queues import Queue
+from .scheduler import Scheduler
+from .tasks import CANCELLING, DONE, HELD, MOVES, QUEUED, RUNNING, Task, queue_key
 
 log = logging.getLogger(__name__)
+
 
 class Effects:
     """What the TaskManager must send after a state change."""
@@ -37,101 +31,284 @@ class Effects:
     __slots__ = ("dispatch", "cancel", "results", "notices", "suspend", "resume")
 
     def __init__(self):
-        self.dispatch = []   # (Worker, Task)
-        self.cancel = []     # (Worker, task id)
-        self.results = []    # (Client, result dict)
-        self.notices = []    # (Client, level, text, ids)
-        self.suspend = []    # (Worker, task id)
-        self.resume = []     # (Worker, task id)
-
+        self.dispatch = []   # (worker, Task)
+        self.cancel = []     # (worker, task id)
+        self.results = []    # (client, result dict)
+        self.notices = []    # (client, level, code, text, ids)
+        self.suspend = []    # (worker, task id)
+        self.resume = []     # (worker, task id)
 
 
 class State:
     def __init__(self, max_attempts=defaults.MAX_ATTEMPTS, recovery_until=0.0, policies=None,
                  default_policy=None, placement="load"):
-        self.tasks = {}
-        self.workers = {}
-        self.clients = {}
-        self.monitors = {}
-        self.loggers = {}              # routing id -> [last seen, credit]: log forwarders
+        self.peers = {}                # routing id -> Peer: the one registry
+        self.roles = {role: {} for role in ROLES}   # role -> {routing id: Peer}, an index
+        self.tasks = {}                # task id -> Task, until DONE
+        self.queues = {}               # queue key -> Queue
         self.machines = {}             # machine id -> Machine
+        self.held = {}                 # task id -> Task resubmitted in the recovery grace
+        self.adopted = {}              # task id -> Task a worker runs that no client claimed
+        self.orphans = OrderedDict()   # task id -> (result, time): finished, nobody asked yet
+        self.failures = deque(maxlen=defaults.RECENT_FAILURES)
+        self.transitions = deque(maxlen=defaults.TRANSITION_LOG)
+        self.expired = Counter()       # role -> peers dropped for silence
+        self.bugs = 0                  # impossible transitions refused
+        self.scheduler = Scheduler(placement)
         self.policies = dict(policies or {})
         self.default_policy = default_policy or Policy()
-        self.placement = placement
-        self._turn = 0                 # round-robin position
-        self.failures = deque(maxlen=RECENT_FAILURES)
-        self.groups = {}
-        self.by_capability = {}
-        self.held = []                 # resumed tasks waiting out the recovery grace
-        self.orphans = OrderedDict()   # task id -> (result, time): finished, nobody asked yet
         self.max_attempts = max_attempts
         self.recovery_until = recovery_until
-        self.dirty = False
+        self.dirty = False             # something changed that scheduling may act on
         self._seq = itertools.count()
+        self._order = itertools.count()
+
+    @property
+    def workers(self):
+        return self.roles["worker"]
+
+    @property
+    def clients(self):
+        return self.roles["client"]
+
+    # -- the lifecycle -----------------------------------------------------------
+    def transition(self, task, to, why, now, worker=None):
+        """Move ``task`` to state ``to``; the only place a task's state changes."""
+        origin = task.state
+        if to not in MOVES[origin]:
+            self.bugs += 1
+            log.error("TaskManager: bug: task %s cannot move from %s to %s (%s); ignored",
+                      task.id, origin, to, why)
+            return False
+        if origin == QUEUED and task.queue is not None:
+            task.queue.discard(task)
+        elif origin == HELD:
+            del self.held[task.id]
+        elif origin in (RUNNING, CANCELLING) and to != CANCELLING:
+            self._vacate(task)
+            self.adopted.pop(task.id, None)
+        task.state = to
+        if to == QUEUED:
+            queue = self.queues.get(task.key)
+            if queue is None:
+                queue = self.queues[task.key] = Queue(task.key)
+            queue.push(task)
+            self.dirty = True
+        elif to == HELD:
+            self.held[task.id] = task
+        elif to == RUNNING:
+            task.worker, task.started = worker, now
+            worker.running[task.id] = task
+            self.scheduler.taken(worker)
+            if task.client is None:
+                self.adopted[task.id] = task
+        elif to == DONE:
+            del self.tasks[task.id]
+            if task.client is not None:
+                task.client.tasks.discard(task.id)
+        self.transitions.append((task.id, origin, to, why, now))
+        return True
+
+    def _vacate(self, task):
+        worker, task.worker = task.worker, None
+        if worker is None:
+            return
+        worker.running.pop(task.id, None)
+        worker.machine_record.suspended.discard(task.id)
+        if not worker.gone:
+            self.scheduler.released(worker)
+        self.dirty = True
+
+    # -- peers -----------------------------------------------------------------
+    def hello(self, rid, body, key, now, effects):
+        """Register the sender of a HELLO: ``(peer, None)``, or ``(None, code)`` when
+        refused. A second HELLO with the same role updates the record."""
+        role = body["role"]
+        peer = self.peers.get(rid)
+        if peer is not None and peer.role != role:
+            return None, Code.ROLE_FIXED
+        if peer is None:
+            peer = Peer(rid, role, body, key, now, order=next(self._order))
+            self.peers[rid] = peer
+            self.roles[role][rid] = peer
+            if role == "worker":
+                self._add_worker(peer)
+            elif role == "monitor":
+                self.machine(peer.machine).monitor = rid
+        else:
+            peer.last_seen = now
+            if role == "worker":
+                self._rehello_worker(peer, body)
+            elif role == "monitor" and body["machine"] != peer.machine:
+                peer.machine = body["machine"]
+                self.machine(peer.machine).monitor = rid
+        if role == "worker":
+            listed = [e for e in body.get("running") or () if isinstance(e, dict)
+                      and isinstance(e.get("id"), str) and e["id"]]
+            self._reconcile(peer, listed, now, effects)
+        return peer, None
+
+    def seen(self, peer, now):
+        peer.last_seen = now
+
+    def _add_worker(self, worker):
+        worker.machine_record = self.machine(worker.machine)
+        worker.machine_record.workers.add(worker)
+        self.scheduler.add(worker)
+        self.dirty = True
+
+    def _rehello_worker(self, worker, body):
+        slots = max(1, body.get("slots") or 1)
+        capabilities = body.get("capabilities") or {}
+        if slots != worker.slots or capabilities != worker.capabilities \
+                or body["machine"] != worker.machine:
+            self.scheduler.remove(worker)
+            worker.machine_record.workers.discard(worker)
+            worker.slots, worker.capabilities, worker.machine = slots, capabilities, body["machine"]
+            worker.gone = False
+            self._add_worker(worker)
+
+    def _reconcile(self, worker, listed, now, effects):
+        """What a worker says it runs, against what this TaskManager thinks it runs."""
+        ids = {entry["id"] for entry in listed}
+        for task in [t for t in worker.running.values() if t.id not in ids]:
+            task.lost("%s (re-registered without it)" % worker.describe())
+            self._lose(task, now, effects, counts=False)
+        for entry in listed:
+            task_id, attempt = entry["id"], entry.get("attempt")
+            attempt = attempt if isinstance(attempt, int) and attempt > 0 else 1
+            task = self.tasks.get(task_id)
+            if task is None:                  # a restart: keep it until its client returns
+                capability = entry.get("capability")
+                key = queue_key(capability if isinstance(capability, str) else "", None)
+                task = Task(task_id, None, key, next(self._seq))
+                task.max_attempts = self.max_attempts
+                self.tasks[task_id] = task
+            elif task.worker is worker:
+                task.attempt = max(task.attempt, attempt)
+                continue
+            elif task.state not in (QUEUED, HELD):   # running elsewhere: stop this copy
+                effects.cancel.append((worker, task_id))
+                continue
+            task.attempt = attempt
+            self.transition(task, RUNNING, "runs on %s" % worker.describe(), now, worker)
+
+    def remove_peer(self, peer, reason, effects, requeue_only=False):
+        """Forget a peer: a worker's tasks requeued (or lost after ``max_attempts``),
+        a client's cancelled."""
+        if self.peers.pop(peer.rid, None) is None:
+            return
+        del self.roles[peer.role][peer.rid]
+        if peer.role == "worker":
+            self._remove_worker(peer, reason, effects, requeue_only)
+        elif peer.role == "client":
+            for task_id in list(peer.tasks):
+                task = self.tasks.get(task_id)
+                if task is not None:
+                    self._cancel(task, effects, tell_client=False, now=peer.last_seen)
+            peer.tasks.clear()
+        elif peer.role == "monitor":
+            machine = self.machines.get(peer.machine)
+            if machine is not None and machine.monitor == peer.rid:
+                machine.monitor = None
+
+    def _remove_worker(self, worker, reason, effects, requeue_only):
+        self.scheduler.remove(worker)
+        worker.machine_record.workers.discard(worker)
+        now = worker.last_seen
+        for task in list(worker.running.values()):
+            task.lost("%s (%s)" % (worker.describe(), reason))
+            self._lose(task, now, effects, counts=not requeue_only)
+        self.dirty = True
+
+    def _lose(self, task, now, effects, counts):
+        """Its worker no longer runs ``task``: requeue it, or fail it as lost."""
+        if task.client is None or task.state == CANCELLING:
+            self.transition(task, DONE, "lost while unclaimed or cancelling", now)
+            self._revive(task, now, effects)
+        elif counts and task.attempt >= task.max_attempts:
+            text = "task %s lost: %s, attempt %d of %d" % (
+                task.id, task.lost_on[-1], task.attempt, task.max_attempts)
+            effects.results.append((task.client, result_item(
+                task.id, task.attempt, "lost", text, code=Code.OUT_OF_ATTEMPTS)))
+            self.transition(task, DONE, "lost, out of attempts", now)
+        else:
+            self.transition(task, QUEUED, "its worker was lost", now)
 
     # -- clients ---------------------------------------------------------------
-    def add_client(self, rid, hello, now):
-        client = self.clients.get(rid)
-        if client is None:
-            client = self.clients[rid] = Client(rid, hello, now)
-        client.last_seen = now
-        return client
+    def submit(self, client, specs, now, effects, limit):
+        """Queue a SUBMIT's tasks; tell the client once per reason why some wait."""
+        waiting = {}
+        for spec in specs:
+            task_id = spec["id"]
+            if len(client.tasks) >= limit and task_id not in self.tasks:
+                effects.results.append((client, result_item(
+                    task_id, 0, "error", "refused: this client already has %d task(s) queued "
+                    "or running (taskmanager.max_queued_per_client)" % limit,
+                    code=Code.QUEUE_FULL)))
+                continue
+            task = self._submit(client, spec, now, effects)
+            if task is None:
+                continue
+            reasons = waiting.get(task.key)
+            if reasons is None:
+                reasons = waiting[task.key] = [self.unmatched(task.key), []]
+            if reasons[0] is not None:
+                reasons[1].append(task_id)
+        for key, (reason, ids) in waiting.items():
+            if reason is not None and client.told.get(key) != reason[0]:
+                client.told[key] = reason[0]
+                effects.notices.append((client, "warning", reason[0], "%d task(s) wait: %s"
+                                        % (len(ids), reason[1]), ids))
+            elif reason is None:
+                client.told.pop(key, None)
 
-    def remove_client(self, client, effects):
-        """Forget a client: drop its queued tasks, cancel its running ones."""
-        self.clients.pop(client.rid, None)
-        for task_id in list(client.tasks):
-            task = self.tasks.get(task_id)
-            if task is not None:
-                self._cancel(task, effects, tell_client=False)
-        client.tasks.clear()
-
-    def submit(self, client, spec, now, effects):
-        """Queue one task from a SUBMIT; a repeated id from its owner is a no-op."""
+    def _submit(self, client, spec, now, effects):
+        """One task from a SUBMIT; a repeated id from its owner is a no-op."""
         task_id = spec["id"]
         task = self.tasks.get(task_id)
         if task is not None:
             if task.client is None and task.state == CANCELLING:
-                task.revive = (client, spec)  # its old owner expired: run it anew after
-                return None
-            if task.client is None:          # adopted from a worker after a restart
-                self._claim(task, client, spec)
+                task.revive = (client, spec)   # its old owner went: run it anew after
+            elif task.client is None:          # adopted from a worker after a restart
+                task.claim(spec, client, self.max_attempts)
+                task.key = queue_key(spec["capability"], spec.get("requires"))
+                client.tasks.add(task_id)
+                self.adopted.pop(task_id, None)
                 return task
-            if task.client is not client:
-                effects.notices.append((client, "error", "task id %r is already in use by "
-                                        "another client" % task_id, [task_id]))
+            elif task.client is not client:
+                effects.notices.append((client, "error", Code.ID_IN_USE, "task id %r is "
+                                        "already in use by another client" % task_id, [task_id]))
             return None
         orphan = self.orphans.pop(task_id, None)
         if orphan is not None:
             effects.results.append((client, orphan[0]))
             return None
-        task = Task(task_id, client, spec["capability"], spec.get("requires") or {},
-                    spec.get("priority", 0), spec.get("timeout"),
-                    spec.get("max_attempts") or self.max_attempts, spec["body"],
-                    next(self._seq), now)
-        task.stream = bool(spec.get("stream"))
-        task.track = bool(spec.get("track"))
-        task.load = float(spec.get("load", 1.0))
-        task.label = spec.get("label")
+        key = self._intern(queue_key(spec["capability"], spec.get("requires")))
+        task = Task.from_spec(spec, client, key, next(self._seq), self.max_attempts)
         self.tasks[task_id] = task
         client.tasks.add(task_id)
         if spec.get("resume") and now < self.recovery_until:
-            task.state = HELD
-            self.held.append(task)
+            self.transition(task, HELD, "resubmitted in the recovery grace", now)
         else:
-            self._enqueue(task)
+            self.transition(task, QUEUED, "submitted", now)
         return task
 
-    def _claim(self, task, client, spec):
-        task.client = client
-        task.body = spec["body"]
-        task.requires = spec.get("requires") or {}
-        task.priority = spec.get("priority", 0)
-        task.timeout = spec.get("timeout")
-        task.max_attempts = spec.get("max_attempts") or self.max_attempts
-        task.stream = bool(spec.get("stream"))
-        task.track = bool(spec.get("track"))
-        client.tasks.add(task.id)
+    def _intern(self, key):
+        """The key object of an existing queue, so tasks share it."""
+        queue = self.queues.get(key)
+        return key if queue is None else queue.key
+
+    def unmatched(self, key):
+        """``(code, why)`` no worker could take tasks of queue ``key`` now, or None."""
+        capability, requires = key
+        profiles = self.scheduler.by_capability.get(capability)
+        if not profiles:
+            return Code.NO_CAPABILITY, "no worker offers capability %r yet" % capability
+        if requires and not self.scheduler.matching(Queue(key)):
+            return Code.NO_MATCH, "no worker with capability %r matches %s yet" % (
+                capability, constraints.describe(dict(requires)))
+        return None
 
     def output_for(self, item):
         """The client to forward a live OUTPUT item to, if its task still wants it."""
@@ -141,139 +318,63 @@ class State:
             return task.client
         return None
 
-    def unmatched(self, capability, requires):
-        """Why no worker could take such a task now, or None if one could."""
-        workers = self.by_capability.get(capability)
-        if not workers:
-            return "no worker offers capability %r yet" % capability
-        if requires and not any(constraints.matches(w.capabilities[capability], requires)
-                                for w in workers):
-            return "no worker with capability %r matches %s yet" % (
-                capability, constraints.describe(requires))
-        return None
-
-    def cancel(self, client, task_ids, effects):
+    def cancel(self, client, task_ids, now, effects):
         for task_id in task_ids:
             task = self.tasks.get(task_id)
             if task is None:
                 continue
             if task.client is not client:
-                effects.notices.append((client, "error", "task %r is not yours to cancel"
-                                        % task_id, [task_id]))
+                effects.notices.append((client, "error", Code.NOT_YOURS, "task %r is not "
+                                        "yours to cancel" % task_id, [task_id]))
                 continue
-            self._cancel(task, effects, tell_client=True)
+            self._cancel(task, effects, tell_client=True, now=now)
 
-    def _cancel(self, task, effects, tell_client):
+    def _cancel(self, task, effects, tell_client, now):
         if task.state in (QUEUED, HELD):
-            if task.group is not None:
-                task.group.discard(task)
-            if task.state == HELD:
-                self.held.remove(task)
-            self._forget(task)
+            client = task.client
+            self.transition(task, DONE, "cancelled while %s" % task.state, now)
             if tell_client:
-                effects.results.append((task.client, _result(task, "cancelled",
-                                                             "cancelled before it ran")))
+                effects.results.append((client, result_item(
+                    task.id, task.attempt, "cancelled", "cancelled before it ran",
+                    code=Code.CANCELLED_QUEUED)))
         elif task.state == RUNNING:
-            task.state = CANCELLING
+            self.transition(task, CANCELLING, "cancelled", now)
             task.requeue = False               # a cancel wins over an owner's requeue
             effects.cancel.append((task.worker, task.id))
             if not tell_client:
+                task.client.tasks.discard(task.id)
                 task.client = None
 
-    # -- workers ---------------------------------------------------------------
-    def add_worker(self, rid, hello, now, effects):
-        """Register (or re-register) a worker and reconcile what it says it runs."""
-        old = self.workers.get(rid)
-        if old is not None:
-            self.remove_worker(old, "re-registered", effects, requeue_only=True)
-        worker = self.workers[rid] = Worker(rid, hello, now)
-        for cap in worker.capabilities:
-            self.by_capability.setdefault(cap, set()).add(worker)
-        for entry in hello.get("running") or []:
-            self._reconcile(worker, entry, now, effects)
-        self.dirty = True
-        return worker
-
-    def _reconcile(self, worker, entry, now, effects):
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
-            return
-        task_id, attempt = entry["id"], entry.get("attempt", 1)
-        task = self.tasks.get(task_id)
-        if task is None:                      # a restart: keep it until its client returns
-            task = Task(task_id, None, str(entry.get("capability", "")), {}, 0, None,
-                        self.max_attempts, b"", next(self._seq), now)
-            self.tasks[task_id] = task
-        elif task.state in (QUEUED, HELD):
-            if task.group is not None:
-                task.group.discard(task)
-            if task.state == HELD:
-                self.held.remove(task)
-        else:                                 # already running elsewhere: stop this copy
-            effects.cancel.append((worker, task_id))
-            return
-        task.state, task.worker, task.started = RUNNING, worker, now
-        task.attempt = attempt if isinstance(attempt, int) else 1
-        worker.running[task_id] = task
-
-    def remove_worker(self, worker, reason, effects, requeue_only=False):
-        """Drop a worker; each of its tasks is requeued, or fails once out of attempts."""
-        self.workers.pop(worker.rid, None)
-        for cap in worker.capabilities:
-            peers = self.by_capability.get(cap)
-            if peers is not None:
-                peers.discard(worker)
-                if not peers:
-                    del self.by_capability[cap]
-        for task in list(worker.running.values()):
-            task.worker = None
-            where = "%s (%s)" % (worker.describe(), reason)
-            task.lost_on.append(where)
-            if task.client is None or task.state == CANCELLING:
-                self._forget(task)
-                self._revive(task, worker.last_seen, effects)
-            elif task.attempt >= task.max_attempts and not requeue_only:
-                text = "task %s lost: %s, attempt %d of %d" % (
-                    task.id, where, task.attempt, task.max_attempts)
-                effects.results.append((task.client, _result(task, "lost", text)))
-                self._forget(task)
-            else:
-                self._enqueue(task)
-        worker.running.clear()
-
+    # -- results ---------------------------------------------------------------
     def finish(self, worker, result, now, effects):
-        """A worker's RESULT for one task; True when the worker may forget it."""
+        """A worker's RESULT for one task (the worker may forget it afterwards)."""
         task = worker.running.get(result["id"])
         if task is None or task.attempt != result["attempt"]:
-            task = self.tasks.get(result["id"])
-            if task is None:
+            if self.tasks.get(result["id"]) is None:
                 self._keep_orphan(result, worker, now)
-            return True                        # stale: another attempt owns the task
-        del worker.running[task.id]
-        self.dirty = True
-        self.machine(worker.machine).suspended.discard(task.id)
-        result["host"], result["worker"], result["machine"] = worker.host, worker.name, worker.machine
+            return                             # stale: another attempt owns the task
+        result["host"], result["worker"], result["machine"] = \
+            worker.host, worker.name, worker.machine
         if task.requeue and result["status"] == "cancelled" and task.client is not None:
             task.requeue = False
-            task.max_attempts += 1         # the owner's return is not the task's failure
-            task.lost_on.append("%s (requeued for its owner)" % worker.describe())
-            self._enqueue(task)
-            return True
+            task.max_attempts += 1             # the owner's return is not the task's failure
+            task.lost("%s (requeued for its owner)" % worker.describe())
+            self.transition(task, QUEUED, "requeued for the machine's owner", now)
+            return
         if result["status"] not in ("ok", "cancelled"):
             self.failures.append({"id": task.id, "status": result["status"],
                                   "error": result.get("error"), "host": worker.host,
                                   "worker": worker.name, "time": now})
-        if task.client is None:
-            if task.state != CANCELLING:
-                self._keep_orphan(result, worker, now)
-        else:
+        if task.client is not None:
             effects.results.append((task.client, result))
-        self._forget(task)
+        elif task.state != CANCELLING:
+            self._keep_orphan(result, worker, now)
+        self.transition(task, DONE, "finished: %s" % result["status"], now)
         self._revive(task, now, effects)
-        return True
 
     def _revive(self, task, now, effects):
-        if task.revive is not None and task.revive[0].rid in self.clients:
-            self.submit(task.revive[0], task.revive[1], now, effects)
+        if task.revive is not None and task.revive[0].rid in self.peers:
+            self._submit(task.revive[0], task.revive[1], now, effects)
 
     def _keep_orphan(self, result, worker, now):
         result.setdefault("host", worker.host)
@@ -282,64 +383,56 @@ class State:
         while len(self.orphans) > defaults.ORPHAN_RESULTS_MAX:
             self.orphans.popitem(last=False)
 
+    def undeliverable(self, worker, task_ids, now):
+        """DISPATCHes to ``worker`` that could not be sent: back to their queues."""
+        for task_id in task_ids:
+            task = self.tasks.get(task_id)
+            if task is not None and task.worker is worker and task.state == RUNNING:
+                task.attempt -= 1
+                self.transition(task, QUEUED, "its dispatch could not be sent", now)
+
     # -- scheduling ------------------------------------------------------------
-    def schedule(self, now, effects):
-        """Assign queued tasks to free, matching workers, highest priority first."""
+    def schedule(self, now, effects, budget=defaults.SCHEDULE_BUDGET):
+        """Assign queued tasks to free, matching workers, highest priority first;
+        a queue fills every free matching slot before the next. At most ``budget``
+        assignments a call: the rest wait for the next (``dirty`` stays set)."""
         self.dirty = False
         if self.held and now >= self.recovery_until:
-            for task in self.held:
-                self._enqueue(task)
-            self.held = []
-        groups = [g for g in self.groups.values() if g.live]
-        if len(groups) > 1:
-            groups.sort(key=lambda g: g.head_key() or (0, 0))
-        for group in groups:
-            if self.placement == "round-robin":
-                self._schedule_in_turn(group, now, effects)
+            for task in list(self.held.values()):
+                self.transition(task, QUEUED, "the recovery grace is over", now)
+        queues = [q for q in self.queues.values() if q.live]
+        if len(queues) > 1:
+            queues.sort(key=lambda q: q.head() or (0, 0))
+        scheduler = self.scheduler
+        for queue in queues:
+            if not scheduler.has_free(queue.capability):
                 continue
-            candidates = [w for w in self.by_capability.get(group.capability, ())
-                          if w.free > 0 and w.accepts(group) and self._machine_of(w).eligible(now)]
-            while candidates and group.live:
-                task = group.pop()
+            while queue.live:
+                if budget <= 0:
+                    self.dirty = True
+                    break
+                if scheduler.placement == "round-robin":
+                    worker = scheduler.in_turn(queue, self.workers.values())
+                else:
+                    worker = scheduler.best(queue, now)
+                if worker is None:
+                    break
+                task = queue.pop()
                 if task is None:
                     break
-                worker = min(candidates, key=self._rank)
+                scheduler.turn += 1
+                budget -= 1
                 self._assign(task, worker, now, effects)
-                if worker.free <= 0:
-                    candidates.remove(worker)
-            if not group.live and not group.heap:
-                del self.groups[group.key]
-
-    def _rank(self, worker):
-        return self._machine_of(worker).rank() + _load(worker)
-
-    def _machine_of(self, worker):
-        machine = worker.machine_record
-        if machine is None:
-            machine = worker.machine_record = self.machine(worker.machine)
-        return machine
-
-    def _schedule_in_turn(self, group, now, effects):
-        """Placement switched off: each matching worker in turn, whatever its load,
-        waiting for the next one in line to have a free slot (the baseline)."""
-        workers = sorted((w for w in self.by_capability.get(group.capability, ())
-                          if w.accepts(group)), key=lambda w: w.name)
-        while workers and group.live:
-            worker = workers[self._turn % len(workers)]
-            if worker.free <= 0:
-                return
-            task = group.pop()
-            if task is None:
-                return
-            self._turn += 1
-            self._assign(task, worker, now, effects)
+            if budget <= 0:
+                break
+        for key in [k for k, q in self.queues.items() if not q.live]:
+            del self.queues[key]
 
     def _assign(self, task, worker, now, effects):
-        task.state, task.worker, task.started = RUNNING, worker, now
         task.attempt += 1
-        worker.running[task.id] = task
         worker.assigned += 1
-        self._machine_of(worker).assigned_load += task.load
+        worker.machine_record.place(task.load)
+        self.transition(task, RUNNING, "assigned to %s" % worker.describe(), now, worker)
         effects.dispatch.append((worker, task))
 
     # -- machines --------------------------------------------------------------
@@ -350,19 +443,15 @@ class State:
             machine = self.machines[machine_id] = Machine(machine_id, policy)
         return machine
 
-    def add_monitor(self, rid, hello, now):
-        monitor = self.monitors[rid] = Monitor(rid, hello, now)
-        self.machine(monitor.machine).monitor = rid
-        return monitor
-
     def report(self, monitor, report, now, effects):
         """A monitor's load report: update the machine, apply its owner policy."""
         machine = self.machine(monitor.machine)
         machine.update(report, now)
         self.dirty = True
-        running = [(w, t) for w in self.workers.values() if w.machine == machine.id
-                   for t in w.running.values() if t.state == RUNNING]
-        policy = machine.policy
+        for worker in machine.workers:
+            self.scheduler.offer(worker)       # its rank changed; eligible again, maybe
+        running = [(w, t) for w in machine.workers for t in w.running.values()
+                   if t.state == RUNNING]
         if not machine.owner_active():
             machine.owner_since = None
             for worker, task in running:
@@ -373,7 +462,8 @@ class State:
         if machine.owner_since is None:
             machine.owner_since = now
             log.info("TaskManager: the owner of machine %s is back (%.0f%% CPU)", machine.id,
-                     report.get("owner_cpu", 0.0))
+                     machine.owner_cpu())
+        policy = machine.policy
         if policy.on_owner == "suspend":
             for worker, task in running:
                 if task.id not in machine.suspended:
@@ -385,37 +475,30 @@ class State:
                     task.requeue = True
                     effects.cancel.append((worker, task.id))
 
-    def requeue(self, task):
-        """Put back a task whose dispatch could not be sent."""
-        if task.worker is not None:
-            task.worker.running.pop(task.id, None)
-        task.attempt -= 1
-        self._enqueue(task)
-
+    # -- timers ----------------------------------------------------------------
     def expire(self, now, peer_timeout, effects):
-        """Drop workers and clients silent for longer than ``peer_timeout``."""
-        for worker in [w for w in self.workers.values() if now - w.last_seen > peer_timeout]:
-            log.warning("TaskManager: %s stopped answering, requeueing %d task(s)",
-                        worker.describe(), len(worker.running))
-            self.remove_worker(worker, "stopped answering", effects)
-        for monitor in [m for m in self.monitors.values() if now - m.last_seen > peer_timeout]:
-            log.warning("TaskManager: the monitor of machine %s stopped answering",
-                        monitor.machine)
-            del self.monitors[monitor.rid]
-        for rid in [r for r, entry in self.loggers.items() if now - entry[0] > peer_timeout]:
-            log.warning("TaskManager: the log forwarder stopped answering")
-            del self.loggers[rid]
-        for client in [c for c in self.clients.values() if now - c.last_seen > peer_timeout]:
-            log.warning("TaskManager: client %s on %s stopped answering, dropping %d task(s)",
-                        client.name, client.host, len(client.tasks))
-            self.remove_client(client, effects)
-        self._expire_unclaimed(now, effects)
+        """Drop peers silent for longer than ``peer_timeout``, and what outlived them."""
+        for peer in [p for p in self.peers.values() if now - p.last_seen > peer_timeout]:
+            self.expired[peer.role] += 1
+            if peer.role == "worker":
+                log.warning("TaskManager: %s stopped answering, requeueing %d task(s)",
+                            peer.describe(), len(peer.running))
+            elif peer.role == "client":
+                log.warning("TaskManager: client %s on %s stopped answering, dropping %d "
+                            "task(s)", peer.name, peer.host, len(peer.tasks))
+            else:
+                log.warning("TaskManager: %s stopped answering", peer.describe())
+            self.remove_peer(peer, "stopped answering", effects)
+        if now >= self.recovery_until + defaults.ORPHAN_RESULT_TTL:
+            for task in list(self.adopted.values()):   # no client claimed it
+                self.transition(task, CANCELLING, "adopted, never claimed", now)
+                effects.cancel.append((task.worker, task.id))
+                del self.adopted[task.id]
         for machine in self.machines.values():   # a silent monitor cannot resume its tasks
             if machine.suspended and machine.state(now) == "stale":
-                for worker in self.workers.values():
-                    if worker.machine == machine.id:
-                        effects.resume.extend((worker, t) for t in worker.running
-                                              if t in machine.suspended)
+                for worker in machine.workers:
+                    effects.resume.extend((worker, t) for t in worker.running
+                                          if t in machine.suspended)
                 machine.suspended.clear()
         while self.orphans:
             task_id, (_, since) = next(iter(self.orphans.items()))
@@ -423,68 +506,36 @@ class State:
                 break
             del self.orphans[task_id]
 
-    def _expire_unclaimed(self, now, effects):
-        if now < self.recovery_until + defaults.ORPHAN_RESULT_TTL:
-            return
-        for task in [t for t in self.tasks.values() if t.client is None and t.state == RUNNING]:
-            task.state = CANCELLING
-            effects.cancel.append((task.worker, task.id))
-
-    def _enqueue(self, task):
-        key = (task.capability, tuple(sorted(task.requires.items())))
-        group = self.groups.get(key)
-        if group is None:
-            group = self.groups[key] = Group(key, task.capability, task.requires)
-        task.state, task.worker = QUEUED, None
-        group.push(task)
-        self.dirty = True
-
-    def _forget(self, task):
-        self.tasks.pop(task.id, None)
-        if task.client is not None:
-            task.client.tasks.discard(task.id)
-        if task.worker is not None:
-            task.worker.running.pop(task.id, None)
-            self.dirty = True
-
     def compact(self):
         """Rebuild the tables that only grow, after most of their entries left."""
         self.tasks = dict(self.tasks)
         for client in self.clients.values():
             client.tasks = set(client.tasks)
+        for queue in self.queues.values():
+            queue.compact()
 
     def snapshot(self, now):
         """What farm-status shows: machines, workers, queues, running tasks, failures."""
-        for worker in self.workers.values():
-            self.machine(worker.machine)
         queues = {}
-        for group in self.groups.values():
-            queues[group.capability] = queues.get(group.capability, 0) + group.live
+        for queue in self.queues.values():
+            queues[queue.capability] = queues.get(queue.capability, 0) + queue.live
+        workers = self.workers.values()
         return {
             "machines": [m.describe(now) for m in sorted(self.machines.values(),
                                                          key=lambda m: m.id)],
             "workers": [{"name": w.name, "host": w.host, "machine": w.machine,
                          "capabilities": sorted(w.capabilities), "slots": w.slots,
-                         "used": len(w.running)} for w in self.workers.values()],
+                         "used": len(w.running)} for w in workers],
             "queues": queues,
             "held": len(self.held),
             "running": [{"id": t.id, "capability": t.capability, "host": w.host,
                          "machine": w.machine, "attempt": t.attempt,
                          "age": now - (t.started or now),
-                         "suspended": t.id in self.machine(w.machine).suspended}
-                        for w in self.workers.values() for t in w.running.values()],
+                         "suspended": t.id in w.machine_record.suspended}
+                        for w in workers for t in w.running.values()],
             "failures": [dict({k: v for k, v in f.items() if k != "time"},
                               age=now - f["time"]) for f in self.failures],
             "clients": len(self.clients),
-            "placement": self.placement,
+            "placement": self.scheduler.placement,
+            "expired": dict(self.expired),
         }
-
-
-
-def _load(worker):
-    return (len(worker.running) / worker.slots, worker.assigned)
-
-
-def _result(task, status, error):
-    return {"id": task.id, "attempt": task.attempt, "status": status, "error": error,
-            "exit_code": None}

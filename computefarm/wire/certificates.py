@@ -12,6 +12,11 @@ import time
 import zmq
 
 from ..exceptions import ConfigError
+from .protocol import ROLES
+
+# The roles a key file may grant: every peer role but the log forwarder's (its
+# key is made in memory by the TaskManager), and admin (any role).
+KEY_ROLES = tuple(role for role in ROLES if role != "logger") + ("admin",)
 
 
 def write_certificate(path, public, secret=None, metadata=None):

@@ -21,8 +21,6 @@ from .protocol import Msg
 
 log = logging.getLogger(__name__)
 
-HIGH_WATER_MARK = 100000
-
 
 def peer_id(role):
     """A routing id for this process, stable across its reconnections."""
@@ -63,8 +61,8 @@ class Link:
         sock = self.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, self.identity.encode())
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
-        sock.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
+        sock.setsockopt(zmq.SNDHWM, defaults.HIGH_WATER_MARK)
+        sock.setsockopt(zmq.RCVHWM, defaults.HIGH_WATER_MARK)
         sock.setsockopt(zmq.RECONNECT_IVL, 20)   # doubles up to the cap below
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(defaults.RECONNECT_MAX * 1000))
         if self.curve is not None:

@@ -52,8 +52,31 @@ class Msg(enum.IntEnum):
     LOG = 20        # client -> TM -> log forwarder: log records (majordomo's events)
 
 
-ROLES = ("client", "worker", "monitor", "logger")
+ROLES = ("client", "worker", "monitor", "logger")   # what a HELLO may say it is
 STATUSES = ("ok", "failed", "timeout", "cancelled", "lost", "error")
+
+
+class Code:
+    """The ``code`` of a NOTICE, an ERROR or a RESULT the TaskManager made itself:
+    what peers act on (the ``text`` beside it is for people and may be reworded)."""
+
+    # NOTICE: tasks wait, or a request about tasks was refused
+    NO_CAPABILITY = "no-capability"   # no worker offers their capability yet
+    NO_MATCH = "no-match"             # no worker with that capability matches their constraints
+    ID_IN_USE = "id-in-use"           # the task id belongs to another client
+    NOT_YOURS = "not-yours"           # a CANCEL of another client's task
+    # ERROR: the message was dropped
+    MALFORMED = "malformed"           # does not decode, or does not fit its schema
+    INVALID = "invalid"               # fits the schema, but a value is not acceptable
+    NOT_ALLOWED = "not-allowed"       # this peer's role or key may not send this type
+    KEY_REFUSED = "key-refused"       # the connection's key is not (or no longer) authorized
+    ROLE_MISMATCH = "role-mismatch"   # a HELLO as another role than its key's
+    ROLE_FIXED = "role-fixed"         # a HELLO as another role than this connection's first
+    ID_BOUND = "id-bound"             # the routing id is bound to another key
+    # RESULT made by the TaskManager (status error, cancelled or lost)
+    QUEUE_FULL = "queue-full"         # refused: taskmanager.max_queued_per_client
+    CANCELLED_QUEUED = "cancelled-queued"   # cancelled before it ran
+    OUT_OF_ATTEMPTS = "out-of-attempts"     # lost with its worker max_attempts times
 
 _NUM = (int, float)
 _OPT_NUM = (int, float, type(None))
@@ -129,6 +152,7 @@ _RESULT_ITEM = {
     "host": (str, False, None),
     "worker": (str, False, None),
     "machine": (str, False, None),
+    "code": (str, False, None),
 }
 
 SCHEMAS = {
@@ -161,8 +185,10 @@ SCHEMAS = {
         "level": (str, True, None),
         "text": (str, True, None),
         "ids": (list, False, None),
+        "code": (str, False, None),
     },
-    Msg.ERROR: {"text": (str, True, None), "ids": (list, False, None)},
+    Msg.ERROR: {"text": (str, True, None), "ids": (list, False, None),
+                "code": (str, False, None)},
     Msg.STARTED: {"items": (list, True, _STARTED_ITEM)},
     Msg.REPORT: {
         "machine": (str, True, None),
@@ -238,6 +264,61 @@ def _check(body, schema, where):
                 _check(item, items, "%s.%s[%d]" % (where, field, index))
 
 
+def hello(role, peer_id, host, machine, pid, **extra):
+    """A HELLO body; a worker adds ``slots``, ``capabilities``, ``running``, ``version``."""
+    body = {"role": role, "id": peer_id, "host": host, "machine": machine, "pid": pid}
+    body.update(extra)
+    return body
+
+
+def result_item(task_id, attempt, status, error=None, exit_code=None, code=None, **fields):
+    """One item of a RESULT (a worker's, or one the TaskManager makes itself)."""
+    item = {"id": task_id, "attempt": attempt, "status": status, "exit_code": exit_code}
+    if error is not None:
+        item["error"] = error
+    if code is not None:
+        item["code"] = code
+    item.update(fields)
+    return item
+
+
+def dispatch_item(task_id, attempt, capability, body, timeout):
+    """One task of a DISPATCH."""
+    return {"id": task_id, "attempt": attempt, "capability": capability, "body": body,
+            "timeout": timeout}
+
+
+def started_item(task_id, attempt, host, worker, machine):
+    """One item of a STARTED: where a tracked task was just given."""
+    return {"id": task_id, "attempt": attempt, "host": host, "worker": worker,
+            "machine": machine}
+
+
+def notice(level, code, text, ids=()):
+    """A NOTICE body: ``code`` (a ``Code``) is what a client acts on."""
+    return {"level": level, "code": code, "text": text, "ids": list(ids)}
+
+
+def error(code, text, ids=None):
+    """An ERROR body: the sender's message was dropped, and why."""
+    body = {"code": code, "text": text}
+    if ids:
+        body["ids"] = list(ids)
+    return body
+
+
+# The list each batched message carries its items in.
+BATCH_FIELD = {Msg.DISPATCH: "tasks", Msg.CANCEL: "ids", Msg.RESULT: "results",
+               Msg.OUTPUT: "items", Msg.ACK: "ids", Msg.STARTED: "items",
+               Msg.SUSPEND: "ids", Msg.RESUME: "ids", Msg.LOG: "records",
+               Msg.SUBMIT: "tasks"}
+
+
+def batch(mtype, items):
+    """The body of a batched message type carrying ``items``."""
+    return {BATCH_FIELD[mtype]: items}
+
+
 def check_str_map(value, where):
     """A map of str -> str (attributes, constraints, environment), else ProtocolError."""
     if not isinstance(value, dict):
@@ -281,7 +362,7 @@ class BadMessage(ProtocolError):
     """A malformed message, with the routing id of the peer that sent it."""
 
     def __init__(self, sender, text):
-        super().__init__(text)
+        super().__init__(text, Code.MALFORMED)
         self.sender = sender
 
 
@@ -297,14 +378,15 @@ def send(socket, mtype, body, to=None):
 def recv_router(socket, with_user=False):
     """``(sender, Msg, body, user)`` from the ROUTER; ProtocolError names what is wrong.
 
-    ``user`` is the public key the connection authenticated with (CURVE), when
-    ``with_user``; else None. The sender is returned even for a bad message so
+    ``user`` is the public key (z85 bytes) the connection authenticated with
+    (CURVE), when ``with_user``; else None. The sender is returned even for a bad message so
     the caller can log it.
     """
     user = None
     if with_user:
         parts = socket.recv_multipart(zmq.NOBLOCK, copy=False)
         user = parts[-1].get("User-Id")
+        user = user.encode() if user else None
         frames = [part.bytes for part in parts]
     else:
         frames = socket.recv_multipart(zmq.NOBLOCK)

@@ -7,6 +7,7 @@ TaskManager acknowledges it, so one finished while the TaskManager was away is
 delivered after reconnection.
 """
 
+import json
 import logging
 import os
 import signal
@@ -19,7 +20,7 @@ import zmq
 from .. import defaults
 from ..exceptions import PluginError, ProtocolError
 from ..hostinfo import host_name, machine_id
-from ..service import Service
+from ..service import Service, write_ready_file
 from ..wire import protocol
 from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg
@@ -34,7 +35,8 @@ class FarmWorker(Service):
     name = "worker"
 
     def __init__(self, address, capabilities, slots=None, machine=None, attributes=None,
-                 path_map=None, context=None, clock=time.monotonic, curve=None):
+                 path_map=None, context=None, clock=time.monotonic, curve=None,
+                 ready_file=None):
         super().__init__()
         self.address = address
         self.capability_names = list(capabilities)
@@ -43,6 +45,8 @@ class FarmWorker(Service):
         self.extra_attributes = dict(attributes or {})
         self.paths = PathMap(path_map)
         self.curve = curve
+        self.ready_file = ready_file   # rewritten at every welcome: {"welcomes", "incarnation"}
+        self.welcomes = 0
         self.context = context or zmq.Context.instance()
         self.clock = clock
         self.identity = peer_id("worker")
@@ -87,15 +91,20 @@ class FarmWorker(Service):
         self.poller.register(read, zmq.POLLIN)
 
     def hello(self):
-        return {"role": "worker", "id": self.identity, "host": host_name(),
-                "machine": self.machine, "pid": os.getpid(), "slots": self.slots,
-                "capabilities": self.capabilities, "version": _version(),
-                "running": [{"id": r.task_id, "attempt": r.attempt,
-                             "capability": getattr(r, "capability", "")}
-                            for r in self.runs.values() if r.stopping is None]}
+        return protocol.hello(
+            "worker", self.identity, host_name(), self.machine, os.getpid(), slots=self.slots,
+            capabilities=self.capabilities, version=_version(),
+            running=[{"id": r.task_id, "attempt": r.attempt,
+                      "capability": getattr(r, "capability", "")}
+                     for r in self.runs.values() if r.stopping is None])
 
     def on_welcome(self, restarted):
         self.unsent = list(self.outbox.values())
+        self.welcomes += 1
+        if self.ready_file:
+            write_ready_file(self.ready_file, json.dumps({
+                "welcomes": self.welcomes, "incarnation": self.link.incarnation,
+                "pid": os.getpid()}))
         if restarted:        # the new TaskManager knows nothing of tasks stopped for an owner
             for run in self.runs.values():
                 run.resume(self.clock())
