@@ -39,6 +39,9 @@ POLL_MAX = 0.1
 # before it schedules, flushes its replies and runs its timers.
 DRAIN_BUDGET = 2000
 DRAIN_TIME = 0.05
+# Tasks a client sends in one SUBMIT at most: a burst of a million becomes many
+# messages the TaskManager takes in over many short loop iterations.
+SUBMIT_BATCH = 2000
 # Tasks one iteration assigns to workers, at most; the rest go in the next ones.
 SCHEDULE_BUDGET = 2000
 

@@ -16,6 +16,7 @@ from concurrent.futures import Future, TimeoutError
 
 import zmq
 
+from .. import defaults
 from ..exceptions import FarmUnreachable, UsageError
 from ..hostinfo import host_name, machine_id
 from ..wire import protocol
@@ -283,7 +284,9 @@ class Client:
             specs = [dict(p.spec, resume=True) for p in resend]
             self.stats["resubmitted"] += len(specs)
             log.info("client %s: resubmitting %d outstanding task(s)", self.identity, len(specs))
-            self._link.send(Msg.SUBMIT, {"tasks": specs}, self.clock())
+            for start in range(0, len(specs), defaults.SUBMIT_BATCH):
+                self._link.send(Msg.SUBMIT, protocol.batch(
+                    Msg.SUBMIT, specs[start:start + defaults.SUBMIT_BATCH]), self.clock())
         self._connected.set()
 
     def _send_new(self, now, final=False):
@@ -293,14 +296,16 @@ class Client:
             incoming, self._incoming = self._incoming, []
             cancels, self._cancels = self._cancels, []
             pending = [self._pending.get(i) for i in incoming]
-        specs = [p.spec for p in pending if p is not None]
-        if specs and self._link.send(Msg.SUBMIT, {"tasks": specs}, now):
-            for p in pending:
-                if p is not None:
-                    p.sent = True
-        elif specs:
-            with self._lock:
-                self._incoming[:0] = incoming
+        pending = [p for p in pending if p is not None]
+        for start in range(0, len(pending), defaults.SUBMIT_BATCH):
+            chunk = pending[start:start + defaults.SUBMIT_BATCH]
+            if not self._link.send(Msg.SUBMIT, protocol.batch(Msg.SUBMIT,
+                                                              [p.spec for p in chunk]), now):
+                with self._lock:               # tried again at the next turn
+                    self._incoming[:0] = [p.spec["id"] for p in pending[start:]]
+                break
+            for p in chunk:
+                p.sent = True
         if cancels:
             self._link.send(Msg.CANCEL, {"ids": cancels}, now)
         if self._status and not self._status_asked:

@@ -181,8 +181,8 @@ class TaskManager(Service):
     def drain(self, now, started):
         """Handle what arrived, up to a count and a time budget per iteration."""
         deadline = started + defaults.DRAIN_TIME
-        for count in range(defaults.DRAIN_BUDGET):
-            if count % 64 == 63 and self.clock() > deadline:
+        for _ in range(defaults.DRAIN_BUDGET):
+            if self.clock() > deadline:
                 return
             try:
                 sender, mtype, body, user = protocol.recv_router(self.socket,

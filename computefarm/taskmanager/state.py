@@ -16,8 +16,7 @@ from .. import defaults
 from ..config import Policy
 from ..wire.protocol import ROLES, Code, result_item
 from . import constraints
-from .machines import Machine
-from .peers import Peer
+from .membership import Membership
 from .queues import Queue
 from .scheduler import Scheduler
 from .tasks import CANCELLING, DONE, HELD, MOVES, QUEUED, RUNNING, Task, queue_key
@@ -39,7 +38,7 @@ class Effects:
         self.resume = []     # (worker, task id)
 
 
-class State:
+class State(Membership):
     def __init__(self, max_attempts=defaults.MAX_ATTEMPTS, recovery_until=0.0, policies=None,
                  default_policy=None, placement="load"):
         self.peers = {}                # routing id -> Peer: the one registry
@@ -118,122 +117,6 @@ class State:
         if not worker.gone:
             self.scheduler.released(worker)
         self.dirty = True
-
-    # -- peers -----------------------------------------------------------------
-    def hello(self, rid, body, key, now, effects):
-        """Register the sender of a HELLO: ``(peer, None)``, or ``(None, code)`` when
-        refused. A second HELLO with the same role updates the record."""
-        role = body["role"]
-        peer = self.peers.get(rid)
-        if peer is not None and peer.role != role:
-            return None, Code.ROLE_FIXED
-        if peer is None:
-            peer = Peer(rid, role, body, key, now, order=next(self._order))
-            self.peers[rid] = peer
-            self.roles[role][rid] = peer
-            if role == "worker":
-                self._add_worker(peer)
-            elif role == "monitor":
-                self.machine(peer.machine).monitor = rid
-        else:
-            peer.last_seen = now
-            if role == "worker":
-                self._rehello_worker(peer, body)
-            elif role == "monitor" and body["machine"] != peer.machine:
-                peer.machine = body["machine"]
-                self.machine(peer.machine).monitor = rid
-        if role == "worker":
-            listed = [e for e in body.get("running") or () if isinstance(e, dict)
-                      and isinstance(e.get("id"), str) and e["id"]]
-            self._reconcile(peer, listed, now, effects)
-        return peer, None
-
-    def seen(self, peer, now):
-        peer.last_seen = now
-
-    def _add_worker(self, worker):
-        worker.machine_record = self.machine(worker.machine)
-        worker.machine_record.workers.add(worker)
-        self.scheduler.add(worker)
-        self.dirty = True
-
-    def _rehello_worker(self, worker, body):
-        slots = max(1, body.get("slots") or 1)
-        capabilities = body.get("capabilities") or {}
-        if slots != worker.slots or capabilities != worker.capabilities \
-                or body["machine"] != worker.machine:
-            self.scheduler.remove(worker)
-            worker.machine_record.workers.discard(worker)
-            worker.slots, worker.capabilities, worker.machine = slots, capabilities, body["machine"]
-            worker.gone = False
-            self._add_worker(worker)
-
-    def _reconcile(self, worker, listed, now, effects):
-        """What a worker says it runs, against what this TaskManager thinks it runs."""
-        ids = {entry["id"] for entry in listed}
-        for task in [t for t in worker.running.values() if t.id not in ids]:
-            task.lost("%s (re-registered without it)" % worker.describe())
-            self._lose(task, now, effects, counts=False)
-        for entry in listed:
-            task_id, attempt = entry["id"], entry.get("attempt")
-            attempt = attempt if isinstance(attempt, int) and attempt > 0 else 1
-            task = self.tasks.get(task_id)
-            if task is None:                  # a restart: keep it until its client returns
-                capability = entry.get("capability")
-                key = queue_key(capability if isinstance(capability, str) else "", None)
-                task = Task(task_id, None, key, next(self._seq))
-                task.max_attempts = self.max_attempts
-                self.tasks[task_id] = task
-            elif task.worker is worker:
-                task.attempt = max(task.attempt, attempt)
-                continue
-            elif task.state not in (QUEUED, HELD):   # running elsewhere: stop this copy
-                effects.cancel.append((worker, task_id))
-                continue
-            task.attempt = attempt
-            self.transition(task, RUNNING, "runs on %s" % worker.describe(), now, worker)
-
-    def remove_peer(self, peer, reason, effects, requeue_only=False):
-        """Forget a peer: a worker's tasks requeued (or lost after ``max_attempts``),
-        a client's cancelled."""
-        if self.peers.pop(peer.rid, None) is None:
-            return
-        del self.roles[peer.role][peer.rid]
-        if peer.role == "worker":
-            self._remove_worker(peer, reason, effects, requeue_only)
-        elif peer.role == "client":
-            for task_id in list(peer.tasks):
-                task = self.tasks.get(task_id)
-                if task is not None:
-                    self._cancel(task, effects, tell_client=False, now=peer.last_seen)
-            peer.tasks.clear()
-        elif peer.role == "monitor":
-            machine = self.machines.get(peer.machine)
-            if machine is not None and machine.monitor == peer.rid:
-                machine.monitor = None
-
-    def _remove_worker(self, worker, reason, effects, requeue_only):
-        self.scheduler.remove(worker)
-        worker.machine_record.workers.discard(worker)
-        now = worker.last_seen
-        for task in list(worker.running.values()):
-            task.lost("%s (%s)" % (worker.describe(), reason))
-            self._lose(task, now, effects, counts=not requeue_only)
-        self.dirty = True
-
-    def _lose(self, task, now, effects, counts):
-        """Its worker no longer runs ``task``: requeue it, or fail it as lost."""
-        if task.client is None or task.state == CANCELLING:
-            self.transition(task, DONE, "lost while unclaimed or cancelling", now)
-            self._revive(task, now, effects)
-        elif counts and task.attempt >= task.max_attempts:
-            text = "task %s lost: %s, attempt %d of %d" % (
-                task.id, task.lost_on[-1], task.attempt, task.max_attempts)
-            effects.results.append((task.client, result_item(
-                task.id, task.attempt, "lost", text, code=Code.OUT_OF_ATTEMPTS)))
-            self.transition(task, DONE, "lost, out of attempts", now)
-        else:
-            self.transition(task, QUEUED, "its worker was lost", now)
 
     # -- clients ---------------------------------------------------------------
     def submit(self, client, specs, now, effects, limit):
@@ -434,77 +317,6 @@ class State:
         worker.machine_record.place(task.load)
         self.transition(task, RUNNING, "assigned to %s" % worker.describe(), now, worker)
         effects.dispatch.append((worker, task))
-
-    # -- machines --------------------------------------------------------------
-    def machine(self, machine_id):
-        machine = self.machines.get(machine_id)
-        if machine is None:
-            policy = self.policies.get(machine_id, self.default_policy)
-            machine = self.machines[machine_id] = Machine(machine_id, policy)
-        return machine
-
-    def report(self, monitor, report, now, effects):
-        """A monitor's load report: update the machine, apply its owner policy."""
-        machine = self.machine(monitor.machine)
-        machine.update(report, now)
-        self.dirty = True
-        for worker in machine.workers:
-            self.scheduler.offer(worker)       # its rank changed; eligible again, maybe
-        running = [(w, t) for w in machine.workers for t in w.running.values()
-                   if t.state == RUNNING]
-        if not machine.owner_active():
-            machine.owner_since = None
-            for worker, task in running:
-                if task.id in machine.suspended:
-                    effects.resume.append((worker, task.id))
-            machine.suspended.clear()
-            return
-        if machine.owner_since is None:
-            machine.owner_since = now
-            log.info("TaskManager: the owner of machine %s is back (%.0f%% CPU)", machine.id,
-                     machine.owner_cpu())
-        policy = machine.policy
-        if policy.on_owner == "suspend":
-            for worker, task in running:
-                if task.id not in machine.suspended:
-                    machine.suspended.add(task.id)
-                    effects.suspend.append((worker, task.id))
-        elif policy.on_owner == "requeue" and now - machine.owner_since >= policy.requeue_grace:
-            for worker, task in running:
-                if not task.requeue:
-                    task.requeue = True
-                    effects.cancel.append((worker, task.id))
-
-    # -- timers ----------------------------------------------------------------
-    def expire(self, now, peer_timeout, effects):
-        """Drop peers silent for longer than ``peer_timeout``, and what outlived them."""
-        for peer in [p for p in self.peers.values() if now - p.last_seen > peer_timeout]:
-            self.expired[peer.role] += 1
-            if peer.role == "worker":
-                log.warning("TaskManager: %s stopped answering, requeueing %d task(s)",
-                            peer.describe(), len(peer.running))
-            elif peer.role == "client":
-                log.warning("TaskManager: client %s on %s stopped answering, dropping %d "
-                            "task(s)", peer.name, peer.host, len(peer.tasks))
-            else:
-                log.warning("TaskManager: %s stopped answering", peer.describe())
-            self.remove_peer(peer, "stopped answering", effects)
-        if now >= self.recovery_until + defaults.ORPHAN_RESULT_TTL:
-            for task in list(self.adopted.values()):   # no client claimed it
-                self.transition(task, CANCELLING, "adopted, never claimed", now)
-                effects.cancel.append((task.worker, task.id))
-                del self.adopted[task.id]
-        for machine in self.machines.values():   # a silent monitor cannot resume its tasks
-            if machine.suspended and machine.state(now) == "stale":
-                for worker in machine.workers:
-                    effects.resume.extend((worker, t) for t in worker.running
-                                          if t in machine.suspended)
-                machine.suspended.clear()
-        while self.orphans:
-            task_id, (_, since) = next(iter(self.orphans.items()))
-            if now - since < defaults.ORPHAN_RESULT_TTL:
-                break
-            del self.orphans[task_id]
 
     def compact(self):
         """Rebuild the tables that only grow, after most of their entries left."""
