@@ -6,12 +6,11 @@ line names the file, the key and what was expected; unknown keys are mistakes.
 """
 
 import os
-import re
 from dataclasses import dataclass, field
 
 import yaml
 
-from . import defaults
+from . import addresses, defaults
 from .exceptions import ConfigError
 
 PLACEMENTS = ("load", "round-robin")
@@ -30,7 +29,6 @@ class Policy:
     stale: str = "hold"             # whether a machine whose monitor is silent gets work
 
 
-_ADDRESS = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.*-]+):(\d{1,5})$")
 
 
 @dataclass
@@ -89,13 +87,13 @@ class KeysConfig:
 @dataclass
 class LoadConfig:
     placement: str = "load"          # "load": rank by expected finish; "round-robin": ignore load
-    monitor_interval: float = 2.0    # seconds between a monitor's reports
+    monitor_interval: float = defaults.MONITOR_INTERVAL   # seconds between a monitor's reports
     policy: Policy = field(default_factory=Policy)   # for machines that set none
 
 
 @dataclass
 class LoggingConfig:
-    level: str = "INFO"
+    level: str = defaults.LOG_LEVEL
     file: str = None
     cutelog: str = defaults.CUTELOG_ADDRESS      # HOST:PORT of the log viewer, or None
     records: str = defaults.RECORDS_FILE         # rotating file of every task record
@@ -159,18 +157,39 @@ def load_config(explicit=None, cwd=None, environ=None):
     return parse_config(data, path)
 
 
+_POLICY_KEYS = ("max_load", "min_free_memory", "owner_cpu_limit", "on_owner", "requeue_grace",
+                "stale")
+
+# The keys each section may hold: the reference farm.yaml lists every one
+# (tests/test_config.py checks it against this table).
+SCHEMA = {
+    "": ("taskmanager", "machines", "logging", "load", "keys"),
+    "taskmanager": ("address", "bind", "heartbeat_interval", "heartbeat_liveness",
+                    "max_attempts", "max_message_size", "recovery_grace",
+                    "max_queued_per_client", "max_log_rate"),
+    "machines.NAME": ("host", "workers", "path_map", "policy"),
+    "machines.NAME.workers[]": ("capabilities", "slots", "attributes"),
+    "machines.NAME.policy": _POLICY_KEYS,
+    "load": ("placement", "monitor_interval", "policy"),
+    "load.policy": _POLICY_KEYS,
+    "logging": ("level", "file", "cutelog", "records", "buffer"),
+    "keys": ("server", "server_secret", "authorized", "secret"),
+}
+
+
 def parse_config(data, path="farm.yaml"):
     """FarmConfig from already-parsed YAML data; ConfigError names the key at fault."""
     check = _Checker(path)
     if data is None:
         data = {}
-    top = check.mapping(data, "", ("taskmanager", "machines", "logging", "load", "keys"))
+    top = check.mapping(data, "", SCHEMA[""])
     config = FarmConfig(path=path)
     if "keys" in top:
-        section = check.mapping(top["keys"], "keys", ("server", "server_secret", "authorized",
-                                                      "secret"))
+        section = check.mapping(top["keys"], "keys", SCHEMA["keys"])
         for key, value in section.items():
-            setattr(config.keys, key, os.path.expanduser(check.string(value, "keys." + key)))
+            if value is not None:             # null: not set
+                setattr(config.keys, key, os.path.expanduser(check.string(value,
+                                                                          "keys." + key)))
         if config.keys.server_secret and not config.keys.authorized:
             check.fail("keys.authorized", "needed with keys.server_secret (the directory of "
                        "trusted public keys)")
@@ -195,22 +214,17 @@ def parse_config(data, path="farm.yaml"):
 
 def check_address(address, where="address", allow_port_zero=False):
     """``address`` if it is tcp://HOST:PORT, else ConfigError naming ``where``."""
-    match = _ADDRESS.match(address) if isinstance(address, str) else None
-    port = int(match.group(2)) if match else -1
-    if not match or port > 65535 or (port == 0 and not allow_port_zero):
-        raise ConfigError("%s: expected tcp://HOST:PORT, got %r" % (where, address))
+    addresses.split(address, where, allow_port_zero)
     return address
 
 
 def _taskmanager(check, data):
-    section = check.mapping(data, "taskmanager", (
-        "address", "bind", "heartbeat_interval", "heartbeat_liveness", "max_attempts",
-        "max_message_size", "recovery_grace", "max_queued_per_client", "max_log_rate"))
+    section = check.mapping(data, "taskmanager", SCHEMA["taskmanager"])
     tm = TaskManagerConfig()
     if "address" in section:
         tm.address = check.address(section["address"], "taskmanager.address")
         tm.configured = True
-    if "bind" in section:
+    if section.get("bind") is not None:
         tm.bind = check.address(section["bind"], "taskmanager.bind", allow_port_zero=True)
     for key in ("heartbeat_interval", "recovery_grace"):
         if key in section:
@@ -223,7 +237,7 @@ def _taskmanager(check, data):
 
 
 def _machine(check, data, where, name):
-    section = check.mapping(data, where, ("host", "workers", "path_map", "policy"))
+    section = check.mapping(data, where, SCHEMA["machines.NAME"])
     machine = MachineConfig(name=name)
     if "policy" in section:
         machine.policy = check.mapping(section["policy"], where + ".policy")  # checked later
@@ -239,7 +253,7 @@ def _machine(check, data, where, name):
         check.fail(where + ".workers", "expected a list of workers")
     for index, spec in enumerate(workers):
         wpath = "%s.workers[%d]" % (where, index)
-        wsec = check.mapping(spec, wpath, ("capabilities", "slots", "attributes"))
+        wsec = check.mapping(spec, wpath, SCHEMA["machines.NAME.workers[]"])
         caps = wsec.get("capabilities")
         if not isinstance(caps, list) or not caps or not all(
                 isinstance(c, str) and c for c in caps):
@@ -251,10 +265,6 @@ def _machine(check, data, where, name):
             worker.attributes = check.str_map(wsec["attributes"], wpath + ".attributes")
         machine.workers.append(worker)
     return machine
-
-
-_POLICY_KEYS = ("max_load", "min_free_memory", "owner_cpu_limit", "on_owner", "requeue_grace",
-                "stale")
 
 
 def _policy(check, data, where, base):
@@ -275,7 +285,7 @@ def _policy(check, data, where, base):
 
 
 def _load(check, data):
-    section = check.mapping(data, "load", ("placement", "monitor_interval", "policy"))
+    section = check.mapping(data, "load", SCHEMA["load"])
     load = LoadConfig()
     if "placement" in section:
         if section["placement"] not in PLACEMENTS:
@@ -290,13 +300,14 @@ def _load(check, data):
 
 
 def _logging(check, data):
-    section = check.mapping(data, "logging", ("level", "file", "cutelog", "records", "buffer"))
+    section = check.mapping(data, "logging", SCHEMA["logging"])
     config = LoggingConfig()
     if "cutelog" in section:
         value = section["cutelog"]
         if value is not None:
-            host, sep, port = str(value).rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            try:
+                addresses.split_host_port(value, "logging.cutelog")
+            except ConfigError:
                 check.fail("logging.cutelog", "expected HOST:PORT (or null for no viewer)")
         config.cutelog = value
     if "records" in section:
@@ -308,7 +319,7 @@ def _logging(check, data):
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             check.fail("logging.level", "expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
         config.level = level
-    if "file" in section:
+    if section.get("file") is not None:
         config.file = check.string(section["file"], "logging.file")
     return config
 

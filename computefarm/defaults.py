@@ -104,3 +104,51 @@ STALE_INTERVALS = 3
 # The environment variable through which the TaskManager hands its log forwarder
 # the forwarder's key pair and its own public key (never on a command line).
 FORWARDER_KEYS_ENV = "COMPUTEFARM_FORWARDER_KEYS"
+
+# A socket closing with messages still queued (a last BYE, the cancels of a
+# stopping TaskManager) tries to deliver them this long, in milliseconds.
+LINGER_MS = 1000
+
+# A stopping worker waits this long for its task trees to die before it says BYE.
+SHUTDOWN_WAIT = 2 * KILL_GRACE + 1.0
+
+# The log forwarder's connection to cutelog: the wait between attempts doubles up
+# to this many seconds; records are framed in writes of about this many bytes.
+CUTELOG_RECONNECT_MAX = 2.0
+CUTELOG_SEND_CHUNK = 256 * 1024
+
+# The processes' own log (not the task records): level, and the rotation of
+# logging.file (bytes per file, older files kept).
+LOG_LEVEL = "INFO"
+LOG_FILE_SIZE = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 5
+
+# Seconds between a monitor's reports (load.monitor_interval).
+MONITOR_INTERVAL = 2.0
+
+# A client sends its LOG records in batches of this many, or after this many
+# seconds; at most CLIENT_LOG_BACKLOG records wait unsent (later ones dropped).
+LOG_BATCH = 500
+LOG_DELAY = 0.1
+CLIENT_LOG_BACKLOG = 100000
+
+# The TaskManager logs refused connections from one address at most this often (s).
+REFUSAL_LOG_INTERVAL = 5.0
+
+# farm-status --watch redraws this often (s).
+WATCH_INTERVAL = 2.0
+
+# Where farm-keys keeps the farm's keys unless told --dir.
+KEYS_DIR = "~/.config/computefarm/keys"
+
+# LocalFarm: seconds its TaskManager and workers may take to start.
+START_TIMEOUT = 20.0
+
+# majordomo: seconds to reach a configured TaskManager; seconds a finished
+# task's targets may take to appear here (a slow shared filesystem); seconds
+# Ctrl-C waits for remote tasks to stop; seconds a task runs before its start
+# is announced.
+CONNECT_TIMEOUT = 5.0
+TARGET_WAIT = 5.0
+CANCEL_WAIT = 15.0
+ANNOUNCE_AFTER = 1.0

@@ -1,20 +1,54 @@
 """farm.yaml: validation with one-line errors naming file and key; search order."""
 
+import pathlib
 import subprocess
 import sys
 
 import pytest
+import yaml
 
-from computefarm.config import find_config, load_config, parse_config
+from computefarm.config import SCHEMA, FarmConfig, find_config, load_config, parse_config
 from computefarm.exceptions import ConfigError
 
 
+REFERENCE = pathlib.Path(__file__).parent.parent / "farm.yaml"
+
+
 def test_reference_farm_yaml_loads():
-    import pathlib
-    config = load_config(str(pathlib.Path(__file__).parent.parent / "farm.yaml"))
+    config = load_config(str(REFERENCE))
     assert config.taskmanager.address == "tcp://127.0.0.1:5555"
     assert config.machines["build1"].workers[0].slots == 8
     assert config.offered_capabilities() == {"shell", "gcc", "python"}
+
+
+def _sections(data):
+    """{schema section: the mapping found there} for every section of a farm.yaml."""
+    found = {"": data}
+    for name in ("taskmanager", "load", "logging", "keys"):
+        found[name] = data[name]
+    found["load.policy"] = data["load"]["policy"]
+    machines = list(data["machines"].values())
+    found["machines.NAME"] = {k: v for m in machines for k, v in m.items()}
+    found["machines.NAME.workers[]"] = {k: v for m in machines for w in m.get("workers", ())
+                                        for k, v in w.items()}
+    found["machines.NAME.policy"] = {k: v for m in machines
+                                     for k, v in (m.get("policy") or {}).items()}
+    return found
+
+
+def test_reference_farm_yaml_lists_every_key_with_its_default():
+    data = yaml.safe_load(REFERENCE.read_text())
+    found = _sections(data)
+    assert set(found) == set(SCHEMA)
+    for section, keys in SCHEMA.items():
+        assert set(found[section]) == set(keys) or section == "machines.NAME.policy", section
+    defaults = FarmConfig()
+    for section, record in (("taskmanager", defaults.taskmanager), ("logging", defaults.logging),
+                            ("keys", defaults.keys), ("load.policy", defaults.load.policy)):
+        for key in SCHEMA[section]:
+            assert found[section][key] == getattr(record, key), "%s.%s" % (section, key)
+    for key in ("placement", "monitor_interval"):
+        assert found["load"][key] == getattr(defaults.load, key), "load." + key
 
 
 @pytest.mark.parametrize("data, message", [

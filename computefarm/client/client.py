@@ -25,8 +25,6 @@ from ..wire.protocol import Msg
 
 log = logging.getLogger(__name__)
 
-LOG_BATCH = 500      # log records sent together...
-LOG_DELAY = 0.1      # ...or after this many seconds, whichever comes first
 
 
 class TaskResult:
@@ -190,7 +188,7 @@ class Client:
         record = {"logger": logger, "level": level, "msg": msg, "created": time.time(),
                   "fields": fields}
         with self._lock:            # sent with the thread's next turn (within 0.1 s)
-            if len(self._logs) < 100000:
+            if len(self._logs) < defaults.CLIENT_LOG_BACKLOG:
                 self._logs.append(record)
 
     def status(self, timeout=10.0):
@@ -310,8 +308,8 @@ class Client:
             self._link.send(Msg.CANCEL, {"ids": cancels}, now)
         if self._status and not self._status_asked:
             self._status_asked = self._link.send(Msg.STATUS, {}, now)
-        if self._logs and (final or len(self._logs) >= LOG_BATCH or
-                           now - self._logs_sent >= LOG_DELAY):
+        if self._logs and (final or len(self._logs) >= defaults.LOG_BATCH or
+                           now - self._logs_sent >= defaults.LOG_DELAY):
             with self._lock:
                 logs, self._logs = self._logs, []
             if self._link.send(Msg.LOG, {"records": logs}, now):

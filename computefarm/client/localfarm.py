@@ -15,9 +15,8 @@ import sys
 import tempfile
 import time
 
+from .. import addresses, defaults
 from ..exceptions import FarmError
-
-START_TIMEOUT = 20.0
 
 
 class LocalFarm:
@@ -72,7 +71,7 @@ class LocalFarm:
                                     (["--placement", "round-robin"] if self.monitor else []))
         return self.address
 
-    def wait_ready(self, workers=(), timeout=START_TIMEOUT):
+    def wait_ready(self, workers=(), timeout=defaults.START_TIMEOUT):
         """Wait until the TaskManager listens and ``workers`` are welcomed."""
         deadline = time.monotonic() + timeout
         if not self._wait(self._manager, lambda: os.path.exists(self._ready), deadline):
@@ -101,7 +100,7 @@ class LocalFarm:
     def add_worker(self, capabilities, slots, attributes=(), deadline=None):
         """Start one more worker and wait until the TaskManager has welcomed it."""
         worker = self._start_worker(capabilities, slots, attributes)
-        self._wait_worker(worker, deadline or time.monotonic() + START_TIMEOUT)
+        self._wait_worker(worker, deadline or time.monotonic() + defaults.START_TIMEOUT)
         return worker
 
     def _start_worker(self, capabilities, slots, attributes=()):
@@ -172,11 +171,12 @@ def _read(path):
 
 def _with_free_port(address):
     """``address`` with a free port of 127.0.0.1 put in for a port of 0."""
-    if not address.endswith(":0"):
+    host, port = addresses.split(address, "bind", allow_port_zero=True)
+    if port != 0:
         return address
     probe = socket.socket()
     try:
         probe.bind(("127.0.0.1", 0))
-        return "%s:%d" % (address[:-2], probe.getsockname()[1])
+        return addresses.tcp(host, probe.getsockname()[1])
     finally:
         probe.close()

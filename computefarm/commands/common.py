@@ -9,6 +9,7 @@ import logging.handlers
 import os
 import sys
 
+from .. import defaults
 from ..config import check_address, load_config
 from ..exceptions import ConfigError, FarmError
 
@@ -35,7 +36,7 @@ def setup(args):
         try:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             handlers.append(logging.handlers.RotatingFileHandler(
-                path, maxBytes=10 * 1024 * 1024, backupCount=5))
+                path, maxBytes=defaults.LOG_FILE_SIZE, backupCount=defaults.LOG_FILE_BACKUPS))
         except OSError as exc:
             raise ConfigError("%s: logging.file: cannot write %s: %s"
                               % (config.path, path, exc.strerror)) from None

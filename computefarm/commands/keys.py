@@ -18,11 +18,10 @@ import sys
 
 import zmq
 
+from .. import defaults
 from ..exceptions import FarmError, UsageError
 from ..wire.certificates import KEY_ROLES as ROLES
 from ..wire.certificates import read_certificate, write_certificate
-
-DEFAULT_DIR = "~/.config/computefarm/keys"
 
 
 def init(directory, out):
@@ -93,7 +92,7 @@ def list_keys(directory, out):
 def main(argv=None, out=None):
     out = out or sys.stdout
     parser = argparse.ArgumentParser(prog="farm-keys", description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", default=DEFAULT_DIR, help="the key directory [%(default)s]")
+    parser.add_argument("--dir", default=defaults.KEYS_DIR, help="the key directory [%(default)s]")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("init", help="create the TaskManager's keys")
     added = commands.add_parser("add", help="create and authorize a key pair")

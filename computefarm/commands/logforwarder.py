@@ -2,6 +2,7 @@
 
 import argparse
 
+from .. import defaults
 from ..logs.forwarder import LogForwarder
 from ..service import run_service
 from .common import add_common_options, run_command, setup
@@ -15,7 +16,7 @@ def main(argv=None):
         add_common_options(parser)
         parser.add_argument("--cutelog", metavar="HOST:PORT")
         parser.add_argument("--records", required=True, metavar="FILE")
-        parser.add_argument("--buffer", type=int, default=100000)
+        parser.add_argument("--buffer", type=int, default=defaults.CUTELOG_BUFFER)
         parser.add_argument("--parent", type=int, help="stop when this process is gone")
         args = parser.parse_args(argv)
         config = setup(args)

@@ -5,10 +5,9 @@ import json
 import sys
 import time
 
+from .. import defaults
 from ..client import Client
 from .common import add_common_options, run_command, setup
-
-WATCH_INTERVAL = 2.0
 
 
 def show(address, watch=False, as_json=False, out=None, curve=None):
@@ -26,7 +25,7 @@ def show(address, watch=False, as_json=False, out=None, curve=None):
             if not watch:
                 return 0
             try:
-                time.sleep(WATCH_INTERVAL)
+                time.sleep(defaults.WATCH_INTERVAL)
             except KeyboardInterrupt:
                 return 0
 

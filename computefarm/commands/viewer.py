@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 
+from .. import addresses
 from ..exceptions import UsageError
 from .common import add_common_options, run_command, setup
 
@@ -18,8 +19,8 @@ def main(argv=None):
         config = setup(args)
         if not config.logging.cutelog:
             raise UsageError("logging.cutelog is null in %s: no viewer is fed" % config.path)
-        host, _, port = config.logging.cutelog.rpartition(":")
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        host, port = addresses.split_host_port(config.logging.cutelog, "logging.cutelog")
+        if not addresses.is_loopback(host):
             raise UsageError("logging.cutelog is %s: cutelog unpickles what reaches its port, "
                              "so it only ever listens on 127.0.0.1" % config.logging.cutelog)
         try:
@@ -28,5 +29,5 @@ def main(argv=None):
             raise UsageError("cutelog is not installed: pip install 'computefarm[viewer]'") \
                 from None
         os.execv(sys.executable, [sys.executable, "-m", "cutelog", "--listen_host",
-                                  "127.0.0.1", "--listen_port", port] + rest)
+                                  "127.0.0.1", "--listen_port", str(port)] + rest)
     return run_command("farm-viewer", build, argv)

@@ -21,7 +21,7 @@ import time
 
 import zmq
 
-from .. import defaults
+from .. import addresses, defaults
 from ..hostinfo import host_name
 from ..service import Service
 from ..wire import protocol
@@ -31,8 +31,6 @@ from ..wire.protocol import Msg, logger_name
 log = logging.getLogger(__name__)
 
 SWITCH = b"!!cutelog!!format=json"
-RECONNECT_MAX = 2.0          # seconds between attempts to reach cutelog, at most
-SEND_CHUNK = 256 * 1024      # bytes framed per write attempt
 
 
 def output_records(item, created):
@@ -113,8 +111,7 @@ class CutelogSink:
     """A TCP connection to cutelog that comes and goes, with a bounded backlog."""
 
     def __init__(self, address, capacity):
-        host, _, port = address.rpartition(":")
-        self.address = (host, int(port))
+        self.address = addresses.split_host_port(address, "--cutelog")
         self.backlog = collections.deque()
         self.capacity = capacity
         self.dropped = 0
@@ -159,7 +156,7 @@ class CutelogSink:
 
     def _frames(self):
         chunks, size = [], 0
-        while self.backlog and size < SEND_CHUNK:
+        while self.backlog and size < defaults.CUTELOG_SEND_CHUNK:
             body = self.backlog.popleft().encode()
             chunks.append(struct.pack(">L", len(body)) + body)
             size += len(chunks[-1])
@@ -170,7 +167,7 @@ class CutelogSink:
             sock = socket.create_connection(self.address, timeout=0.5)
         except OSError:
             self.retry_at = now + self.backoff
-            self.backoff = min(self.backoff * 2, RECONNECT_MAX)
+            self.backoff = min(self.backoff * 2, defaults.CUTELOG_RECONNECT_MAX)
             return False
         sock.setblocking(False)
         self.sock = sock

@@ -15,6 +15,7 @@ import cloudpickle
 import psutil
 from doit.doit_cmd import DoitMain
 
+from .. import addresses, defaults
 from ..client import Client, LocalFarm
 from ..config import load_config
 from ..exceptions import FarmError, FarmUnreachable
@@ -22,9 +23,7 @@ from ..wire.protocol import Code, logger_name
 from . import runner
 from .progress import Progress
 
-CONNECT_TIMEOUT = 5.0
 WAITING = (Code.NO_CAPABILITY, Code.NO_MATCH)   # notices that tasks wait for workers
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0", "*")
 
 
 class FarmSession:
@@ -86,18 +85,18 @@ class FarmSession:
                     raise FarmError(_missing(capability, names, "no machine in %s offers it"
                                              % config.path))
         try:
-            self.client = Client(address, connect_timeout=CONNECT_TIMEOUT,
+            self.client = Client(address, connect_timeout=defaults.CONNECT_TIMEOUT,
                                  on_notice=self._notice, curve=config.keys.peer_curve())
             return
         except FarmUnreachable:
             if not is_this_machine(address):
                 raise FarmUnreachable("no TaskManager answers at %s (waited %gs)"
-                                      % (address, CONNECT_TIMEOUT)) from None
+                                      % (address, defaults.CONNECT_TIMEOUT)) from None
         self.local = LocalFarm([], workers=0, bind=address,     # remote workers connect here
                                config=self.config.path)
         self.local.start()
         self.progress.note("started a TaskManager at %s for this run" % address)
-        self.client = Client(address, connect_timeout=CONNECT_TIMEOUT, on_notice=self._notice,
+        self.client = Client(address, connect_timeout=defaults.CONNECT_TIMEOUT, on_notice=self._notice,
                              curve=config.keys.peer_curve())
 
     def check(self):
@@ -156,8 +155,9 @@ def _missing(capability, names, why):
 
 def is_this_machine(address):
     """True when ``address`` (tcp://HOST:PORT) names this machine."""
-    host = address[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
-    if host in LOCAL_HOSTS or host in (socket.gethostname(), socket.getfqdn()):
+    host, _ = addresses.split(address)
+    if addresses.is_loopback(host) or host in addresses.WILDCARD or \
+            host in (socket.gethostname(), socket.getfqdn()):
         return True
     try:
         resolved = {info[4][0] for info in socket.getaddrinfo(host, None)}

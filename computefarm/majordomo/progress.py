@@ -8,7 +8,8 @@ host. Notes (the farm used, the TaskManager's notices) go on their own lines.
 import threading
 import time
 
-ANNOUNCE_AFTER = 1.0       # seconds a task runs before its start is logged
+from .. import defaults
+
 
 class Progress:
     """Counts, the live line, the summary; each event also goes to ``events``
@@ -45,13 +46,13 @@ class Progress:
         self.refresh()
 
     def announce(self):
-        """A "started" event for each task running longer than ANNOUNCE_AFTER: the
+        """A "started" event for each task running longer than defaults.ANNOUNCE_AFTER: the
         viewer sees long tasks start; a quick one only gets its "finished" event
         (thousands of tiny tasks would otherwise double the log)."""
         now = self.clock()
         with self.lock:
             due = [(name, self.running.get(name)) for name, since in self.since.items()
-                   if now - since >= ANNOUNCE_AFTER and name not in self.announced]
+                   if now - since >= defaults.ANNOUNCE_AFTER and name not in self.announced]
             self.announced.update(name for name, _ in due)
         for name, host in due:
             self.events("INFO", name, "started on %s" % host, host=host)

@@ -24,13 +24,12 @@ from doit.exceptions import InvalidCommand, InvalidTask, TaskError, TaskFailed
 from doit.runner import Runner
 from doit.task import Stream
 
+from .. import defaults
 from ..exceptions import FarmError, FarmUnreachable
 
 META_KEYS = ("capability", "requires", "priority", "timeout", "max_attempts", "estimated_load")
 DEFAULT_COMMAND_CAPABILITY = "shell"
 PYTHON_CAPABILITY = "python"
-TARGET_WAIT = 5.0       # seconds a finished task's targets may take to appear here
-CANCEL_WAIT = 15.0      # seconds Ctrl-C waits for remote tasks to stop
 
 
 class Placement:
@@ -286,7 +285,7 @@ class FarmRunner(Runner):
 
     def _check_targets(self, task):
         """A task is done once its targets exist here (a shared filesystem may lag)."""
-        deadline = time.monotonic() + TARGET_WAIT
+        deadline = time.monotonic() + defaults.TARGET_WAIT
         missing = [t for t in task.targets if not os.path.exists(t)]
         while missing and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -302,7 +301,7 @@ class FarmRunner(Runner):
         for job in list(self.jobs.values()):
             if job.future is not None:
                 self.session.client.cancel(job.future)
-        deadline = time.monotonic() + CANCEL_WAIT
+        deadline = time.monotonic() + defaults.CANCEL_WAIT
         while self.jobs and time.monotonic() < deadline:
             try:
                 job, _, _ = self.done.get(timeout=0.2)

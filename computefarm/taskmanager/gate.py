@@ -18,6 +18,7 @@ import os
 import zmq
 from zmq.utils import z85
 
+from .. import addresses, defaults
 from ..exceptions import ConfigError, UsageError
 from ..wire.certificates import KEY_ROLES, load_secret, read_certificate
 from ..wire.protocol import Code, Msg
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 DOMAIN = "computefarm"
-REFUSAL_LOG_INTERVAL = 5.0   # seconds between log lines for refusals from one address
 
 
 
@@ -110,7 +110,7 @@ class ZapHandler:
 
     def _refused(self, address, reason, now):
         self.refused += 1
-        if now - self.last_logged.get(address, -1e9) >= REFUSAL_LOG_INTERVAL:
+        if now - self.last_logged.get(address, -1e9) >= defaults.REFUSAL_LOG_INTERVAL:
             self.last_logged[address] = now
             log.warning("TaskManager: refused a connection from %s: %s (%d refused so far)",
                         address, reason, self.refused)
@@ -150,7 +150,6 @@ class Gate:
         return None
 
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")   # what may be bound without keys
 
 
 def secure_router(sock, bind, keys, insecure, context, allowed):
@@ -158,8 +157,8 @@ def secure_router(sock, bind, keys, insecure, context, allowed):
     loopback only (or ``insecure``). ``(keyring, zap, gate, server public)``;
     all None without keys."""
     if keys is None or not keys.server_secret:
-        host = bind[len("tcp://"):].rpartition(":")[0].strip("[]")
-        if host in LOOPBACK:
+        host, _ = addresses.split(bind, "bind", allow_port_zero=True)
+        if addresses.is_loopback(host):
             return None, None, None, None
         if not insecure:
             sock.close(0)

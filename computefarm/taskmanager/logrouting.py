@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 
-from .. import defaults
+from .. import addresses, defaults
 from ..wire.protocol import Msg, logger_name
 
 log = logging.getLogger(__name__)
@@ -138,11 +138,11 @@ class LogRouter:
 
 def start_forwarder(endpoint, config, curve=None):
     """Start the log forwarder for a TaskManager listening on ``endpoint``."""
-    host, _, port = endpoint[len("tcp://"):].rpartition(":")
-    if host in ("0.0.0.0", "*", "[::]", "::"):
+    host, port = addresses.split(endpoint, "endpoint")
+    if host in addresses.WILDCARD:
         host = "127.0.0.1"
     args = [sys.executable, "-m", "computefarm.commands", "logforwarder",
-            "--taskmanager", "tcp://%s:%s" % (host, port), "--records", config.records,
+            "--taskmanager", addresses.tcp(host, port), "--records", config.records,
             "--buffer", str(config.buffer), "--parent", str(os.getpid()),
             "--log-level", "WARNING"]
     if config.cutelog:

@@ -91,7 +91,7 @@ class TaskManager(Service):
                            policies=self.policies, default_policy=self.default_policy,
                            placement=self.placement)
         sock = self.context.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 1000)
+        sock.setsockopt(zmq.LINGER, defaults.LINGER_MS)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_size)
@@ -153,7 +153,7 @@ class TaskManager(Service):
         self.outbox.flush()
         for rid in list(self.state.peers):
             self.outbox.send(rid, Msg.BYE, {"reason": "TaskManager shutting down"})
-        self.socket.close(linger=1000)
+        self.socket.close(linger=defaults.LINGER_MS)
         self.socket = None
         if self.zap is not None:
             self.zap.close()

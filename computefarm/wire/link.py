@@ -83,7 +83,7 @@ class Link:
         if self.socket is None:
             return
         if bye is not None and self.ready:
-            self.socket.setsockopt(zmq.LINGER, 1000)
+            self.socket.setsockopt(zmq.LINGER, defaults.LINGER_MS)
             self._send(Msg.BYE, bye, 0.0)
         self.poller.unregister(self.socket)
         self.socket.close()

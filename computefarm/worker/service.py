@@ -28,7 +28,6 @@ from .plugin import PathMap, Task, load_plugin
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_WAIT = 2 * defaults.KILL_GRACE + 1.0
 
 
 class FarmWorker(Service):
@@ -133,7 +132,7 @@ class FarmWorker(Service):
         handed_back = list(self.runs)
         for run in self.runs.values():
             run.stop(now, "cancelled", "worker shutting down")
-        deadline = now + SHUTDOWN_WAIT
+        deadline = now + defaults.SHUTDOWN_WAIT
         while self.runs and self.clock() < deadline:
             self.poller.poll(20)
             for task_id, run in list(self.runs.items()):
