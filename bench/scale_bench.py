@@ -9,7 +9,8 @@ Each run starts a real TaskManager (`python -m computefarm.commands taskmanager`
 peers are light, so the figures are the TaskManager's: --procs processes hold the workers
 as DEALERs in one poll loop each (HELLO with `slots` and `shell` attributes rack r0..r9,
 version 1.0/2.0/3.1; HEARTBEAT after an interval of sending nothing; HELLO again on
-RECONNECT; RESULT ok at once for each dispatched task); one client sends SUBMITs of
+RECONNECT; RESULT ok at once for each dispatched task; at nice 10, since they stand for
+other machines but share this one's cores); one client sends SUBMITs of
 --chunk tasks and, expired, resubmits what has no result. All speak this tree's wire module.
 
   scale  --workers x --slots register; --tasks tasks over 100 `requires` maps drain:
@@ -114,7 +115,10 @@ class LightPeer:
 
 
 def worker_group(address, first, count, slots, conn, lifetime):
-    """A worker process: light workers first..first+count-1 until "stop" on `conn`."""
+    """A worker process: light workers first..first+count-1 until "stop" on `conn`.
+    At low priority: they stand for other machines, and share these 2 cores with
+    the TaskManager under test."""
+    os.nice(10)
     context, poller, peers = zmq.Context(), zmq.Poller(), {}
     for index in range(first, first + count):
         identity = "worker-bench-%d-%s" % (index, secrets.token_hex(3))
@@ -357,7 +361,9 @@ class Run:
             ("dispatch rate", "%.0f tasks/s%s" % (self.rate, partial)),
             ("results", ", ".join("%s %d" % item for item in self.statuses.items())),
             ("CPU s: TaskManager / client / workers", "%.1f / %.1f / %.1f" % cpu),
-            ("TaskManager longest loop", "n/a" if loop is None else "%.0f ms" % loop),
+            ("TaskManager longest loop", "n/a" if loop is None else "%.0f ms (%s)" % (
+                loop, ", ".join("%s %.0f" % item for item in
+                                sorted(state["loop"].get("longest_phases_ms", {}).items())))),
             ("peers expired (STATUS)", "n/a" if expired is None else
              ", ".join("%s %s" % item for item in sorted(expired.items())) or "none"),
             ("RECONNECTs received by peers",

@@ -25,7 +25,7 @@ RECOVERY_GRACE = 3.0
 # The TaskManager remembers the last failures (farm-status shows them) and the
 # last moves of tasks between states (task, from, to, why, when), for debugging.
 RECENT_FAILURES = 20
-TRANSITION_LOG = 100000
+TRANSITION_LOG = 20000
 
 # Results that arrive for tasks nobody has (re)submitted yet, kept for clients
 # that are still reconnecting after a TaskManager restart.
@@ -38,18 +38,21 @@ POLL_MAX = 0.1
 # Messages one TaskManager loop iteration handles, at most, and for how long (s),
 # before it schedules, flushes its replies and runs its timers.
 DRAIN_BUDGET = 2000
-DRAIN_TIME = 0.05
+DRAIN_TIME = 0.015
 # Tasks a client sends in one SUBMIT at most: a burst of a million becomes many
 # messages the TaskManager takes in over many short loop iterations.
 SUBMIT_BATCH = 2000
 # Tasks one iteration assigns to workers, at most; the rest go in the next ones.
-SCHEDULE_BUDGET = 2000
+SCHEDULE_BUDGET = 500
 
 # Messages ZeroMQ queues per peer, each way, before a send is refused.
 HIGH_WATER_MARK = 100000
 
-# Tasks held at a peak before the TaskManager hands memory back once they drained.
+# Tasks held at a peak before the TaskManager hands memory back once they drained;
+# it runs Python's full garbage collection at most this often (s), and only
+# while it holds fewer tasks than that (a full collection walks every object).
 RECLAIM_AFTER = 10000
+GC_FULL_INTERVAL = 60.0
 
 # Seconds a stopping TaskManager waits for a log forwarder still starting to
 # take the records kept for it.

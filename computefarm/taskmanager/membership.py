@@ -91,7 +91,7 @@ class Membership:
                 effects.cancel.append((worker, task_id))
                 continue
             task.attempt = attempt
-            self.transition(task, RUNNING, "runs on %s" % worker.describe(), now, worker)
+            self.transition(task, RUNNING, "its worker says it runs it", now, worker)
 
     def remove_peer(self, peer, reason, effects, requeue_only=False):
         """Forget a peer: a worker's tasks requeued (or lost after ``max_attempts``),

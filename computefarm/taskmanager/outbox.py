@@ -1,5 +1,11 @@
 """What the TaskManager sends: replies batched per peer and message type.
 
+Any message counts as a heartbeat: the TaskManager calls ``heartbeat`` twice an
+interval, and only the peers sent nothing during the last two calls' span get a
+HEARTBEAT. An idle peer hears one an interval, none goes more than 1.5
+intervals without a message, and a busy farm of a thousand workers costs no
+extra thousand sends a second.
+
 Handlers and ``State`` effects queue items here during a loop iteration;
 ``flush`` sends one message per (peer, type). A DISPATCH that cannot be sent
 (the peer is gone, or its queue is full) is handed back so its tasks are
@@ -22,6 +28,8 @@ class Outbox:
         self.socket = socket
         self.undeliverable = undeliverable   # (routing id, DISPATCH items) -> None
         self.pending = {}                    # (routing id, Msg) -> items
+        self.sent = set()                    # routing ids sent something since the last round
+        self.sent_before = set()             # ... in the round before
 
     def queue(self, rid, mtype, item):
         items = self.pending.get((rid, mtype))
@@ -51,6 +59,15 @@ class Outbox:
         for client, level, code, text, ids in effects.notices:
             self.send(client.rid, Msg.NOTICE, protocol.notice(level, code, text, ids))
 
+    def heartbeat(self, rids):
+        """A heartbeat round: HEARTBEAT to each of ``rids`` sent nothing in this
+        round or the one before."""
+        recent = self.sent | self.sent_before
+        for rid in rids:
+            if rid not in recent:
+                self.send(rid, Msg.HEARTBEAT, {})
+        self.sent_before, self.sent = self.sent, set()
+
     def flush(self):
         pending, self.pending = self.pending, {}
         for (rid, mtype), items in pending.items():
@@ -62,6 +79,7 @@ class Outbox:
     def send(self, rid, mtype, body):
         try:
             protocol.send(self.socket, mtype, body, to=rid)
+            self.sent.add(rid)
             return True
         except zmq.ZMQError as exc:  # peer gone (EHOSTUNREACH) or its queue is full
             log.debug("TaskManager: cannot send %s: %s", mtype.name, exc)

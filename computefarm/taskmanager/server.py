@@ -74,6 +74,8 @@ class TaskManager(Service):
         self.peak_tasks = 0
         self.iterations = 0
         self.longest_turn = 0.0          # seconds: the longest loop iteration's work
+        self.longest_phases = {}         # what that iteration spent in each phase (s)
+        self.next_full_gc = 0.0
         common = {Msg.HELLO: self.on_hello, Msg.HEARTBEAT: _nothing, Msg.BYE: self.on_bye}
         self.handlers = {
             "client": {**common, Msg.SUBMIT: self.on_submit, Msg.CANCEL: self.on_cancel,
@@ -86,6 +88,11 @@ class TaskManager(Service):
     # -- lifecycle -------------------------------------------------------------
     def initialize(self):
         now = self.clock()
+        # Python's automatic full collections walk every object: with a million
+        # queued tasks that is a pause of a second. Young generations stay
+        # automatic (cheap); full collections run at ticks when few tasks are held.
+        gc.set_threshold(*gc.get_threshold()[:2], 1 << 30)
+        self.next_full_gc = now + defaults.GC_FULL_INTERVAL
         self.state = State(self.config.max_attempts,
                            recovery_until=now + self.config.recovery_grace,
                            policies=self.policies, default_policy=self.default_policy,
@@ -128,19 +135,28 @@ class TaskManager(Service):
     def loop(self, now=None):
         timeout = max(0.0, min(defaults.POLL_MAX, self.next_heartbeat - self.clock()))
         events = self.poller.poll(timeout * 1000)
-        started = self.clock()
+        clock = self.clock
+        started, cpu = clock(), time.thread_time()
         now = started if now is None else now
         if events:
             if self.zap is not None:
                 self.zap.handle(now)
             self.drain(now, started)
+        drained = clock()
         if self.state.dirty or self.state.held:
             self.apply(self.state.schedule, now)
+        scheduled = clock()
         self.outbox.flush()
+        flushed = clock()
         if now >= self.next_heartbeat:
             self.tick(now)
+        ended = clock()
         self.iterations += 1
-        self.longest_turn = max(self.longest_turn, self.clock() - started)
+        if ended - started > self.longest_turn:
+            self.longest_turn = ended - started
+            self.longest_phases = {"drain": drained - started, "schedule": scheduled - drained,
+                                   "flush": flushed - scheduled, "tick": ended - flushed,
+                                   "cpu": time.thread_time() - cpu}
 
     def shutdown(self):
         if self.socket is None:
@@ -270,7 +286,9 @@ class TaskManager(Service):
                           "dropped_lines": self.logs.dropped}
         status["refused_messages"] = self.bad_messages
         status["loop"] = {"iterations": self.iterations,
-                          "longest_ms": round(self.longest_turn * 1000, 3)}
+                          "longest_ms": round(self.longest_turn * 1000, 3),
+                          "longest_phases_ms": {phase: round(seconds * 1000, 3) for phase, seconds
+                                                in self.longest_phases.items()}}
         self.outbox.send(client.rid, Msg.STATE, {"status": status})
 
     def on_log(self, client, body, now):
@@ -338,16 +356,22 @@ class TaskManager(Service):
         if _malloc_trim is not None:
             _malloc_trim(0)
 
+    def collect_garbage(self, now):
+        """A full collection now and then, only while few tasks are held."""
+        if now >= self.next_full_gc and len(self.state.tasks) < defaults.RECLAIM_AFTER:
+            self.next_full_gc = now + defaults.GC_FULL_INTERVAL
+            gc.collect()
+
     def tick(self, now):
         self.reclaim_memory()
+        self.collect_garbage(now)
         self.logs.tidy()
         if self.keyring is not None:
             self.keyring.refresh()              # revocations take effect here
-        self.next_heartbeat = now + self.interval
+        self.next_heartbeat = now + self.interval / 2
         self.apply(self.state.expire, now, self.peer_timeout)
         self.outbox.flush()
-        for rid in self.state.peers:
-            self.outbox.send(rid, Msg.HEARTBEAT, {})
+        self.outbox.heartbeat(self.state.peers)
 
 
 def _nothing(peer, body, now):

@@ -5,7 +5,7 @@ methods take ``now`` and add what must be sent to an ``Effects``, so the server
 loop stays a screen long and this module can be driven on its own (tests pass
 the time in). A task's state changes only in ``transition``, which checks the
 move against ``tasks.MOVES`` and keeps a bounded log of moves (``transitions``:
-task, from, to, why, time) that answers "why did this task run twice?".
+task, from, to, why, time, worker) that answers "why did this task run twice?".
 """
 
 import itertools
@@ -79,6 +79,7 @@ class State(Membership):
             log.error("TaskManager: bug: task %s cannot move from %s to %s (%s); ignored",
                       task.id, origin, to, why)
             return False
+        by = worker if worker is not None else task.worker
         if origin == QUEUED and task.queue is not None:
             task.queue.discard(task)
         elif origin == HELD:
@@ -105,7 +106,8 @@ class State(Membership):
             del self.tasks[task.id]
             if task.client is not None:
                 task.client.tasks.discard(task.id)
-        self.transitions.append((task.id, origin, to, why, now))
+        self.transitions.append((task.id, origin, to, why, now,
+                                 by.name if by is not None else None))
         return True
 
     def _vacate(self, task):
@@ -215,7 +217,7 @@ class State(Membership):
     def _cancel(self, task, effects, tell_client, now):
         if task.state in (QUEUED, HELD):
             client = task.client
-            self.transition(task, DONE, "cancelled while %s" % task.state, now)
+            self.transition(task, DONE, "cancelled before it ran", now)
             if tell_client:
                 effects.results.append((client, result_item(
                     task.id, task.attempt, "cancelled", "cancelled before it ran",
@@ -252,7 +254,7 @@ class State(Membership):
             effects.results.append((task.client, result))
         elif task.state != CANCELLING:
             self._keep_orphan(result, worker, now)
-        self.transition(task, DONE, "finished: %s" % result["status"], now)
+        self.transition(task, DONE, result["status"], now)
         self._revive(task, now, effects)
 
     def _revive(self, task, now, effects):
@@ -315,7 +317,7 @@ class State(Membership):
         task.attempt += 1
         worker.assigned += 1
         worker.machine_record.place(task.load)
-        self.transition(task, RUNNING, "assigned to %s" % worker.describe(), now, worker)
+        self.transition(task, RUNNING, "assigned", now, worker)
         effects.dispatch.append((worker, task))
 
     def compact(self):
