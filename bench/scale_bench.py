@@ -118,7 +118,7 @@ def worker_group(address, first, count, slots, conn, lifetime):
     """A worker process: light workers first..first+count-1 until "stop" on `conn`.
     At low priority: they stand for other machines, and share these 2 cores with
     the TaskManager under test."""
-    os.nice(10)
+    os.nice(int(os.environ.get("BENCH_NICE", "10")))
     context, poller, peers = zmq.Context(), zmq.Poller(), {}
     for index in range(first, first + count):
         identity = "worker-bench-%d-%s" % (index, secrets.token_hex(3))

@@ -38,12 +38,15 @@ POLL_MAX = 0.1
 # Messages one TaskManager loop iteration handles, at most, and for how long (s),
 # before it schedules, flushes its replies and runs its timers.
 DRAIN_BUDGET = 2000
-DRAIN_TIME = 0.015
+DRAIN_TIME = 0.02
 # Tasks a client sends in one SUBMIT at most: a burst of a million becomes many
 # messages the TaskManager takes in over many short loop iterations.
 SUBMIT_BATCH = 2000
-# Tasks one iteration assigns to workers, at most; the rest go in the next ones.
-SCHEDULE_BUDGET = 500
+# Seconds one iteration spends assigning tasks to workers, about: the TaskManager
+# turns it into a count from what an assignment has cost so far; the rest go in
+# the next iterations. SCHEDULE_BUDGET is the count before anything is measured.
+SCHEDULE_TIME = 0.01
+SCHEDULE_BUDGET = 1000
 
 # Messages ZeroMQ queues per peer, each way, before a send is refused.
 HIGH_WATER_MARK = 100000

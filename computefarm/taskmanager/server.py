@@ -72,10 +72,12 @@ class TaskManager(Service):
         self.next_heartbeat = 0.0
         self.bad_messages = 0
         self.peak_tasks = 0
+        self.reclaiming = []             # steps of a memory hand-back, one per tick
         self.iterations = 0
         self.longest_turn = 0.0          # seconds: the longest loop iteration's work
         self.longest_phases = {}         # what that iteration spent in each phase (s)
         self.next_full_gc = 0.0
+        self.assign_cost = defaults.SCHEDULE_TIME / defaults.SCHEDULE_BUDGET  # s, measured
         common = {Msg.HELLO: self.on_hello, Msg.HEARTBEAT: _nothing, Msg.BYE: self.on_bye}
         self.handlers = {
             "client": {**common, Msg.SUBMIT: self.on_submit, Msg.CANCEL: self.on_cancel,
@@ -144,7 +146,7 @@ class TaskManager(Service):
             self.drain(now, started)
         drained = clock()
         if self.state.dirty or self.state.held:
-            self.apply(self.state.schedule, now)
+            self.schedule(now)
         scheduled = clock()
         self.outbox.flush()
         flushed = clock()
@@ -186,6 +188,17 @@ class TaskManager(Service):
                 self.drain(self.clock(), self.clock())
             self.outbox.flush()
         self.outbox.flush()
+
+    def schedule(self, now):
+        """Assign what fits in ``SCHEDULE_TIME`` at the cost assignments have had."""
+        started = self.clock()
+        effects = Effects()
+        made = self.state.schedule(now, effects,
+                                   budget=int(defaults.SCHEDULE_TIME / self.assign_cost))
+        self.outbox.apply(effects)
+        if made >= 50:
+            cost = (self.clock() - started) / made
+            self.assign_cost = 0.7 * self.assign_cost + 0.3 * max(cost, 1e-7)
 
     def apply(self, change, *args, **options):
         """Run a state change that produces Effects, and queue what it calls for."""
@@ -345,13 +358,23 @@ class TaskManager(Service):
 
         Python keeps freed memory in its own pools and glibc in its heap; a
         TaskManager that once held 100,000 tasks would otherwise stay that size.
+        It waits until few are left (an eighth of the peak, and under
+        ``RECLAIM_AFTER``), then rebuilds one table per tick (each step costs
+        what the table once held), then collects and trims.
         """
+        if self.reclaiming:
+            self.reclaiming.pop(0)()
+            return
         size = len(self.state.tasks)
         self.peak_tasks = max(self.peak_tasks, size)
-        if self.peak_tasks < defaults.RECLAIM_AFTER or size > self.peak_tasks // 8:
+        if self.peak_tasks < defaults.RECLAIM_AFTER or \
+                size > min(self.peak_tasks // 8, defaults.RECLAIM_AFTER):
             return
         self.peak_tasks = size
-        self.state.compact()
+        self.reclaiming = self.state.compaction() + [self.trim]
+
+    @staticmethod
+    def trim():
         gc.collect()
         if _malloc_trim is not None:
             _malloc_trim(0)

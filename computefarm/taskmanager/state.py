@@ -280,7 +280,9 @@ class State(Membership):
     def schedule(self, now, effects, budget=defaults.SCHEDULE_BUDGET):
         """Assign queued tasks to free, matching workers, highest priority first;
         a queue fills every free matching slot before the next. At most ``budget``
-        assignments a call: the rest wait for the next (``dirty`` stays set)."""
+        assignments a call: the rest wait for the next (``dirty`` stays set).
+        Returns how many were made."""
+        budget = allowed = max(1, budget)
         self.dirty = False
         if self.held and now >= self.recovery_until:
             for task in list(self.held.values()):
@@ -312,6 +314,7 @@ class State(Membership):
                 break
         for key in [k for k, q in self.queues.items() if not q.live]:
             del self.queues[key]
+        return allowed - budget
 
     def _assign(self, task, worker, now, effects):
         task.attempt += 1
@@ -320,13 +323,20 @@ class State(Membership):
         self.transition(task, RUNNING, "assigned", now, worker)
         effects.dispatch.append((worker, task))
 
-    def compact(self):
-        """Rebuild the tables that only grow, after most of their entries left."""
-        self.tasks = dict(self.tasks)
-        for client in self.clients.values():
-            client.tasks = set(client.tasks)
-        for queue in self.queues.values():
-            queue.compact()
+    def compaction(self):
+        """Steps that rebuild the tables that only grow, after most of their entries
+        left; each costs what the table once held, so they are run one at a time."""
+        def tasks():
+            self.tasks = dict(self.tasks)
+
+        def client(peer):
+            peer.tasks = set(peer.tasks)
+
+        def queues():
+            for queue in self.queues.values():
+                queue.compact()
+        return [tasks, queues] + [lambda peer=peer: client(peer)
+                                  for peer in self.clients.values()]
 
     def snapshot(self, now):
         """What farm-status shows: machines, workers, queues, running tasks, failures."""
