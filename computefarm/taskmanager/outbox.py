@@ -30,6 +30,7 @@ class Outbox:
         self.pending = {}                    # (routing id, Msg) -> items
         self.sent = set()                    # routing ids sent something since the last round
         self.sent_before = set()             # ... in the round before
+        self.count = 0                       # messages sent
 
     def queue(self, rid, mtype, item):
         items = self.pending.get((rid, mtype))
@@ -69,17 +70,25 @@ class Outbox:
         self.sent_before, self.sent = self.sent, set()
 
     def flush(self):
+        """One message per (peer, type); an ACK rides on a DISPATCH to the same
+        worker (one message where a busy farm would send two per task)."""
         pending, self.pending = self.pending, {}
         for (rid, mtype), items in pending.items():
-            if not items or self.send(rid, mtype, protocol.batch(mtype, items)):
+            if not items or (mtype == Msg.ACK and pending.get((rid, Msg.DISPATCH))):
                 continue
+            body = protocol.batch(mtype, items)
             if mtype == Msg.DISPATCH:
+                acks = pending.get((rid, Msg.ACK))
+                if acks:
+                    body["acks"] = acks
+            if not self.send(rid, mtype, body) and mtype == Msg.DISPATCH:
                 self.undeliverable(rid, items)
 
     def send(self, rid, mtype, body):
         try:
             protocol.send(self.socket, mtype, body, to=rid)
             self.sent.add(rid)
+            self.count += 1
             return True
         except zmq.ZMQError as exc:  # peer gone (EHOSTUNREACH) or its queue is full
             log.debug("TaskManager: cannot send %s: %s", mtype.name, exc)

@@ -18,7 +18,7 @@ from .tasks import QUEUED
 
 class Queue:
     __slots__ = ("key", "capability", "requires", "fifos", "priorities", "retry", "live",
-                 "entries", "matching")
+                 "entries")
 
     def __init__(self, key):
         self.key = key
@@ -29,7 +29,6 @@ class Queue:
         self.retry = []               # heap of (-priority, seq, task) that came back late
         self.live = 0                 # tasks queued here now
         self.entries = 0              # entries held, live or skipped-when-reached
-        self.matching = None          # the scheduler's cache: (generation, profiles)
 
     def push(self, task):
         fifo = self.fifos.get(task.priority)

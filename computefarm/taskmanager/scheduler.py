@@ -42,7 +42,8 @@ class Scheduler:
         self.placement = placement
         self.profiles = {}            # (capability, sorted attributes) -> Profile
         self.by_capability = {}       # capability -> [Profile]
-        self.generation = 0           # bumped when a profile appears or goes
+        self.matches = {}             # queue key -> its matching profiles (cleared when
+                                      # a profile appears or goes)
         self.free = {}                # capability -> free slots of its workers
         self.turn = 0                 # round-robin position
 
@@ -55,7 +56,7 @@ class Scheduler:
             if profile is None:
                 profile = self.profiles[key] = Profile(capability, attributes)
                 self.by_capability.setdefault(capability, []).append(profile)
-                self.generation += 1
+                self.matches.clear()
             profile.workers.add(worker)
             profiles.append(profile)
             self.free[capability] = self.free.get(capability, 0) + worker.free
@@ -74,7 +75,7 @@ class Scheduler:
                 if not self.by_capability[profile.capability]:
                     del self.by_capability[profile.capability]
                     del self.free[profile.capability]
-                self.generation += 1
+                self.matches.clear()
         worker.profiles = ()
 
     def taken(self, worker):
@@ -105,20 +106,22 @@ class Scheduler:
     def has_free(self, capability):
         return self.free.get(capability, 0) > 0
 
-    def matching(self, queue):
-        """The profiles whose workers satisfy ``queue``'s constraints (cached)."""
-        cached = queue.matching
-        if cached is not None and cached[0] == self.generation:
-            return cached[1]
-        profiles = [p for p in self.by_capability.get(queue.capability, ())
-                    if constraints.matches(p.attributes, queue.requires)]
-        queue.matching = (self.generation, profiles)
+    def matching(self, key):
+        """The profiles whose workers satisfy queue ``key``'s constraints (cached
+        until a profile appears or goes)."""
+        profiles = self.matches.get(key)
+        if profiles is None:
+            capability, requires = key
+            requires = dict(requires)
+            profiles = self.matches[key] = [
+                p for p in self.by_capability.get(capability, ())
+                if constraints.matches(p.attributes, requires)]
         return profiles
 
     def best(self, queue, now):
         """The worker the next task of ``queue`` should go to, or None."""
         best = None
-        for profile in self.matching(queue):
+        for profile in self.matching(queue.key):
             top = _top(profile, now)
             if top is not None and (best is None or top[:2] < best[:2]):
                 best = top

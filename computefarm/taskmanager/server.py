@@ -71,6 +71,7 @@ class TaskManager(Service):
         self.endpoint = None
         self.next_heartbeat = 0.0
         self.bad_messages = 0
+        self.received = 0                # messages taken from the port
         self.peak_tasks = 0
         self.reclaiming = []             # steps of a memory hand-back, one per tick
         self.iterations = 0
@@ -221,6 +222,7 @@ class TaskManager(Service):
             except protocol.BadMessage as exc:
                 self.refuse(exc.sender, exc.code, str(exc))
                 continue
+            self.received += 1
             peer = self.state.peers.get(sender)
             if self.gate is not None:
                 refusal = self.gate.check(peer, mtype, body, user)
@@ -298,6 +300,7 @@ class TaskManager(Service):
         status["logs"] = {"forwarders": len(self.logs.forwarders),
                           "dropped_lines": self.logs.dropped}
         status["refused_messages"] = self.bad_messages
+        status["messages"] = {"received": self.received, "sent": self.outbox.count}
         status["loop"] = {"iterations": self.iterations,
                           "longest_ms": round(self.longest_turn * 1000, 3),
                           "longest_phases_ms": {phase: round(seconds * 1000, 3) for phase, seconds

@@ -190,7 +190,7 @@ class State(Membership):
         profiles = self.scheduler.by_capability.get(capability)
         if not profiles:
             return Code.NO_CAPABILITY, "no worker offers capability %r yet" % capability
-        if requires and not self.scheduler.matching(Queue(key)):
+        if requires and not self.scheduler.matching(key):
             return Code.NO_MATCH, "no worker with capability %r matches %s yet" % (
                 capability, constraints.describe(dict(requires)))
         return None

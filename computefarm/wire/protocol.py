@@ -177,7 +177,7 @@ SCHEMAS = {
     Msg.RECONNECT: {"reason": (str, False, None)},
     Msg.SUBMIT: {"tasks": (list, True, _TASK)},
     Msg.CANCEL: {"ids": (list, True, None)},
-    Msg.DISPATCH: {"tasks": (list, True, _DISPATCHED)},
+    Msg.DISPATCH: {"tasks": (list, True, _DISPATCHED), "acks": (list, False, None)},
     Msg.OUTPUT: {"items": (list, True, _OUTPUT_ITEM)},
     Msg.RESULT: {"results": (list, True, _RESULT_ITEM)},
     Msg.ACK: {"ids": (list, True, None), "credit": (int, False, None)},
@@ -231,10 +231,9 @@ def decode(frame):
         raise ProtocolError("not a ComputeFarm frame (magic %r)" % magic)
     if version != VERSION:
         raise ProtocolError("protocol version %d, this side speaks %d" % (version, VERSION))
-    try:
-        mtype = Msg(code)
-    except ValueError:
-        raise ProtocolError("unknown message type %d" % code) from None
+    mtype = _BY_CODE.get(code)
+    if mtype is None:
+        raise ProtocolError("unknown message type %d" % code)
     try:
         body = msgpack.unpackb(memoryview(frame)[HEADER_SIZE:], raw=False,
                                strict_map_key=True, use_list=True)
@@ -242,26 +241,49 @@ def decode(frame):
         raise ProtocolError("%s body does not decode: %s" % (mtype.name, exc)) from None
     if not isinstance(body, dict):
         raise ProtocolError("%s body is a %s, not a map" % (mtype.name, type(body).__name__))
-    _check(body, SCHEMAS[mtype], mtype.name)
+    _check(body, _COMPILED[mtype], mtype.name)
     return mtype, body
 
 
-def _check(body, schema, where):
-    for field, (types, required, items) in schema.items():
-        value = body.get(field)
-        if value is None and field not in body:
-            if required:
-                raise ProtocolError("%s: missing field %r" % (where, field))
-            continue
-        if not isinstance(value, types) or (types is int and isinstance(value, bool)):
-            raise ProtocolError("%s: field %r is a %s" % (where, field, type(value).__name__))
-        if isinstance(value, str) and field == "id" and len(value) > MAX_ID_LENGTH:
-            raise ProtocolError("%s: id longer than %d characters" % (where, MAX_ID_LENGTH))
+def _compile(schema):
+    """``(required fields, {field: (types, schema of list items)})`` of a schema."""
+    return (tuple(f for f, (_, required, _) in schema.items() if required),
+            {f: (types, None if items is None else _compile(items))
+             for f, (types, _, items) in schema.items()})
+
+
+_COMPILED = {mtype: _compile(schema) for mtype, schema in SCHEMAS.items()}
+_BY_CODE = {int(mtype): mtype for mtype in Msg}
+
+
+def _check(body, compiled, where):
+    """Raise ProtocolError unless ``body`` fits; ``where`` (a str, or a callable
+    making one) names it in the error, built only when there is one."""
+    required, fields = compiled
+    for field in required:
+        if field not in body:
+            raise ProtocolError("%s: missing field %r" % (_name(where), field))
+    for field, value in body.items():
+        spec = fields.get(field)
+        if spec is None:
+            continue                      # unknown fields are ignored
+        types, items = spec
+        if not isinstance(value, types) or (types is int and value.__class__ is bool):
+            raise ProtocolError("%s: field %r is a %s" % (_name(where), field,
+                                                          type(value).__name__))
+        if field == "id" and len(value) > MAX_ID_LENGTH:
+            raise ProtocolError("%s: id longer than %d characters"
+                                % (_name(where), MAX_ID_LENGTH))
         if items is not None:
             for index, item in enumerate(value):
-                if not isinstance(item, dict):
-                    raise ProtocolError("%s.%s[%d] is not a map" % (where, field, index))
-                _check(item, items, "%s.%s[%d]" % (where, field, index))
+                if item.__class__ is not dict:
+                    raise ProtocolError("%s.%s[%d] is not a map" % (_name(where), field, index))
+                _check(item, items, lambda w=where, f=field, i=index:
+                       "%s.%s[%d]" % (_name(w), f, i))
+
+
+def _name(where):
+    return where() if callable(where) else where
 
 
 def hello(role, peer_id, host, machine, pid, **extra):
@@ -372,7 +394,8 @@ def send(socket, mtype, body, to=None):
     if to is None:
         socket.send(frame, copy=len(frame) < 65536)
     else:
-        socket.send_multipart((to, frame), copy=len(frame) < 65536)
+        socket.send(to, zmq.SNDMORE)
+        socket.send(frame, copy=len(frame) < 65536)
 
 
 def recv_router(socket, with_user=False):

@@ -152,6 +152,8 @@ class FarmWorker(Service):
     # -- messages from the TaskManager ------------------------------------------
     def process_taskmanager(self, mtype, body, now):
         if mtype == Msg.DISPATCH:
+            for task_id in body.get("acks") or ():   # results it acknowledges on the way
+                self.outbox.pop(task_id, None)
             for task in body["tasks"]:
                 self.start(task, now)
         elif mtype == Msg.CANCEL:
