@@ -139,7 +139,7 @@ class TaskManager(Service):
         timeout = max(0.0, min(defaults.POLL_MAX, self.next_heartbeat - self.clock()))
         events = self.poller.poll(timeout * 1000)
         clock = self.clock
-        started, cpu = clock(), time.thread_time()
+        started = clock()
         now = started if now is None else now
         if events:
             if self.zap is not None:
@@ -158,8 +158,7 @@ class TaskManager(Service):
         if ended - started > self.longest_turn:
             self.longest_turn = ended - started
             self.longest_phases = {"drain": drained - started, "schedule": scheduled - drained,
-                                   "flush": flushed - scheduled, "tick": ended - flushed,
-                                   "cpu": time.thread_time() - cpu}
+                                   "flush": flushed - scheduled, "tick": ended - flushed}
 
     def shutdown(self):
         if self.socket is None:
