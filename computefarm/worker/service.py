@@ -198,13 +198,13 @@ class FarmWorker(Service):
             run = plugin.start(request, task, now)
         except (PluginError, ProtocolError) as exc:
             log.warning("%s: task %s refused: %s", self.name, task_id, exc)
-            self.finished(task_id, attempt, {"status": "error", "error": str(exc)})
+            self.finished(protocol.result_item(task_id, attempt, "error", str(exc)))
             return
         except Exception as exc:  # a bug in a plugin: report it, keep serving
             log.exception("%s: plugin %r failed to start task %s", self.name,
                           spec["capability"], task_id)
-            self.finished(task_id, attempt, {"status": "error", "error": "worker plugin %r "
-                                             "failed: %r" % (spec["capability"], exc)})
+            self.finished(protocol.result_item(task_id, attempt, "error", "worker plugin %r "
+                                               "failed: %r" % (spec["capability"], exc)))
             return
         run.capability = spec["capability"]
         run.plugin, run.request = plugin, request
@@ -228,14 +228,13 @@ class FarmWorker(Service):
             self.emit(run, run.drain())
             outcome = run.plugin.finish(run.request, outcome)
             self._forget(run)
-            result = {"status": outcome.status, "exit_code": outcome.exit_code,
-                      "duration": now - run.started}
-            for key, value in (("value", outcome.value), ("error", outcome.error),
-                               ("detail", outcome.detail), ("output", run.captured),
-                               ("truncated", run.truncated)):
-                if value:                    # small results for the many tiny tasks
-                    result[key] = value
-            self.finished(run.task_id, run.attempt, result)
+            extra = {key: value for key, value in (
+                ("value", outcome.value), ("detail", outcome.detail),
+                ("output", run.captured), ("truncated", run.truncated))
+                if value}                    # small results for the many tiny tasks
+            self.finished(protocol.result_item(
+                run.task_id, run.attempt, outcome.status, outcome.error or None,
+                outcome.exit_code, duration=now - run.started, **extra))
 
     def _forget(self, run):
         self.runs.pop(run.task_id, None)
@@ -243,9 +242,9 @@ class FarmWorker(Service):
             self._unwatch(fd)
         run.release()
 
-    def finished(self, task_id, attempt, result):
-        result["id"], result["attempt"] = task_id, attempt
-        self.outbox[task_id] = result
+    def finished(self, result):
+        """Keep ``result`` (a RESULT item) until the TaskManager acknowledges it."""
+        self.outbox[result["id"]] = result
         self.unsent.append(result)
 
     def emit(self, run, lines):
