@@ -7,6 +7,7 @@ socket: it batches submissions, resubmits what is outstanding when the
 TaskManager restarts, and resolves each future exactly once.
 """
 
+import collections
 import itertools
 import logging
 import os
@@ -111,6 +112,7 @@ class Client:
         self.identity = peer_id("client")
         self.on_notice = on_notice or _log_notice
         self.stats = {"submitted": 0, "results": 0, "duplicate_results": 0, "resubmitted": 0}
+        self.refused = collections.Counter()   # ERROR code -> messages the TaskManager refused
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._incoming = []            # task ids submitted, not yet handed to the thread
@@ -339,6 +341,7 @@ class Client:
         elif mtype == Msg.NOTICE:
             self.on_notice(body["level"], body.get("code"), body["text"], body.get("ids") or [])
         elif mtype == Msg.ERROR:
+            self.refused[body.get("code")] += 1
             log.warning("client %s: the TaskManager refused a message: %s", self.identity,
                         body["text"])
         elif mtype == Msg.BYE:
