@@ -38,10 +38,10 @@ POLL_MAX = 0.1
 # Messages one TaskManager loop iteration handles, at most, and for how long (s),
 # before it schedules, flushes its replies and runs its timers.
 DRAIN_BUDGET = 2000
-DRAIN_TIME = 0.02
+DRAIN_TIME = 0.01
 # Tasks a client sends in one SUBMIT at most: a burst of a million becomes many
 # messages the TaskManager takes in over many short loop iterations.
-SUBMIT_BATCH = 2000
+SUBMIT_BATCH = 1000
 # Seconds one iteration spends assigning tasks to workers, about: the TaskManager
 # turns it into a count from what an assignment has cost so far; the rest go in
 # the next iterations. SCHEDULE_BUDGET is the count before anything is measured.

@@ -22,7 +22,7 @@ from .. import defaults
 class Machine:
     __slots__ = ("id", "host", "policy", "report", "reported_at", "interval",
                  "assigned_load", "owner_since", "suspended", "monitor", "workers",
-                 "stamp", "fresh_state", "stale_at", "ranked")
+                 "stamp", "fresh_state", "stale_at", "ranked", "stale_seen")
 
     def __init__(self, machine_id, policy):
         self.id = machine_id
@@ -40,6 +40,7 @@ class Machine:
         self.fresh_state = "unmonitored"   # its state from the last report, if not stale
         self.stale_at = None           # when that report turns stale
         self.ranked = None             # (stamp, rank) cached
+        self.stale_seen = None         # the report whose staleness was acted on
 
     def update(self, report, now):
         self.report = report

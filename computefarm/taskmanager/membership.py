@@ -7,6 +7,7 @@ is how a restarted TaskManager recovers (tasks a worker runs are adopted until
 their client resubmits them), and why a repeated hello changes nothing.
 """
 
+import heapq
 import logging
 
 from .. import defaults
@@ -104,8 +105,11 @@ class Membership:
         elif peer.role == "client":
             for task_id in list(peer.tasks):
                 task = self.tasks.get(task_id)
-                if task is not None:
-                    self._cancel(task, effects, tell_client=False, now=peer.last_seen)
+                if task is None:
+                    continue
+                if task.revive is not None and task.revive[0] is peer:
+                    task.revive = None         # its resubmission goes with it
+                self._cancel(task, effects, tell_client=False, now=peer.last_seen)
             peer.tasks.clear()
         elif peer.role == "monitor":
             machine = self.machines.get(peer.machine)
@@ -124,6 +128,10 @@ class Membership:
     def _lose(self, task, now, effects, counts):
         """Its worker no longer runs ``task``: requeue it, or fail it as lost."""
         if task.client is None or task.state == CANCELLING:
+            if task.client is not None:        # its client cancelled it: the end it awaits
+                effects.results.append((task.client, result_item(
+                    task.id, task.attempt, "cancelled", "cancelled; its worker was lost "
+                    "before it confirmed", code=Code.CANCELLED_LOST)))
             self.transition(task, DONE, "lost while unclaimed or cancelling", now)
             self._revive(task, now, effects)
         elif counts and task.attempt >= task.max_attempts:
@@ -134,6 +142,26 @@ class Membership:
             self.transition(task, DONE, "lost, out of attempts", now)
         else:
             self.transition(task, QUEUED, "its worker was lost", now)
+
+    def turn_stale(self, now, effects):
+        """Act once on each machine whose last report has just turned stale: under
+        ``stale: run`` its workers are eligible again (back in the scheduler's heaps);
+        tasks suspended there are resumed (a silent monitor cannot say the owner left)."""
+        while self.staling and self.staling[0][0] < now:
+            _, _, machine = heapq.heappop(self.staling)
+            if machine.stale_at is None or now <= machine.stale_at \
+                    or machine.stale_seen == machine.reported_at:
+                continue                               # reported since, or done already
+            machine.stale_seen = machine.reported_at
+            if machine.policy.stale == "run":
+                for worker in machine.workers:
+                    self.scheduler.offer(worker)
+                self.dirty = True
+            if machine.suspended:
+                for worker in machine.workers:
+                    effects.resume.extend((worker, t) for t in worker.running
+                                          if t in machine.suspended)
+                machine.suspended.clear()
 
     # -- machines --------------------------------------------------------------
     def machine(self, machine_id):
@@ -147,6 +175,7 @@ class Membership:
         """A monitor's load report: update the machine, apply its owner policy."""
         machine = self.machine(monitor.machine)
         machine.update(report, now)
+        heapq.heappush(self.staling, (machine.stale_at, next(self._order), machine))
         self.dirty = True
         for worker in machine.workers:
             self.scheduler.offer(worker)       # its rank changed; eligible again, maybe
@@ -194,12 +223,7 @@ class Membership:
                 self.transition(task, CANCELLING, "adopted, never claimed", now)
                 effects.cancel.append((task.worker, task.id))
                 del self.adopted[task.id]
-        for machine in self.machines.values():   # a silent monitor cannot resume its tasks
-            if machine.suspended and machine.state(now) == "stale":
-                for worker in machine.workers:
-                    effects.resume.extend((worker, t) for t in worker.running
-                                          if t in machine.suspended)
-                machine.suspended.clear()
+        self.turn_stale(now, effects)
         while self.orphans:
             task_id, (_, since) = next(iter(self.orphans.items()))
             if now - since < defaults.ORPHAN_RESULT_TTL:

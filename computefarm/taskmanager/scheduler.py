@@ -59,7 +59,7 @@ class Scheduler:
                 self.matches.clear()
             profile.workers.add(worker)
             profiles.append(profile)
-            self.free[capability] = self.free.get(capability, 0) + worker.free
+            self.free[capability] = self.free.get(capability, 0) + max(0, worker.free)
         worker.profiles = tuple(profiles)
         self.offer(worker)
 
@@ -67,7 +67,7 @@ class Scheduler:
         worker.gone = True
         for profile in worker.profiles:
             profile.workers.discard(worker)
-            self.free[profile.capability] -= worker.free
+            self.free[profile.capability] -= max(0, worker.free)
             if not profile.workers:
                 key = (profile.capability, tuple(sorted(profile.attributes.items())))
                 del self.profiles[key]
@@ -79,17 +79,20 @@ class Scheduler:
         worker.profiles = ()
 
     def taken(self, worker):
-        """One slot of ``worker`` was filled."""
-        for profile in worker.profiles:
-            self.free[profile.capability] -= 1
+        """``worker`` runs one more task (a hello may list more than its slots:
+        only the tasks within its slots count against the free ones)."""
+        if worker.free >= 0:
+            for profile in worker.profiles:
+                self.free[profile.capability] -= 1
         if worker.free > 0:
             self.offer(worker)
 
     def released(self, worker):
-        """One slot of ``worker`` was freed."""
-        for profile in worker.profiles:
-            self.free[profile.capability] += 1
-        self.offer(worker)
+        """``worker`` runs one task fewer."""
+        if worker.free > 0:
+            for profile in worker.profiles:
+                self.free[profile.capability] += 1
+            self.offer(worker)
 
     def offer(self, worker):
         """(Re)enter ``worker`` in its profiles' heaps at its current rank."""

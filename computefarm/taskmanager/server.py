@@ -78,6 +78,7 @@ class TaskManager(Service):
         self.longest_turn = 0.0          # seconds: the longest loop iteration's work
         self.longest_phases = {}         # what that iteration spent in each phase (s)
         self.next_full_gc = 0.0
+        self.gc_threshold = None         # Python's, restored at shutdown
         self.assign_cost = defaults.SCHEDULE_TIME / defaults.SCHEDULE_BUDGET  # s, measured
         common = {Msg.HELLO: self.on_hello, Msg.HEARTBEAT: _nothing, Msg.BYE: self.on_bye}
         self.handlers = {
@@ -94,7 +95,8 @@ class TaskManager(Service):
         # Python's automatic full collections walk every object: with a million
         # queued tasks that is a pause of a second. Young generations stay
         # automatic (cheap); full collections run at ticks when few tasks are held.
-        gc.set_threshold(*gc.get_threshold()[:2], 1 << 30)
+        self.gc_threshold = gc.get_threshold()
+        gc.set_threshold(*self.gc_threshold[:2], 1 << 30)
         self.next_full_gc = now + defaults.GC_FULL_INTERVAL
         self.state = State(self.config.max_attempts,
                            recovery_until=now + self.config.recovery_grace,
@@ -177,6 +179,8 @@ class TaskManager(Service):
             self.zap.close()
         if self.logs.forwarder is not None:
             stop_forwarder(self.logs.forwarder)
+        if self.gc_threshold is not None:
+            gc.set_threshold(*self.gc_threshold)
         log.info("TaskManager: stopped")
 
     def hand_over_logs(self, patience=defaults.LOG_HANDOVER):

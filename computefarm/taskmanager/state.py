@@ -52,6 +52,7 @@ class State(Membership):
         self.failures = deque(maxlen=defaults.RECENT_FAILURES)
         self.transitions = deque(maxlen=defaults.TRANSITION_LOG)
         self.expired = Counter()       # role -> peers dropped for silence
+        self.staling = []              # heap of (stale_at, n, machine): reports to watch
         self.bugs = 0                  # impossible transitions refused
         self.scheduler = Scheduler(placement)
         self.policies = dict(policies or {})
@@ -154,7 +155,15 @@ class State(Membership):
         task = self.tasks.get(task_id)
         if task is not None:
             if task.client is None and task.state == CANCELLING:
+                if task.revive is not None and task.revive[0] is not client \
+                        and self.peers.get(task.revive[0].rid) is task.revive[0]:
+                    effects.notices.append((client, "error", Code.ID_IN_USE, "task id %r is "
+                                            "already in use by another client" % task_id,
+                                            [task_id]))
+                    return None
                 task.revive = (client, spec)   # its old owner went: run it anew after
+                client.tasks.add(task_id)      # it counts as this client's, and is cancelled
+                return None                    # with it
             elif task.client is None:          # adopted from a worker after a restart
                 task.claim(spec, client, self.max_attempts)
                 task.key = queue_key(spec["capability"], spec.get("requires"))
@@ -165,8 +174,8 @@ class State(Membership):
                 effects.notices.append((client, "error", Code.ID_IN_USE, "task id %r is "
                                         "already in use by another client" % task_id, [task_id]))
             return None
-        orphan = self.orphans.pop(task_id, None)
-        if orphan is not None:
+        orphan = self.orphans.pop(task_id, None) if spec.get("resume") else None
+        if orphan is not None:                 # it finished while its client reconnected
             effects.results.append((client, orphan[0]))
             return None
         key = self._intern(queue_key(spec["capability"], spec.get("requires")))
@@ -208,6 +217,13 @@ class State(Membership):
             task = self.tasks.get(task_id)
             if task is None:
                 continue
+            if task.client is None and task.revive is not None and task.revive[0] is client:
+                task.revive = None             # its resubmission, waiting for the old copy
+                client.tasks.discard(task_id)
+                effects.results.append((client, result_item(
+                    task_id, 0, "cancelled", "cancelled before it ran",
+                    code=Code.CANCELLED_QUEUED)))
+                continue
             if task.client is not client:
                 effects.notices.append((client, "error", Code.NOT_YOURS, "task %r is not "
                                         "yours to cancel" % task_id, [task_id]))
@@ -222,11 +238,12 @@ class State(Membership):
                 effects.results.append((client, result_item(
                     task.id, task.attempt, "cancelled", "cancelled before it ran",
                     code=Code.CANCELLED_QUEUED)))
-        elif task.state == RUNNING:
-            self.transition(task, CANCELLING, "cancelled", now)
-            task.requeue = False               # a cancel wins over an owner's requeue
-            effects.cancel.append((task.worker, task.id))
-            if not tell_client:
+        elif task.state in (RUNNING, CANCELLING):
+            if task.state == RUNNING:
+                self.transition(task, CANCELLING, "cancelled", now)
+                task.requeue = False           # a cancel wins over an owner's requeue
+                effects.cancel.append((task.worker, task.id))
+            if not tell_client and task.client is not None:   # its client is gone
                 task.client.tasks.discard(task.id)
                 task.client = None
 
@@ -258,8 +275,10 @@ class State(Membership):
         self._revive(task, now, effects)
 
     def _revive(self, task, now, effects):
-        if task.revive is not None and task.revive[0].rid in self.peers:
-            self._submit(task.revive[0], task.revive[1], now, effects)
+        client = task.revive[0] if task.revive is not None else None
+        if client is not None and self.peers.get(client.rid) is client:
+            client.tasks.discard(task.id)
+            self._submit(client, task.revive[1], now, effects)
 
     def _keep_orphan(self, result, worker, now):
         result.setdefault("host", worker.host)
@@ -284,6 +303,8 @@ class State(Membership):
         Returns how many were made."""
         budget = allowed = max(1, budget)
         self.dirty = False
+        if self.staling and self.staling[0][0] < now:
+            self.turn_stale(now, effects)
         if self.held and now >= self.recovery_until:
             for task in list(self.held.values()):
                 self.transition(task, QUEUED, "the recovery grace is over", now)

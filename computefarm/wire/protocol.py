@@ -76,6 +76,7 @@ class Code:
     # RESULT made by the TaskManager (status error, cancelled or lost)
     QUEUE_FULL = "queue-full"         # refused: taskmanager.max_queued_per_client
     CANCELLED_QUEUED = "cancelled-queued"   # cancelled before it ran
+    CANCELLED_LOST = "cancelled-lost"       # cancelled, and its worker was lost meanwhile
     OUT_OF_ATTEMPTS = "out-of-attempts"     # lost with its worker max_attempts times
 
 _NUM = (int, float)
