@@ -2,7 +2,7 @@
 
     python bench/scale_bench.py [--only scale|rate|burst ...] [--workers 1000] [--slots 8]
         [--tasks 100000] [--rate-tasks 20000] [--repeat 3] [--burst 1000000]
-        [--burst-workers 200] [--procs 4] [--chunk 2000] [--deadline 600] [--baseline DIR]
+        [--burst-workers 200] [--procs 4] [--chunk 1000] [--deadline 600] [--baseline DIR]
 
 Each run starts a real TaskManager (`python -m computefarm.commands taskmanager`, or
 `computefarm.cli` in an older tree given with --baseline DIR) on 127.0.0.1 port 0. Its
@@ -487,7 +487,7 @@ def main(argv=None):
     add("--burst", type=int, default=1000000, help="burst: tasks")
     add("--burst-workers", type=int, default=200, help="burst: workers that drain them")
     add("--procs", type=int, default=4, help="OS processes holding the light workers")
-    add("--chunk", type=int, default=2000, help="tasks per SUBMIT")
+    add("--chunk", type=int, default=1000, help="tasks per SUBMIT")
     add("--deadline", type=float, default=600,
         help="seconds one drain or one burst's arrival may take (then partial figures)")
     add("--baseline", metavar="DIR", help="run the TaskManager of this source tree instead")
