@@ -48,6 +48,10 @@ SUBMIT_BATCH = 1000
 SCHEDULE_TIME = 0.01
 SCHEDULE_BUDGET = 1000
 
+# Result acknowledgements a worker waits for before they go on their own (they
+# ride on its next DISPATCH, or go at the next heartbeat round, half an interval).
+ACK_BATCH = 1000
+
 # Messages ZeroMQ queues per peer, each way, before a send is refused.
 HIGH_WATER_MARK = 100000
 

@@ -150,7 +150,10 @@ def dispatched(body):
 
 
 def acked(farm, worker, task_id):
-    """The TaskManager's ACK of a result: an ACK, or riding on a DISPATCH."""
+    """The TaskManager's ACK of a result: riding on a DISPATCH, or on its own at a
+    heartbeat round (at most an interval of fake time later)."""
+    farm.settle()
+    farm.clock.advance(INTERVAL)
     return farm.expect(worker, (Msg.ACK, Msg.DISPATCH),
                        lambda b: task_id in b.get("ids", b.get("acks", ())), what="ACK")
 

@@ -17,6 +17,7 @@ import logging
 
 import zmq
 
+from .. import defaults
 from ..wire import protocol
 from ..wire.protocol import Msg
 
@@ -31,6 +32,7 @@ class Outbox:
         self.sent = set()                    # routing ids sent something since the last round
         self.sent_before = set()             # ... in the round before
         self.count = 0                       # messages sent
+        self.acks = {}                       # worker routing id -> result ids to acknowledge
 
     def queue(self, rid, mtype, item):
         items = self.pending.get((rid, mtype))
@@ -60,9 +62,24 @@ class Outbox:
         for client, level, code, text, ids in effects.notices:
             self.send(client.rid, Msg.NOTICE, protocol.notice(level, code, text, ids))
 
+    def ack(self, rid, ids):
+        """Acknowledge results: on the next DISPATCH to that worker, or at the next
+        heartbeat round, or once ``ACK_BATCH`` are waiting. A worker only needs
+        them to empty its outbox, so they need not go at once."""
+        waiting = self.acks.setdefault(rid, [])
+        waiting.extend(ids)
+        if len(waiting) >= defaults.ACK_BATCH:
+            self.send(rid, Msg.ACK, protocol.batch(Msg.ACK, self.acks.pop(rid)))
+
+    def send_acks(self):
+        acks, self.acks = self.acks, {}
+        for rid, ids in acks.items():
+            self.send(rid, Msg.ACK, protocol.batch(Msg.ACK, ids))
+
     def heartbeat(self, rids):
-        """A heartbeat round: HEARTBEAT to each of ``rids`` sent nothing in this
-        round or the one before."""
+        """A heartbeat round: the acknowledgements still waiting, then HEARTBEAT to
+        each of ``rids`` sent nothing in this round or the one before."""
+        self.send_acks()
         recent = self.sent | self.sent_before
         for rid in rids:
             if rid not in recent:
@@ -70,17 +87,16 @@ class Outbox:
         self.sent_before, self.sent = self.sent, set()
 
     def flush(self):
-        """One message per (peer, type); an ACK rides on a DISPATCH to the same
-        worker (one message where a busy farm would send two per task)."""
+        """One message per (peer, type); waiting acknowledgements ride on a
+        DISPATCH to the same worker (one message where a busy farm would send two
+        per task)."""
         pending, self.pending = self.pending, {}
         for (rid, mtype), items in pending.items():
-            if not items or (mtype == Msg.ACK and pending.get((rid, Msg.DISPATCH))):
+            if not items:
                 continue
             body = protocol.batch(mtype, items)
-            if mtype == Msg.DISPATCH:
-                acks = pending.get((rid, Msg.ACK))
-                if acks:
-                    body["acks"] = acks
+            if mtype == Msg.DISPATCH and rid in self.acks:
+                body["acks"] = self.acks.pop(rid)
             if not self.send(rid, mtype, body) and mtype == Msg.DISPATCH:
                 self.undeliverable(rid, items)
 

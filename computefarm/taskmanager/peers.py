@@ -13,7 +13,7 @@ class Peer:
     __slots__ = ("rid", "role", "name", "host", "machine", "pid", "key", "last_seen",
                  # workers
                  "slots", "capabilities", "running", "assigned", "order", "version",
-                 "profiles", "machine_record", "gone",
+                 "profiles", "heaps", "machine_record", "gone",
                  # clients
                  "tasks", "told")
 
@@ -33,6 +33,7 @@ class Peer:
         self.order = order            # registration order: the last tie-break of placement
         self.version = 0              # bumped when it is offered anew to the scheduler
         self.profiles = ()            # the scheduler's profiles it belongs to
+        self.heaps = ()               # ... and its capabilities' all-workers profiles
         self.machine_record = None    # its machines.Machine
         self.gone = False             # removed: its scheduler entries are dead
         self.tasks = None             # ids of its queued and running tasks (clients)

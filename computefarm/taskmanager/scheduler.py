@@ -9,9 +9,11 @@ keeps its workers with a free slot in a heap ordered by placement rank:
 2. the worker's ``running / slots``, then tasks given to it since it registered;
 3. registration order.
 
-A queue's matching profiles are found once (and again when a new profile
-appears), so picking a worker costs one heap top per matching profile and an
-assignment O(log workers): no scan of the workers. Entries are lazy: a worker
+A queue's matching profiles are found once (and again when a profile appears
+or goes), so picking a worker costs one heap top per matching profile and an
+assignment O(log workers): no scan of the workers. Every worker is also in
+one heap per capability (``everyone``): a queue all profiles match looks at
+that one top. Entries are lazy: a worker
 is pushed again (``offer``) whenever its rank may have dropped (a slot freed, a
 report); a popped entry is checked against the worker's version, its free
 slots and its machine's eligibility, and re-ranked if its machine's rank rose
@@ -44,6 +46,8 @@ class Scheduler:
         self.by_capability = {}       # capability -> [Profile]
         self.matches = {}             # queue key -> its matching profiles (cleared when
                                       # a profile appears or goes)
+        self.everyone = {}            # capability -> a Profile of all its workers, for
+                                      # queues without constraints: one heap top to look at
         self.free = {}                # capability -> free slots of its workers
         self.turn = 0                 # round-robin position
 
@@ -60,12 +64,21 @@ class Scheduler:
             profile.workers.add(worker)
             profiles.append(profile)
             self.free[capability] = self.free.get(capability, 0) + max(0, worker.free)
+            everyone = self.everyone.get(capability)
+            if everyone is None:
+                everyone = self.everyone[capability] = Profile(capability, {})
+            everyone.workers.add(worker)
         worker.profiles = tuple(profiles)
+        worker.heaps = worker.profiles + tuple(self.everyone[p.capability] for p in profiles)
         self.offer(worker)
 
     def remove(self, worker):
         worker.gone = True
         for profile in worker.profiles:
+            everyone = self.everyone[profile.capability]
+            everyone.workers.discard(worker)
+            if not everyone.workers:
+                del self.everyone[profile.capability]
             profile.workers.discard(worker)
             self.free[profile.capability] -= max(0, worker.free)
             if not profile.workers:
@@ -76,7 +89,7 @@ class Scheduler:
                     del self.by_capability[profile.capability]
                     del self.free[profile.capability]
                 self.matches.clear()
-        worker.profiles = ()
+        worker.profiles = worker.heaps = ()
 
     def taken(self, worker):
         """``worker`` runs one more task (a hello may list more than its slots:
@@ -100,7 +113,7 @@ class Scheduler:
             return
         worker.version += 1
         entry = (rank(worker), worker.order, worker.version, worker, worker.machine_record.stamp)
-        for profile in worker.profiles:
+        for profile in worker.heaps:
             heapq.heappush(profile.heap, entry)
             if len(profile.heap) > 4 * len(profile.workers) + 64:
                 _rebuild(profile)
@@ -116,9 +129,11 @@ class Scheduler:
         if profiles is None:
             capability, requires = key
             requires = dict(requires)
-            profiles = self.matches[key] = [
-                p for p in self.by_capability.get(capability, ())
-                if constraints.matches(p.attributes, requires)]
+            profiles = [p for p in self.by_capability.get(capability, ())
+                        if constraints.matches(p.attributes, requires)]
+            if len(profiles) > 1 and len(profiles) == len(self.by_capability[capability]):
+                profiles = [self.everyone[capability]]   # all of them: the one heap
+            self.matches[key] = profiles
         return profiles
 
     def best(self, queue, now):

@@ -171,6 +171,7 @@ class TaskManager(Service):
             effects.cancel.extend((worker, task_id) for task_id in worker.running)
         self.outbox.apply(effects)
         self.outbox.flush()
+        self.outbox.send_acks()
         for rid in list(self.state.peers):
             self.outbox.send(rid, Msg.BYE, {"reason": "TaskManager shutting down"})
         self.socket.close(linger=defaults.LINGER_MS)
@@ -325,7 +326,7 @@ class TaskManager(Service):
                 self.logs.result(worker, result)
             self.state.finish(worker, result, now, effects)
         self.outbox.apply(effects)
-        self.outbox.queue(worker.rid, Msg.ACK, [r["id"] for r in body["results"]])
+        self.outbox.ack(worker.rid, [r["id"] for r in body["results"]])
 
     def on_output(self, worker, body, now):
         for item in body["items"]:
