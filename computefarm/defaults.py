@@ -23,9 +23,11 @@ MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 RECOVERY_GRACE = 3.0
 
 # The TaskManager remembers the last failures (farm-status shows them) and the
-# last moves of tasks between states (task, from, to, why, when), for debugging.
+# last moves of tasks between states (task, from, to, why, when, worker), for
+# debugging. Every entry outlives the tasks around it and keeps the memory they
+# shared from going back to the system after a large queue drained: keep it short.
 RECENT_FAILURES = 20
-TRANSITION_LOG = 20000
+TRANSITION_LOG = 2000
 
 # Results that arrive for tasks nobody has (re)submitted yet, kept for clients
 # that are still reconnecting after a TaskManager restart.

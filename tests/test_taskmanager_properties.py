@@ -182,12 +182,6 @@ class Model:
         attributes = self.caps[worker.rid].get(task.capability)
         return attributes is not None and reference_matches(attributes, task.requires)
 
-    def last_move(self, task_id):
-        for entry in reversed(self.state.transitions):
-            if entry[0] == task_id:
-                return entry[1], entry[2]
-        return None
-
     # -- one step: what the server does for one message ---------------------------
     @contextlib.contextmanager
     def step(self, removal=False):

@@ -73,7 +73,7 @@ class TaskManager(Service):
         self.bad_messages = 0
         self.received = 0                # messages taken from the port
         self.peak_tasks = 0
-        self.reclaiming = []             # steps of a memory hand-back, one per tick
+        self.reclaiming = []             # steps of a memory hand-back, one per iteration
         self.iterations = 0
         self.longest_turn = 0.0          # seconds: the longest loop iteration's work
         self.longest_phases = {}         # what that iteration spent in each phase (s)
@@ -155,6 +155,8 @@ class TaskManager(Service):
         flushed = clock()
         if now >= self.next_heartbeat:
             self.tick(now)
+        elif self.reclaiming:                   # one step of a memory hand-back
+            self.reclaiming.pop(0)()
         ended = clock()
         self.iterations += 1
         if ended - started > self.longest_turn:
@@ -366,11 +368,10 @@ class TaskManager(Service):
         Python keeps freed memory in its own pools and glibc in its heap; a
         TaskManager that once held 100,000 tasks would otherwise stay that size.
         It waits until few are left (an eighth of the peak, and under
-        ``RECLAIM_AFTER``), then rebuilds one table per tick (each step costs
-        what the table once held), then collects and trims.
+        ``RECLAIM_AFTER``), then rebuilds one table per loop iteration (each step
+        costs what the table once held), then collects and trims.
         """
         if self.reclaiming:
-            self.reclaiming.pop(0)()
             return
         size = len(self.state.tasks)
         self.peak_tasks = max(self.peak_tasks, size)
