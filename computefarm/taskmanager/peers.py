@@ -7,6 +7,7 @@ role does not use stay at their defaults.
 """
 
 from . import constraints
+from .shards import ShardedSet
 
 
 class Peer:
@@ -43,7 +44,7 @@ class Peer:
             self.capabilities = hello.get("capabilities") or {}
             self.running = {}
         elif role == "client":
-            self.tasks = set()
+            self.tasks = ShardedSet()
             self.told = {}
 
     @property

@@ -19,6 +19,7 @@ from . import constraints
 from .membership import Membership
 from .queues import Queue
 from .scheduler import Scheduler
+from .shards import ShardedDict
 from .tasks import CANCELLING, DONE, HELD, MOVES, QUEUED, RUNNING, Task, queue_key
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class State(Membership):
                  default_policy=None, placement="load"):
         self.peers = {}                # routing id -> Peer: the one registry
         self.roles = {role: {} for role in ROLES}   # role -> {routing id: Peer}, an index
-        self.tasks = {}                # task id -> Task, until DONE
+        self.tasks = ShardedDict()     # task id -> Task, until DONE
         self.queues = {}               # queue key -> Queue
         self.machines = {}             # machine id -> Machine
         self.held = {}                 # task id -> Task resubmitted in the recovery grace
@@ -348,10 +349,10 @@ class State(Membership):
         """Steps that rebuild the tables that only grow, after most of their entries
         left; each costs what the table once held, so they are run one at a time."""
         def tasks():
-            self.tasks = dict(self.tasks)
+            self.tasks.compact()
 
         def client(peer):
-            peer.tasks = set(peer.tasks)
+            peer.tasks.compact()
 
         def queues():
             for queue in self.queues.values():
