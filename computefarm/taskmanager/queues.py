@@ -106,9 +106,6 @@ class Queue:
         heapq.heapify(self.retry)
         self.entries = sum(len(f) for f in self.fifos.values()) + len(self.retry)
 
-    def empty(self):
-        return self.live == 0
-
 
 def _better(a, b):
     if a is None:
