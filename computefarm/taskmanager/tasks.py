@@ -90,6 +90,10 @@ class Task:
     def capability(self):
         return self.key[0]
 
+    @property
+    def requires(self):
+        return dict(self.key[1])
+
     def lost(self, where):
         if self.lost_on is None:
             self.lost_on = []
