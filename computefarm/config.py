@@ -41,6 +41,7 @@ class TaskManagerConfig:
     max_message_size: int = defaults.MAX_MESSAGE_SIZE
     recovery_grace: float = defaults.RECOVERY_GRACE
     max_queued_per_client: int = defaults.MAX_QUEUED_PER_CLIENT
+    max_queued_bytes_per_client: int = defaults.MAX_QUEUED_BYTES_PER_CLIENT
     max_log_rate: int = defaults.MAX_LOG_RATE
     configured: bool = False  # whether farm.yaml named an address at all
 
@@ -166,7 +167,7 @@ SCHEMA = {
     "": ("taskmanager", "machines", "logging", "load", "keys"),
     "taskmanager": ("address", "bind", "heartbeat_interval", "heartbeat_liveness",
                     "max_attempts", "max_message_size", "recovery_grace",
-                    "max_queued_per_client", "max_log_rate"),
+                    "max_queued_per_client", "max_queued_bytes_per_client", "max_log_rate"),
     "machines.NAME": ("host", "workers", "path_map", "policy"),
     "machines.NAME.workers[]": ("capabilities", "slots", "attributes"),
     "machines.NAME.policy": _POLICY_KEYS,
@@ -230,7 +231,7 @@ def _taskmanager(check, data):
         if key in section:
             setattr(tm, key, check.number(section[key], "taskmanager." + key))
     for key in ("heartbeat_liveness", "max_attempts", "max_message_size",
-                "max_queued_per_client", "max_log_rate"):
+                "max_queued_per_client", "max_queued_bytes_per_client", "max_log_rate"):
         if key in section:
             setattr(tm, key, check.integer(section[key], "taskmanager." + key, minimum=1))
     return tm

@@ -54,8 +54,18 @@ SCHEDULE_BUDGET = 1000
 # ride on its next DISPATCH, or go at the next heartbeat round, half an interval).
 ACK_BATCH = 1000
 
-# Messages ZeroMQ queues per peer, each way, before a send is refused.
+# Messages ZeroMQ queues per peer, each way, before a send is refused (peers'
+# sockets). The TaskManager's own queues are shorter: a peer whose SEND_QUEUE
+# replies are all unread is cut off; RECEIVE_QUEUE messages of one peer wait
+# at most (then ZeroMQ stops reading its connection until the loop catches up).
 HIGH_WATER_MARK = 100000
+SEND_QUEUE = 10000
+RECEIVE_QUEUE = 1000
+
+# A peer's refused messages get an ERROR reply (and a log line) at most this many
+# a second, in bursts of at most REFUSAL_BURST; the rest are only counted.
+REFUSAL_RATE = 10
+REFUSAL_BURST = 20
 
 # Tasks held at a peak before the TaskManager hands memory back once they drained;
 # it runs Python's full garbage collection at most this often (s), and only
@@ -99,6 +109,10 @@ RECORDS_FILE_BACKUPS = 5
 # Tasks one client may have queued or running; submissions beyond are refused
 # with an error result (taskmanager.max_queued_per_client).
 MAX_QUEUED_PER_CLIENT = 1000000
+# ... and the bytes they may hold: their bodies, and TASK_OVERHEAD each for the
+# TaskManager's bookkeeping (what a task costs it beyond its body, about).
+MAX_QUEUED_BYTES_PER_CLIENT = 1 << 30
+TASK_OVERHEAD = 512
 # Log lines in flight to the log forwarder before new task output is dropped from
 # the log (the forwarder grants more as it writes them); a warning in the
 # TaskManager's own log every this many dropped lines.

@@ -5,6 +5,7 @@ heartbeat so failures are noticed quickly), waits for conditions with deadlines,
 and stops every process it started, by pid.
 """
 
+import io
 import json
 import os
 import signal
@@ -13,6 +14,11 @@ import sys
 import time
 
 import yaml
+import zmq
+
+from computefarm.client import Client
+from computefarm.commands import keys
+from computefarm.wire.certificates import load_public, load_secret
 
 HEARTBEAT = 0.2
 LIVENESS = 3
@@ -73,26 +79,32 @@ class Farm:
         self._logs += 1
         return self.dir / ("%s-%d.log" % (name, self._logs))
 
-    def spawn(self, name, args, log_name):
+    def spawn(self, name, args, log_name, host=None):
+        """Start console script ``name``; inside ``host`` (hosts.Host) if given."""
         log = self.log_path(log_name)
         ready = None
         if name == "farm-worker":         # it says when it is welcomed in its ready file
             ready = log.with_suffix(".ready")
             args = list(args) + ["--ready-file", str(ready)]
+        argv = command(name) + list(args)
+        if host is not None:
+            host.check_isolated()
+            argv = host.argv(argv)
         with open(log, "w") as stream:
-            proc = subprocess.Popen(command(name) + args, stdout=stream, stderr=stream,
+            proc = subprocess.Popen(argv, stdout=stream, stderr=stream,
                                     cwd=str(self.dir), start_new_session=True)
         proc.log, proc.ready_file = log, ready
         self.processes.append(proc)
         return proc
 
-    def start_taskmanager(self, bind="tcp://127.0.0.1:0", extra_args=()):
+    def start_taskmanager(self, bind="tcp://127.0.0.1:0", extra_args=(), host=None):
         ready = self.dir / "ready"
         if ready.exists():
             ready.unlink()
         proc = self.spawn("farm-taskmanager", ["--config", str(self.config), "--bind", bind,
                                                "--ready-file", str(ready), "--log-level",
-                                               "DEBUG"] + list(extra_args), "taskmanager")
+                                               "DEBUG"] + list(extra_args), "taskmanager",
+                          host)
         wait_until(lambda: ready.exists() or proc.poll() is not None, what="TaskManager ready")
         assert proc.poll() is None, proc.log.read_text()
         self.address = ready.read_text().strip()
@@ -100,7 +112,7 @@ class Farm:
         return proc
 
     def start_worker(self, *capabilities, slots=1, machine=None, attrs=(), wait=True,
-                     config=None):
+                     config=None, host=None):
         args = ["--config", str(config or self.config), "--taskmanager", self.address,
                 "--slots", str(slots), "--log-level", "DEBUG"]
         for cap in capabilities:
@@ -109,7 +121,7 @@ class Farm:
             args += ["--machine", machine]
         for attr in attrs:
             args += ["--attr", attr]
-        proc = self.spawn("farm-worker", args, "worker")
+        proc = self.spawn("farm-worker", args, "worker", host)
         if wait:
             self.wait_registered(proc)
         return proc
@@ -121,14 +133,13 @@ class Farm:
             return welcomes(proc) > after
         wait_until(welcomed, what="worker %d registered" % proc.pid)
 
-    def start_monitor(self, machine, owner_scope, interval=0.2):
+    def start_monitor(self, machine, owner_scope, interval=0.2, config=None, host=None):
         return self.spawn("farm-monitor", [
-            "--config", str(self.config), "--taskmanager", self.address, "--machine", machine,
-            "--owner-scope", str(owner_scope), "--interval", str(interval),
-            "--log-level", "DEBUG"], "monitor")
+            "--config", str(config or self.config), "--taskmanager", self.address,
+            "--machine", machine, "--owner-scope", str(owner_scope), "--interval",
+            str(interval), "--log-level", "DEBUG"], "monitor", host)
 
     def client(self, **kwargs):
-        from computefarm.client import Client
         client = Client(self.address, **kwargs)
         self.clients.append(client)
         return client
@@ -154,6 +165,52 @@ class Farm:
                 os.killpg(proc.pid, signal.SIGKILL)  # anything the process left behind
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+class SecureFarm(Farm):
+    """A farm whose TaskManager trusts only the keys made with farm-keys."""
+
+    PEERS = (("w1", "worker"), ("c1", "client"), ("c2", "client"), ("doomed", "client"))
+
+    def __init__(self, tmp_path, peers=PEERS, **taskmanager):
+        self.keydir = tmp_path / "keys"
+        keys.main(["--dir", str(self.keydir), "init"], out=io.StringIO())
+        for name, role in peers:
+            keys.main(["--dir", str(self.keydir), "add", name, "--role", role],
+                      out=io.StringIO())
+        super().__init__(tmp_path, extra={"keys": {
+            "server": str(self.keydir / "taskmanager.key"),
+            "server_secret": str(self.keydir / "taskmanager.key_secret"),
+            "authorized": str(self.keydir / "authorized")}}, **taskmanager)
+        self.server = load_public(self.keydir / "taskmanager.key")
+
+    def peer_config(self, name):
+        path = self.dir / ("%s.yaml" % name)
+        path.write_text(yaml.safe_dump({"keys": {
+            "server": str(self.keydir / "taskmanager.key"),
+            "secret": str(self.keydir / "peers" / ("%s.key_secret" % name))}}))
+        return path
+
+    def curve(self, name):
+        public, secret = load_secret(self.keydir / "peers" / ("%s.key_secret" % name))
+        return public, secret, self.server
+
+    def curve_env(self, name):
+        """The keys of peer ``name`` as tests/rawpeer.py takes them."""
+        return {"RAWPEER_CURVE": " ".join(key.decode() for key in self.curve(name))}
+
+    def secure_client(self, name, **kwargs):
+        client = Client(self.address, curve=self.curve(name), **kwargs)
+        self.clients.append(client)
+        return client
+
+    def raw_peer(self, curve):
+        peer = zmq.Context.instance().socket(zmq.DEALER)
+        peer.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            peer.curve_publickey, peer.curve_secretkey, peer.curve_serverkey = curve
+        peer.connect(self.address)
+        return peer
 
 
 def run_tool(tool, cwd, *args, timeout=300, env=None):

@@ -7,59 +7,17 @@ import sys
 
 import psutil
 import pytest
-import yaml
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import Farm, wait_until
+from support import Farm, SecureFarm, wait_until
 
 from computefarm.client import Client
 from computefarm.commands import keys
 from computefarm.exceptions import ConfigError, FarmUnreachable
-from computefarm.wire.certificates import load_public, load_secret
+from computefarm.wire.certificates import load_secret
 from computefarm.wire import protocol
 from computefarm.wire.protocol import Code, Msg
-
-
-class SecureFarm(Farm):
-    """A farm whose TaskManager trusts only the keys made with farm-keys."""
-
-    def __init__(self, tmp_path):
-        self.keydir = tmp_path / "keys"
-        keys.main(["--dir", str(self.keydir), "init"], out=io.StringIO())
-        for name, role in (("w1", "worker"), ("c1", "client"), ("c2", "client"),
-                           ("doomed", "client")):
-            keys.main(["--dir", str(self.keydir), "add", name, "--role", role],
-                      out=io.StringIO())
-        super().__init__(tmp_path, extra={"keys": {
-            "server": str(self.keydir / "taskmanager.key"),
-            "server_secret": str(self.keydir / "taskmanager.key_secret"),
-            "authorized": str(self.keydir / "authorized")}})
-        self.server = load_public(self.keydir / "taskmanager.key")
-
-    def peer_config(self, name):
-        path = self.dir / ("%s.yaml" % name)
-        path.write_text(yaml.safe_dump({"keys": {
-            "server": str(self.keydir / "taskmanager.key"),
-            "secret": str(self.keydir / "peers" / ("%s.key_secret" % name))}}))
-        return path
-
-    def curve(self, name):
-        public, secret = load_secret(self.keydir / "peers" / ("%s.key_secret" % name))
-        return public, secret, self.server
-
-    def secure_client(self, name, **kwargs):
-        client = Client(self.address, curve=self.curve(name), **kwargs)
-        self.clients.append(client)
-        return client
-
-    def raw_peer(self, curve):
-        peer = zmq.Context.instance().socket(zmq.DEALER)
-        peer.setsockopt(zmq.LINGER, 0)
-        if curve is not None:
-            peer.curve_publickey, peer.curve_secretkey, peer.curve_serverkey = curve
-        peer.connect(self.address)
-        return peer
 
 
 @pytest.fixture

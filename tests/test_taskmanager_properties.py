@@ -49,11 +49,17 @@ from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant,
-                                 precondition, rule)
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from computefarm import defaults
 from computefarm.config import Policy
+from computefarm.defaults import TASK_OVERHEAD
 from computefarm.taskmanager.state import Effects, State
 from computefarm.taskmanager.tasks import CANCELLING, HELD, QUEUED, RUNNING
 from computefarm.wire import protocol
@@ -296,8 +302,11 @@ class Model:
                 key, queue.live, queued[key])
         assert set(queued) <= set(state.queues)
         for client in clients.values():      # its tasks, and its resubmissions waiting
-            assert client.tasks == {i for i, t in state.tasks.items() if t.client is client
-                                    or (t.revive is not None and t.revive[0] is client)}
+            owned = {i: len(t.body) if t.client is client else len(t.revive[1]["body"])
+                     for i, t in state.tasks.items() if t.client is client
+                     or (t.revive is not None and t.revive[0] is client)}
+            assert set(client.tasks) == set(owned)
+            assert client.tasks.bytes == sum(owned.values()) + len(owned) * TASK_OVERHEAD
         assert set(state.adopted) == {i for i, t in state.tasks.items()
                                       if t.client is None and t.state == RUNNING}
         free = {c: 0 for w in workers.values() for c in w.capabilities}

@@ -3,6 +3,7 @@
 import msgpack
 import pytest
 
+from computefarm import defaults
 from computefarm.exceptions import ProtocolError
 from computefarm.wire import protocol
 from computefarm.wire.protocol import Msg
@@ -14,6 +15,10 @@ def test_round_trip_keeps_bytes_opaque():
     assert mtype is Msg.SUBMIT and body["tasks"][0] == task
 
 
+REPORT = {"machine": "m", "host": "h", "interval": 1.0, "cores": 2, "cpu_percent": 5.0,
+          "memory_available": 1 << 30, "owner_cpu": 0.0, "load_avg": [0.5, 0.4, 0.3]}
+
+
 @pytest.mark.parametrize("frame, error", [
     (b"CF", "shorter than the header"),
     (b"ZZ\x01\x03\x80", "not a ComputeFarm frame"),
@@ -21,14 +26,35 @@ def test_round_trip_keeps_bytes_opaque():
     (b"CF\x01\xff\x80", "unknown message type 255"),
     (b"CF\x01\x03\xc1", "does not decode"),
     (b"CF\x01\x03" + msgpack.packb([1, 2]), "not a map"),
-    (protocol.encode(Msg.SUBMIT, {}), "missing field 'tasks'"),
+    (protocol.encode(Msg.SUBMIT, {}), "^SUBMIT: field 'tasks' is missing$"),
     (protocol.encode(Msg.SUBMIT, {"tasks": [{"id": "a", "capability": "x", "body": "str"}]}),
-     "field 'body' is a str"),
-    (protocol.encode(Msg.SUBMIT, {"tasks": [1]}), "is not a map"),
+     r"^SUBMIT.tasks\[0\].body: is a str, not bytes$"),
+    (protocol.encode(Msg.SUBMIT, {"tasks": [1]}), r"^SUBMIT.tasks\[0\]: is a int, not a map$"),
     (protocol.encode(Msg.RESULT, {"results": [{"id": "a", "attempt": True, "status": "ok"}]}),
-     "field 'attempt' is a bool"),
+     r"^RESULT.results\[0\].attempt: is a bool, not an integer$"),
     (protocol.encode(Msg.HELLO, {"role": "client", "id": "x" * 500, "host": "h", "machine": "m"}),
-     "id longer than"),
+     r"^HELLO.id: is longer than 200 characters$"),
+    # the crashes of the hardening issue's items 1, 2 and 4, refused at the wire
+    (protocol.encode(Msg.REPORT, dict(REPORT, load_avg=["x"])),
+     r"^REPORT.load_avg\[0\]: is a str, not a number$"),
+    (protocol.encode(Msg.REPORT, dict(REPORT, cpu_percent=float("nan"))),
+     r"^REPORT.cpu_percent: nan is outside 0\.\.100$"),
+    (protocol.encode(Msg.SUBMIT, {"tasks": [{"id": "a", "capability": "x", "body": b"",
+                                             "requires": {b"os": "linux", "arch": "x"}}]}),
+     r"^SUBMIT.tasks\[0\].requires: key b'os' is a bytes, not a string$"),
+    (protocol.encode(Msg.HELLO, {"role": "worker", "id": "w", "host": "h", "machine": "m",
+                                 "capabilities": {b"shell": {}}}),
+     r"^HELLO.capabilities: key b'shell' is a bytes, not a string$"),
+    (protocol.encode(Msg.HELLO, {"role": "worker", "id": "w", "host": "h", "machine": "m",
+                                 "capabilities": {"shell": {"os": 1}}}),
+     r"^HELLO.capabilities\['shell'\]\['os'\]: is a int, not a string$"),
+    (protocol.encode(Msg.HELLO, {"role": "boss", "id": "w", "host": "h", "machine": "m"}),
+     r"^HELLO.role: 'boss' is not one of client, logger, monitor, worker$"),
+    (protocol.encode(Msg.CANCEL, {"ids": ["a"] * 10001}),
+     r"^CANCEL.ids: has 10001 items, more than 10000$"),
+    (protocol.encode(Msg.LOG, {"records": [{"logger": "l", "level": "INFO", "msg": "m",
+                                            "fields": {"x": b"bytes"}}]}),
+     r"^LOG.records\[0\].fields\['x'\]: is a bytes, not plain data$"),
 ])
 def test_malformed_frames_are_refused(frame, error):
     with pytest.raises(ProtocolError, match=error):
@@ -52,3 +78,14 @@ def test_random_bytes_never_raise_anything_but_protocol_error():
             protocol.decode(bytes(frame))
         except ProtocolError:
             pass
+
+
+def test_batches_keep_every_item_within_the_size_limit():
+    ids = ["t%d" % i for i in range(25001)]
+    bodies = list(protocol.batches(Msg.CANCEL, ids))
+    assert [len(b["ids"]) for b in bodies] == [10000, 10000, 5001]
+    assert sum((b["ids"] for b in bodies), []) == ids
+    for body in bodies:
+        protocol.decode(protocol.encode(Msg.CANCEL, body))
+    assert defaults.SUBMIT_BATCH <= protocol.batch_size(Msg.SUBMIT)
+    assert defaults.LOG_BATCH <= protocol.batch_size(Msg.LOG)

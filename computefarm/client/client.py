@@ -284,9 +284,7 @@ class Client:
             specs = [dict(p.spec, resume=True) for p in resend]
             self.stats["resubmitted"] += len(specs)
             log.info("client %s: resubmitting %d outstanding task(s)", self.identity, len(specs))
-            for start in range(0, len(specs), defaults.SUBMIT_BATCH):
-                self._link.send(Msg.SUBMIT, protocol.batch(
-                    Msg.SUBMIT, specs[start:start + defaults.SUBMIT_BATCH]), self.clock())
+            self._link.send_batched(Msg.SUBMIT, specs, self.clock())
         self._connected.set()
 
     def _send_new(self, now, final=False):
@@ -307,18 +305,19 @@ class Client:
             for p in chunk:
                 p.sent = True
         if cancels:
-            self._link.send(Msg.CANCEL, {"ids": cancels}, now)
+            self._link.send_batched(Msg.CANCEL, cancels, now)
         if self._status and not self._status_asked:
             self._status_asked = self._link.send(Msg.STATUS, {}, now)
         if self._logs and (final or len(self._logs) >= defaults.LOG_BATCH or
                            now - self._logs_sent >= defaults.LOG_DELAY):
             with self._lock:
                 logs, self._logs = self._logs, []
-            if self._link.send(Msg.LOG, {"records": logs}, now):
+            sent = self._link.send_batched(Msg.LOG, logs, now)
+            if sent:
                 self._logs_sent = now
-            else:
+            if sent < len(logs):
                 with self._lock:
-                    self._logs[:0] = logs
+                    self._logs[:0] = logs[sent:]
 
     def _process(self, mtype, body):
         if mtype == Msg.RESULT:

@@ -124,8 +124,9 @@ class LogRouter:
         at thousands of tasks a second that would be most of the log)."""
         task = self.state.tasks.get(result["id"])
         text = "task %s %s on %s" % (result["id"], result["status"], worker.host)
-        if result.get("error"):
-            text += ": %s" % result["error"].strip().splitlines()[-1][:500]
+        last = last_line(result.get("error"))
+        if last:
+            text += ": %s" % last[:500]
         self.send(Msg.LOG, {
             "logger": logger_name("farm", worker.machine,
                                   task.capability if task else "task",
@@ -134,6 +135,14 @@ class LogRouter:
             "fields": {"task": result["id"], "attempt": result["attempt"],
                        "host": worker.host, "worker": worker.name,
                        "status": result["status"], "exit_code": result.get("exit_code")}})
+
+
+def last_line(text):
+    """The last line of ``text`` that says something ("" when none does)."""
+    for line in reversed((text or "").splitlines()):
+        if line.strip():
+            return line.strip()
+    return ""
 
 
 def start_forwarder(endpoint, config, curve=None):

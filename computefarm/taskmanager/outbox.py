@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 
 
 class Outbox:
-    def __init__(self, socket, undeliverable):
+    def __init__(self, socket, undeliverable, stalled):
         self.socket = socket
         self.undeliverable = undeliverable   # (routing id, DISPATCH items) -> None
+        self.stalled = stalled               # routing id -> None: its queue is full
         self.pending = {}                    # (routing id, Msg) -> items
         self.sent = set()                    # routing ids sent something since the last round
         self.sent_before = set()             # ... in the round before
@@ -69,12 +70,16 @@ class Outbox:
         waiting = self.acks.setdefault(rid, [])
         waiting.extend(ids)
         if len(waiting) >= defaults.ACK_BATCH:
-            self.send(rid, Msg.ACK, protocol.batch(Msg.ACK, self.acks.pop(rid)))
+            self.send_batched(rid, Msg.ACK, self.acks.pop(rid))
 
     def send_acks(self):
         acks, self.acks = self.acks, {}
         for rid, ids in acks.items():
-            self.send(rid, Msg.ACK, protocol.batch(Msg.ACK, ids))
+            self.send_batched(rid, Msg.ACK, ids)
+
+    def send_batched(self, rid, mtype, items):
+        for body in protocol.batches(mtype, items):
+            self.send(rid, mtype, body)
 
     def heartbeat(self, rids):
         """A heartbeat round: the acknowledgements still waiting, then HEARTBEAT to
@@ -92,20 +97,24 @@ class Outbox:
         per task)."""
         pending, self.pending = self.pending, {}
         for (rid, mtype), items in pending.items():
-            if not items:
-                continue
-            body = protocol.batch(mtype, items)
-            if mtype == Msg.DISPATCH and rid in self.acks:
-                body["acks"] = self.acks.pop(rid)
-            if not self.send(rid, mtype, body) and mtype == Msg.DISPATCH:
-                self.undeliverable(rid, items)
+            for body in protocol.batches(mtype, items):
+                if mtype == Msg.DISPATCH and rid in self.acks:
+                    body["acks"] = self.acks.pop(rid)
+                if not self.send(rid, mtype, body) and mtype == Msg.DISPATCH:
+                    self.undeliverable(rid, body["tasks"])
 
     def send(self, rid, mtype, body):
+        """Send now, never waiting: False when the peer is gone or its queue is full
+        (then ``stalled`` is told)."""
         try:
             protocol.send(self.socket, mtype, body, to=rid)
             self.sent.add(rid)
             self.count += 1
             return True
-        except zmq.ZMQError as exc:  # peer gone (EHOSTUNREACH) or its queue is full
+        except zmq.Again:            # its queue is full: it does not read
+            log.debug("TaskManager: cannot send %s: the peer's queue is full", mtype.name)
+            self.stalled(rid)
+            return False
+        except zmq.ZMQError as exc:  # peer gone (EHOSTUNREACH)
             log.debug("TaskManager: cannot send %s: %s", mtype.name, exc)
             return False

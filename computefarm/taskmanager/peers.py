@@ -7,7 +7,7 @@ role does not use stay at their defaults.
 """
 
 from . import constraints
-from .shards import ShardedSet
+from .shards import ShardedDict
 
 
 class Peer:
@@ -37,14 +37,14 @@ class Peer:
         self.heaps = ()               # ... and its capabilities' all-workers profiles
         self.machine_record = None    # its machines.Machine
         self.gone = False             # removed: its scheduler entries are dead
-        self.tasks = None             # ids of its queued and running tasks (clients)
+        self.tasks = None             # its queued and running tasks (clients): Holdings
         self.told = None              # (queue key) -> the reason it was told they wait
         if role == "worker":
             self.slots = max(1, hello.get("slots") or 1)
             self.capabilities = hello.get("capabilities") or {}
             self.running = {}
         elif role == "client":
-            self.tasks = ShardedSet()
+            self.tasks = Holdings()
             self.told = {}
 
     @property
@@ -59,3 +59,43 @@ class Peer:
         if self.role == "worker":
             return "worker %s on host %s" % (self.name, self.host)
         return "%s %s on %s" % (self.role, self.name, self.host)
+
+
+class Holdings:
+    """A client's tasks (ids) and the bytes they hold in the TaskManager: their
+    bodies, and a fixed estimate of each task's bookkeeping (``TASK_OVERHEAD``)."""
+
+    __slots__ = ("sizes", "bytes")
+
+    def __init__(self):
+        self.sizes = ShardedDict()    # task id -> bytes charged for it
+        self.bytes = 0
+
+    def add(self, task_id, size):
+        previous = self.sizes.get(task_id)
+        if previous is not None:
+            self.bytes -= previous
+        self.sizes[task_id] = size
+        self.bytes += size
+
+    def discard(self, task_id):
+        size = self.sizes.get(task_id)
+        if size is not None:
+            del self.sizes[task_id]
+            self.bytes -= size
+
+    def clear(self):
+        self.sizes = ShardedDict()
+        self.bytes = 0
+
+    def compact(self):
+        self.sizes.compact()
+
+    def __contains__(self, task_id):
+        return task_id in self.sizes
+
+    def __len__(self):
+        return len(self.sizes)
+
+    def __iter__(self):
+        return iter(self.sizes)

@@ -27,6 +27,7 @@ from ..wire.protocol import Code, Msg
 from .gate import secure_router
 from .logrouting import LogRouter, start_forwarder, stop_forwarder
 from .outbox import Outbox
+from .refusals import Refusals
 from .state import Effects, State
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ class TaskManager(Service):
         self.outbox = None
         self.endpoint = None
         self.next_heartbeat = 0.0
-        self.bad_messages = 0
+        self.refusals = Refusals()
+        self.internal_errors = 0         # bugs met handling a message (logged with traceback)
         self.received = 0                # messages taken from the port
         self.peak_tasks = 0
         self.reclaiming = []             # steps of a memory hand-back, one per iteration
@@ -107,8 +109,8 @@ class TaskManager(Service):
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_size)
-        sock.setsockopt(zmq.SNDHWM, defaults.HIGH_WATER_MARK)
-        sock.setsockopt(zmq.RCVHWM, defaults.HIGH_WATER_MARK)
+        sock.setsockopt(zmq.SNDHWM, defaults.SEND_QUEUE)
+        sock.setsockopt(zmq.RCVHWM, defaults.RECEIVE_QUEUE)
         allowed = {role: set(table) for role, table in self.handlers.items()}
         self.keyring, self.zap, self.gate, self.server_public = secure_router(
             sock, self.bind, self.keys, self.insecure, self.context, allowed)
@@ -118,7 +120,7 @@ class TaskManager(Service):
             sock.close(0)
             raise UsageError("cannot bind %s: %s" % (self.bind, exc.strerror)) from None
         self.socket = sock
-        self.outbox = Outbox(sock, self.undeliverable)
+        self.outbox = Outbox(sock, self.undeliverable, self.stalled)
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLIN)
@@ -226,27 +228,34 @@ class TaskManager(Service):
             except zmq.Again:
                 return
             except protocol.BadMessage as exc:
-                self.refuse(exc.sender, exc.code, str(exc))
+                self.refuse(exc.sender, exc.code, str(exc), now)
                 continue
             self.received += 1
             peer = self.state.peers.get(sender)
             if self.gate is not None:
                 refusal = self.gate.check(peer, mtype, body, user)
                 if refusal is not None:
-                    self.refuse(sender, refusal[0], "%s refused: %s" % (mtype.name, refusal[1]))
+                    self.refuse(sender, refusal[0], "%s refused: %s" % (mtype.name, refusal[1]),
+                                now)
                     if refusal[0] == Code.KEY_REFUSED and peer is not None:
                         self.evict(peer)
                     continue
             try:
                 self.handle(peer, sender, mtype, body, user, now)
             except ProtocolError as exc:
-                self.refuse(sender, exc.code, "%s: %s" % (mtype.name, exc))
+                self.refuse(sender, exc.code, "%s: %s" % (mtype.name, exc), now)
+            except Exception:            # a bug: say so loudly, and keep serving the others
+                self.internal_errors += 1
+                log.exception("TaskManager: internal error handling %s from peer %s",
+                              mtype.name, sender.hex())
+                self.refuse(sender, Code.INTERNAL, "%s: internal error in the TaskManager"
+                            % mtype.name, now)
 
     def handle(self, peer, sender, mtype, body, user, now):
         if peer is None:
             if mtype == Msg.HELLO:
                 self.on_hello(None, body, now, sender, user)
-            elif mtype != Msg.BYE:
+            elif mtype != Msg.BYE and self.refusals.may_answer(sender, now):
                 self.outbox.send(sender, Msg.RECONNECT, {"reason": "unknown peer, say hello"})
             return
         self.state.seen(peer, now)
@@ -263,11 +272,6 @@ class TaskManager(Service):
 
     def on_hello(self, peer, body, now, sender=None, user=None):
         role = body["role"]
-        if role not in self.handlers:
-            raise ProtocolError("role %r is not one of %s" % (role, ", ".join(self.handlers)))
-        if role == "worker":
-            for name, attrs in (body.get("capabilities") or {}).items():
-                protocol.check_str_map(attrs, "HELLO.capabilities[%r]" % name)
         rid = peer.rid if peer is not None else sender
         effects = Effects()
         registered, code = self.state.hello(rid, body, user, now, effects)
@@ -291,21 +295,19 @@ class TaskManager(Service):
         log.info("TaskManager: %s left: %s", peer.describe(), body.get("reason", ""))
 
     def on_submit(self, client, body, now):
-        for spec in body["tasks"]:           # check all before changing anything
-            if spec.get("requires"):
-                protocol.check_str_map(spec["requires"], "SUBMIT.tasks[].requires")
         self.apply(self.state.submit, client, body["tasks"], now,
-                   limit=self.config.max_queued_per_client)
+                   limit=self.config.max_queued_per_client,
+                   limit_bytes=self.config.max_queued_bytes_per_client)
 
     def on_cancel(self, client, body, now):
-        self.apply(self.state.cancel, client, protocol.check_str_list(body["ids"], "CANCEL.ids"),
-                   now)
+        self.apply(self.state.cancel, client, body["ids"], now)
 
     def on_status(self, client, body, now):
         status = self.state.snapshot(now)
         status["logs"] = {"forwarders": len(self.logs.forwarders),
                           "dropped_lines": self.logs.dropped}
-        status["refused_messages"] = self.bad_messages
+        status["refused_messages"] = self.refusals.count
+        status["internal_errors"] = self.internal_errors
         status["messages"] = {"received": self.received, "sent": self.outbox.count}
         status["loop"] = {"iterations": self.iterations,
                           "longest_ms": round(self.longest_turn * 1000, 3),
@@ -319,9 +321,6 @@ class TaskManager(Service):
             self.logs.send(Msg.LOG, record)
 
     def on_result(self, worker, body, now):
-        for result in body["results"]:      # check all before changing anything
-            if result["status"] not in protocol.STATUSES:
-                raise ProtocolError("RESULT status %r unknown" % result["status"])
         effects = Effects()
         for result in body["results"]:
             if result["status"] != "ok" and self.logs.active:
@@ -354,12 +353,20 @@ class TaskManager(Service):
         if worker is not None:
             self.state.undeliverable(worker, [item["id"] for item in items], self.clock())
 
-    def refuse(self, sender, code, text):
-        self.bad_messages += 1
-        peer = sender.hex() if isinstance(sender, bytes) else sender
-        log.warning("TaskManager: dropped a message from peer %s: %s", peer, text)
-        if sender is not None:
+    def refuse(self, sender, code, text, now):
+        """Count a refused message; answer and log it while the sender's rate allows."""
+        if self.refusals.allow(sender, now):
+            log.warning("TaskManager: dropped a message from peer %s: %s", sender.hex(), text)
             self.outbox.send(sender, Msg.ERROR, protocol.error(code, text))
+
+    def stalled(self, rid):
+        """A peer whose send queue is full does not read: forget it (its tasks go
+        back to the queue); it may say hello again once it reads."""
+        peer = self.state.peers.get(rid)
+        if peer is not None:
+            log.warning("TaskManager: %s dropped: it does not read what it is sent "
+                        "(%d messages queued)", peer.describe(), defaults.SEND_QUEUE)
+            self.apply(self.state.remove_peer, peer, "it stopped reading")
 
     # -- timers ----------------------------------------------------------------
     def reclaim_memory(self):
@@ -397,6 +404,7 @@ class TaskManager(Service):
         self.reclaim_memory()
         self.collect_garbage(now)
         self.logs.tidy()
+        self.refusals.tidy(now)
         if self.keyring is not None:
             self.keyring.refresh()              # revocations take effect here
         self.next_heartbeat = now + self.interval / 2

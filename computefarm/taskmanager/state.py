@@ -39,6 +39,11 @@ class Effects:
         self.resume = []     # (worker, task id)
 
 
+def charge(spec):
+    """The bytes a task of SUBMIT item ``spec`` holds here, counted against its client."""
+    return len(spec["body"]) + defaults.TASK_OVERHEAD
+
+
 class State(Membership):
     def __init__(self, max_attempts=defaults.MAX_ATTEMPTS, recovery_until=0.0, policies=None,
                  default_policy=None, placement="load"):
@@ -123,16 +128,26 @@ class State(Membership):
         self.dirty = True
 
     # -- clients ---------------------------------------------------------------
-    def submit(self, client, specs, now, effects, limit):
-        """Queue a SUBMIT's tasks; tell the client once per reason why some wait."""
+    def submit(self, client, specs, now, effects, limit,
+               limit_bytes=defaults.MAX_QUEUED_BYTES_PER_CLIENT):
+        """Queue a SUBMIT's tasks; tell the client once per reason why some wait.
+        Tasks beyond the client's ``limit`` (tasks) or ``limit_bytes`` are refused."""
         waiting = {}
         for spec in specs:
             task_id = spec["id"]
-            if len(client.tasks) >= limit and task_id not in self.tasks:
+            refusal = None
+            if task_id in self.tasks:
+                pass                           # a resubmission: decided below
+            elif len(client.tasks) >= limit:
+                refusal = (Code.QUEUE_FULL, "this client already has %d task(s) queued or "
+                           "running (taskmanager.max_queued_per_client)" % limit)
+            elif client.tasks.bytes + charge(spec) > limit_bytes:
+                refusal = (Code.QUEUE_BYTES, "this client's queued and running tasks "
+                           "would hold more than %d bytes "
+                           "(taskmanager.max_queued_bytes_per_client)" % limit_bytes)
+            if refusal is not None:
                 effects.results.append((client, result_item(
-                    task_id, 0, "error", "refused: this client already has %d task(s) queued "
-                    "or running (taskmanager.max_queued_per_client)" % limit,
-                    code=Code.QUEUE_FULL)))
+                    task_id, 0, "error", "refused: " + refusal[1], code=refusal[0])))
                 continue
             task = self._submit(client, spec, now, effects)
             if task is None:
@@ -163,12 +178,12 @@ class State(Membership):
                                             [task_id]))
                     return None
                 task.revive = (client, spec)   # its old owner went: run it anew after
-                client.tasks.add(task_id)      # it counts as this client's, and is cancelled
-                return None                    # with it
+                client.tasks.add(task_id, charge(spec))   # it counts as this client's,
+                return None                    # and is cancelled with it
             elif task.client is None:          # adopted from a worker after a restart
                 task.claim(spec, client, self.max_attempts)
                 task.key = queue_key(spec["capability"], spec.get("requires"))
-                client.tasks.add(task_id)
+                client.tasks.add(task_id, charge(spec))
                 self.adopted.pop(task_id, None)
                 return task
             elif task.client is not client:
@@ -182,7 +197,7 @@ class State(Membership):
         key = self._intern(queue_key(spec["capability"], spec.get("requires")))
         task = Task.from_spec(spec, client, key, next(self._seq), self.max_attempts)
         self.tasks[task_id] = task
-        client.tasks.add(task_id)
+        client.tasks.add(task_id, charge(spec))
         if spec.get("resume") and now < self.recovery_until:
             self.transition(task, HELD, "resubmitted in the recovery grace", now)
         else:

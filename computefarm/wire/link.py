@@ -94,6 +94,16 @@ class Link:
         """Send if welcomed; False when the message could not be sent now."""
         return self.ready and self._send(mtype, body, now)
 
+    def send_batched(self, mtype, items, now):
+        """Send ``items`` (of a batched type) in as many messages as the wire's size
+        limit needs; how many of them went (the rest could not be sent now)."""
+        sent = 0
+        for body in protocol.batches(mtype, items):
+            if not self.send(mtype, body, now):
+                break
+            sent += len(body[protocol.BATCH_FIELD[mtype]])
+        return sent
+
     def _send(self, mtype, body, now):
         try:
             protocol.send(self.socket, mtype, body)

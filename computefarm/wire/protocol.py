@@ -20,13 +20,13 @@ import msgpack
 import zmq
 
 from ..exceptions import ProtocolError
+from . import schemas
+from .schemas import ROLES, STATUSES  # noqa: F401  (the wire's names, used by peers)
 
 MAGIC = b"CF"
 VERSION = 1
 _HEADER = struct.Struct("!2sBB")
 HEADER_SIZE = _HEADER.size
-
-MAX_ID_LENGTH = 200
 
 
 class Msg(enum.IntEnum):
@@ -52,10 +52,6 @@ class Msg(enum.IntEnum):
     LOG = 20        # client -> TM -> log forwarder: log records (majordomo's events)
 
 
-ROLES = ("client", "worker", "monitor", "logger")   # what a HELLO may say it is
-STATUSES = ("ok", "failed", "timeout", "cancelled", "lost", "error")
-
-
 class Code:
     """The ``code`` of a NOTICE, an ERROR or a RESULT the TaskManager made itself:
     what peers act on (the ``text`` beside it is for people and may be reworded)."""
@@ -73,150 +69,13 @@ class Code:
     ROLE_MISMATCH = "role-mismatch"   # a HELLO as another role than its key's
     ROLE_FIXED = "role-fixed"         # a HELLO as another role than this connection's first
     ID_BOUND = "id-bound"             # the routing id is bound to another key
+    INTERNAL = "internal"             # a bug in the TaskManager (its log has the traceback)
     # RESULT made by the TaskManager (status error, cancelled or lost)
     QUEUE_FULL = "queue-full"         # refused: taskmanager.max_queued_per_client
+    QUEUE_BYTES = "queue-bytes"       # refused: taskmanager.max_queued_bytes_per_client
     CANCELLED_QUEUED = "cancelled-queued"   # cancelled before it ran
     CANCELLED_LOST = "cancelled-lost"       # cancelled, and its worker was lost meanwhile
     OUT_OF_ATTEMPTS = "out-of-attempts"     # lost with its worker max_attempts times
-
-_NUM = (int, float)
-_OPT_NUM = (int, float, type(None))
-_OPT_STR = (str, type(None))
-
-# field -> (accepted types, required, schema of list items or None)
-_TASK = {
-    "id": (str, True, None),
-    "capability": (str, True, None),
-    "body": (bytes, True, None),
-    "requires": (dict, False, None),
-    "priority": (int, False, None),
-    "timeout": (_OPT_NUM, False, None),
-    "max_attempts": (int, False, None),
-    "resume": (bool, False, None),
-    "stream": (bool, False, None),   # forward OUTPUT while it runs (else: result only)
-    "track": (bool, False, None),    # send STARTED when it is dispatched
-    "load": (_NUM, False, None),     # cores' worth of CPU it is expected to use (default 1)
-    "label": (str, False, None),     # a name for people (logs, status), e.g. the doit task
-}
-_DISPATCHED = {
-    "id": (str, True, None),
-    "attempt": (int, True, None),
-    "capability": (str, True, None),
-    "body": (bytes, True, None),
-    "timeout": (_OPT_NUM, False, None),
-}
-_OUTPUT_ITEM = {
-    "id": (str, True, None),
-    "attempt": (int, True, None),
-    "stream": (str, True, None),
-    "lines": (list, True, None),
-    "records": (list, False, None),
-    "level": (str, False, None),       # the plugin's level for these lines (INFO, WARNING)
-    "time": (_NUM, False, None),       # when the worker read them (seconds since the epoch)
-    # added by the TaskManager when it forwards the item to the log forwarder:
-    "machine": (str, False, None),
-    "host": (str, False, None),
-    "worker": (str, False, None),
-    "capability": (str, False, None),
-    "label": (str, False, None),
-}
-_STARTED_ITEM = {
-    "id": (str, True, None),
-    "attempt": (int, True, None),
-    "host": (str, True, None),
-    "worker": (str, True, None),
-    "machine": (str, True, None),
-}
-_LOG_RECORD = {
-    "logger": (str, True, None),
-    "level": (str, True, None),
-    "msg": (str, True, None),
-    "created": (_NUM, False, None),
-    "fields": (dict, False, None),
-}
-_OUTPUT_TAIL = {   # the output a result carries: what the task printed, in order
-    "stream": (str, True, None),
-    "lines": (list, True, None),
-    "records": (list, False, None),
-}
-_RESULT_ITEM = {
-    "id": (str, True, None),
-    "attempt": (int, True, None),
-    "status": (str, True, None),
-    "exit_code": ((int, type(None)), False, None),
-    "value": ((bytes, type(None)), False, None),
-    "error": (_OPT_STR, False, None),
-    "duration": (_NUM, False, None),
-    "detail": (dict, False, None),
-    "output": (list, False, _OUTPUT_TAIL),
-    "truncated": (int, False, None),
-    "host": (str, False, None),
-    "worker": (str, False, None),
-    "machine": (str, False, None),
-    "code": (str, False, None),
-}
-
-SCHEMAS = {
-    Msg.HELLO: {
-        "role": (str, True, None),
-        "id": (str, True, None),
-        "host": (str, True, None),
-        "machine": (str, True, None),
-        "pid": (int, False, None),
-        "version": (str, False, None),
-        "slots": (int, False, None),
-        "capabilities": (dict, False, None),
-        "running": (list, False, None),
-    },
-    Msg.WELCOME: {
-        "incarnation": (str, True, None),
-        "heartbeat": (_NUM, True, None),
-        "liveness": (int, True, None),
-    },
-    Msg.HEARTBEAT: {},
-    Msg.BYE: {"reason": (str, False, None), "handed_back": (list, False, None)},
-    Msg.RECONNECT: {"reason": (str, False, None)},
-    Msg.SUBMIT: {"tasks": (list, True, _TASK)},
-    Msg.CANCEL: {"ids": (list, True, None)},
-    Msg.DISPATCH: {"tasks": (list, True, _DISPATCHED), "acks": (list, False, None)},
-    Msg.OUTPUT: {"items": (list, True, _OUTPUT_ITEM)},
-    Msg.RESULT: {"results": (list, True, _RESULT_ITEM)},
-    Msg.ACK: {"ids": (list, True, None), "credit": (int, False, None)},
-    Msg.NOTICE: {
-        "level": (str, True, None),
-        "text": (str, True, None),
-        "ids": (list, False, None),
-        "code": (str, False, None),
-    },
-    Msg.ERROR: {"text": (str, True, None), "ids": (list, False, None),
-                "code": (str, False, None)},
-    Msg.STARTED: {"items": (list, True, _STARTED_ITEM)},
-    Msg.REPORT: {
-        "machine": (str, True, None),
-        "host": (str, True, None),
-        "interval": (_NUM, True, None),
-        "cores": (int, True, None),
-        "physical_cores": ((int, type(None)), False, None),
-        "cpu_percent": (_NUM, True, None),
-        "per_cpu": (list, False, None),
-        "load_avg": (list, False, None),
-        "memory_total": (int, False, None),
-        "memory_available": (int, True, None),
-        "swap_total": (int, False, None),
-        "swap_used": (int, False, None),
-        "disk_free": (int, False, None),
-        "owner_cpu": (_NUM, True, None),
-        "platform": (str, False, None),
-        "monitor_cpu": (_NUM, False, None),
-        "monitor_rss": (int, False, None),
-    },
-    Msg.SUSPEND: {"ids": (list, True, None)},
-    Msg.RESUME: {"ids": (list, True, None)},
-    Msg.STATUS: {},
-    Msg.STATE: {"status": (dict, True, None)},
-    Msg.LOG: {"records": (list, True, _LOG_RECORD)},
-}
-
 
 def encode(mtype, body):
     """One frame for message type ``mtype`` carrying ``body`` (a dict)."""
@@ -240,51 +99,19 @@ def decode(frame):
                                strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types on bad input
         raise ProtocolError("%s body does not decode: %s" % (mtype.name, exc)) from None
-    if not isinstance(body, dict):
-        raise ProtocolError("%s body is a %s, not a map" % (mtype.name, type(body).__name__))
-    _check(body, _COMPILED[mtype], mtype.name)
+    check(mtype, body)
     return mtype, body
 
 
-def _compile(schema):
-    """``(required fields, {field: (types, schema of list items)})`` of a schema."""
-    return (tuple(f for f, (_, required, _) in schema.items() if required),
-            {f: (types, None if items is None else _compile(items))
-             for f, (types, _, items) in schema.items()})
-
-
-_COMPILED = {mtype: _compile(schema) for mtype, schema in SCHEMAS.items()}
 _BY_CODE = {int(mtype): mtype for mtype in Msg}
+_SCHEMAS = {mtype: schemas.SCHEMAS[mtype.name] for mtype in Msg}
 
 
-def _check(body, compiled, where):
-    """Raise ProtocolError unless ``body`` fits; ``where`` (a str, or a callable
-    making one) names it in the error, built only when there is one."""
-    required, fields = compiled
-    for field in required:
-        if field not in body:
-            raise ProtocolError("%s: missing field %r" % (_name(where), field))
-    for field, value in body.items():
-        spec = fields.get(field)
-        if spec is None:
-            continue                      # unknown fields are ignored
-        types, items = spec
-        if not isinstance(value, types) or (types is int and value.__class__ is bool):
-            raise ProtocolError("%s: field %r is a %s" % (_name(where), field,
-                                                          type(value).__name__))
-        if field == "id" and len(value) > MAX_ID_LENGTH:
-            raise ProtocolError("%s: id longer than %d characters"
-                                % (_name(where), MAX_ID_LENGTH))
-        if items is not None:
-            for index, item in enumerate(value):
-                if item.__class__ is not dict:
-                    raise ProtocolError("%s.%s[%d] is not a map" % (_name(where), field, index))
-                _check(item, items, lambda w=where, f=field, i=index:
-                       "%s.%s[%d]" % (_name(w), f, i))
-
-
-def _name(where):
-    return where() if callable(where) else where
+def check(mtype, body):
+    """Raise ProtocolError unless ``body`` fits the schema of ``mtype``."""
+    error = _SCHEMAS[mtype].check(body)
+    if error is not None:
+        raise ProtocolError(mtype.name + (error if error[0] in ".[" else ": " + error))
 
 
 def hello(role, peer_id, host, machine, pid, **extra):
@@ -338,26 +165,20 @@ BATCH_FIELD = {Msg.DISPATCH: "tasks", Msg.CANCEL: "ids", Msg.RESULT: "results",
 
 
 def batch(mtype, items):
-    """The body of a batched message type carrying ``items``."""
+    """The body of a batched message type carrying ``items`` (at most ``batch_size``)."""
     return {BATCH_FIELD[mtype]: items}
 
 
-def check_str_map(value, where):
-    """A map of str -> str (attributes, constraints, environment), else ProtocolError."""
-    if not isinstance(value, dict):
-        raise ProtocolError("%s is a %s, not a map" % (where, type(value).__name__))
-    for key, item in value.items():
-        if not isinstance(item, str):
-            raise ProtocolError("%s[%r] is a %s, not a string" % (where, key, type(item).__name__))
-    return value
+def batch_size(mtype):
+    """The most items one message of batched type ``mtype`` may carry."""
+    return schemas.SCHEMAS[mtype.name].fields[BATCH_FIELD[mtype]].max
 
 
-def check_str_list(value, where):
-    """A list of str (task ids), else ProtocolError."""
-    for item in value:
-        if not isinstance(item, str):
-            raise ProtocolError("%s holds a %s, not a string" % (where, type(item).__name__))
-    return value
+def batches(mtype, items):
+    """Bodies of ``mtype`` carrying ``items``, as many as the type's size limit needs."""
+    size = batch_size(mtype)
+    for start in range(0, len(items), size):
+        yield {BATCH_FIELD[mtype]: items[start:start + size]}
 
 
 def pack_body(request):
@@ -390,13 +211,14 @@ class BadMessage(ProtocolError):
 
 
 def send(socket, mtype, body, to=None):
-    """Send one message; ``to`` is the routing id when sending from the ROUTER."""
+    """Send one message, never waiting: zmq.Again when the queue is full (nothing is
+    sent); ``to`` is the routing id when sending from the ROUTER."""
     frame = encode(mtype, body)
     if to is None:
-        socket.send(frame, copy=len(frame) < 65536)
+        socket.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
     else:
-        socket.send(to, zmq.SNDMORE)
-        socket.send(frame, copy=len(frame) < 65536)
+        socket.send(to, zmq.SNDMORE | zmq.NOBLOCK)
+        socket.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
 
 
 def recv_router(socket, with_user=False):

@@ -279,12 +279,10 @@ class FarmWorker(Service):
 
     def flush(self, now):
         if self.output:
-            if self.link.send(Msg.OUTPUT, {"items": self.output}, now):
-                self.output = []
-            else:
-                self._trim_backlog()
-        if self.unsent and self.link.send(Msg.RESULT, {"results": self.unsent}, now):
-            self.unsent = []
+            del self.output[:self.link.send_batched(Msg.OUTPUT, self.output, now)]
+            self._trim_backlog()
+        if self.unsent:
+            del self.unsent[:self.link.send_batched(Msg.RESULT, self.unsent, now)]
 
 
     def _trim_backlog(self):
