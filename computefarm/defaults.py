@@ -44,6 +44,9 @@ DRAIN_TIME = 0.01
 # Tasks a client sends in one SUBMIT at most: a burst of a million becomes many
 # messages the TaskManager takes in over many short loop iterations.
 SUBMIT_BATCH = 1000
+# A message that takes longer than this (s) to take in (decode, check, handle)
+# is logged as a WARNING.
+SLOW_MESSAGE = 0.05
 # Seconds one iteration spends assigning tasks to workers, about: the TaskManager
 # turns it into a count from what an assignment has cost so far; the rest go in
 # the next iterations. SCHEDULE_BUDGET is the count before anything is measured.
@@ -60,7 +63,7 @@ ACK_BATCH = 1000
 # at most (then ZeroMQ stops reading its connection until the loop catches up).
 HIGH_WATER_MARK = 100000
 SEND_QUEUE = 10000
-RECEIVE_QUEUE = 1000
+RECEIVE_QUEUE = 8
 
 # A peer's refused messages get an ERROR reply (and a log line) at most this many
 # a second, in bursts of at most REFUSAL_BURST; the rest are only counted.

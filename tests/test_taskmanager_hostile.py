@@ -9,12 +9,11 @@ legitimate client on another host runs a task and reads the farm's status
 
 import json
 import os
-import subprocess
 
+import hosts
 import msgpack
 import pytest
 from support import SecureFarm
-import hosts
 
 from computefarm.wire import protocol
 from computefarm.wire.protocol import Msg

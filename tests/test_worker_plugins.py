@@ -120,3 +120,24 @@ def test_path_map_rewrites_cwd_and_command(farm, tmp_path):
     result = client.submit("shell", {"cmd": "cat data.txt; cat %s/data.txt" % project,
                                      "cwd": str(project)}).result(30)
     assert result.ok and result.stdout == ["in mnt", "in mnt"]
+
+
+def test_output_in_many_pieces_and_diagnostics_stay_within_the_wire_limits(farm, tmp_path):
+    """A result carries at most MAX_TAILS pieces and MAX_RECORDS records per piece:
+    a task that alternates its streams 300 times, and a compile with 400 warnings,
+    still deliver their results, with every line."""
+    farm.start_worker("shell", "gcc")
+    client = farm.client()
+    shell = client.submit("shell", {"cmd": "for i in $(seq 300); do echo out$i; "
+                                           "echo err$i >&2; done"}).result(60)
+    assert shell.ok
+    assert shell.stdout == ["out%d" % i for i in range(1, 301)]
+    assert shell.stderr == ["err%d" % i for i in range(1, 301)]
+    (tmp_path / "noisy.c").write_text("".join("int f%d(void) { int unused%d; return 0; }\n"
+                                              % (i, i) for i in range(400)))
+    noisy = client.submit("gcc", {"action": "compile", "source": "noisy.c",
+                                  "output": "noisy.o", "flags": ["-Wall"],
+                                  "cwd": str(tmp_path)}).result(60)
+    assert noisy.ok
+    warnings = [r for r in noisy.records if r["level"] == "WARNING"]
+    assert 256 <= len(warnings) <= 400 and warnings[-1]["line"] == 400

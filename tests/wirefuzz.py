@@ -6,8 +6,7 @@ its schema allows, with values of the right type and size, except that each
 field is, with probability ``bad``, given a wrong type, an out-of-range number,
 a NaN, an oversized string or list, or bytes keys. Some are simply valid, and
 large (long task bodies, many tasks): what an authenticated but hostile peer
-can send. The tests drive it from Hypothesis (``st.randoms``); bench/ from a
-seeded ``random.Random``.
+can send. The tests seed its ``random.Random`` from Hypothesis, bench/ with a number.
 """
 
 from computefarm.wire import schemas
@@ -109,8 +108,8 @@ class Fuzzer:
                    {b"k": "v"}, {"k": b"v"}, -1, 1 << 62]
         if isinstance(spec, schemas.Str) and spec.max < self.budget:
             choices.append("y" * self.spend(spec.max + 1))
-        if isinstance(spec, schemas.List):
-            choices.append([None] * (spec.max + 1))
+        if isinstance(spec, schemas.List) and spec.max < self.budget:
+            choices.append([None] * self.spend(spec.max + 1))
         if isinstance(spec, (schemas.Int, schemas.Num)):
             choices += [spec.low - 1, spec.high + 1]
         return rng.choice(choices)

@@ -220,36 +220,47 @@ class TaskManager(Service):
         """Handle what arrived, up to a count and a time budget per iteration."""
         deadline = started + defaults.DRAIN_TIME
         for _ in range(defaults.DRAIN_BUDGET):
-            if self.clock() > deadline:
+            begun = self.clock()
+            if begun > deadline:
                 return
-            try:
-                sender, mtype, body, user = protocol.recv_router(self.socket,
-                                                                 self.gate is not None)
-            except zmq.Again:
+            taken = self.take(now)
+            if taken is None:
                 return
-            except protocol.BadMessage as exc:
-                self.refuse(exc.sender, exc.code, str(exc), now)
-                continue
-            self.received += 1
-            peer = self.state.peers.get(sender)
-            if self.gate is not None:
-                refusal = self.gate.check(peer, mtype, body, user)
-                if refusal is not None:
-                    self.refuse(sender, refusal[0], "%s refused: %s" % (mtype.name, refusal[1]),
-                                now)
-                    if refusal[0] == Code.KEY_REFUSED and peer is not None:
-                        self.evict(peer)
-                    continue
-            try:
-                self.handle(peer, sender, mtype, body, user, now)
-            except ProtocolError as exc:
-                self.refuse(sender, exc.code, "%s: %s" % (mtype.name, exc), now)
-            except Exception:            # a bug: say so loudly, and keep serving the others
-                self.internal_errors += 1
-                log.exception("TaskManager: internal error handling %s from peer %s",
-                              mtype.name, sender.hex())
-                self.refuse(sender, Code.INTERNAL, "%s: internal error in the TaskManager"
-                            % mtype.name, now)
+            spent = self.clock() - begun
+            if spent > defaults.SLOW_MESSAGE:
+                log.warning("TaskManager: a %s from peer %s took %.0f ms to take in",
+                            taken[0], taken[1].hex(), spent * 1000)
+
+    def take(self, now):
+        """Receive, check and handle one message: ``(type name, sender)``, or None
+        when nothing is waiting."""
+        try:
+            sender, mtype, body, user = protocol.recv_router(self.socket, self.gate is not None)
+        except zmq.Again:
+            return None
+        except protocol.BadMessage as exc:
+            self.refuse(exc.sender, exc.code, str(exc), now)
+            return "bad message", exc.sender
+        self.received += 1
+        peer = self.state.peers.get(sender)
+        if self.gate is not None:
+            refusal = self.gate.check(peer, mtype, body, user)
+            if refusal is not None:
+                self.refuse(sender, refusal[0], "%s refused: %s" % (mtype.name, refusal[1]), now)
+                if refusal[0] == Code.KEY_REFUSED and peer is not None:
+                    self.evict(peer)
+                return mtype.name, sender
+        try:
+            self.handle(peer, sender, mtype, body, user, now)
+        except ProtocolError as exc:
+            self.refuse(sender, exc.code, "%s: %s" % (mtype.name, exc), now)
+        except Exception:            # a bug: say so loudly, and keep serving the others
+            self.internal_errors += 1
+            log.exception("TaskManager: internal error handling %s from peer %s",
+                          mtype.name, sender.hex())
+            self.refuse(sender, Code.INTERNAL, "%s: internal error in the TaskManager"
+                        % mtype.name, now)
+        return mtype.name, sender
 
     def handle(self, peer, sender, mtype, body, user, now):
         if peer is None:
@@ -272,6 +283,9 @@ class TaskManager(Service):
 
     def on_hello(self, peer, body, now, sender=None, user=None):
         role = body["role"]
+        if len(body.get("running") or ()) > (body.get("slots") or 1):
+            raise ProtocolError("HELLO lists %d running tasks for %d slot(s)"
+                                % (len(body["running"]), body.get("slots") or 1), Code.INVALID)
         rid = peer.rid if peer is not None else sender
         effects = Effects()
         registered, code = self.state.hello(rid, body, user, now, effects)

@@ -24,12 +24,12 @@ MAX_LABEL = 1000          # a label or logger name for people
 MAX_VALUE = 4096          # an attribute, constraint or environment value
 MAX_TEXT = 1 << 20        # an error message, a notice, a log message
 MAX_LINE = 1 << 20        # one output line (workers cut longer ones, with a marker)
-MAX_ITEMS = 100000        # items of a list inside an item (output lines)
-MAX_BATCH = 10000         # items of one batched message (tasks, results, ids)
-MAX_SUBMIT = 2000         # tasks of one SUBMIT, records of one LOG
+MAX_ITEMS = 1 << 20       # output lines of one item (a result's tail: 1 MiB of characters)
+MAX_BATCH = 2000          # items of one batched message (tasks, results, ids)
 MAX_ATTRS = 1000          # keys of an attribute or constraint map
 MAX_CAPABILITIES = 200    # capabilities one worker offers
 MAX_CORES = 1 << 16
+MAX_SLOTS = 1024          # slots of one worker (tasks it runs at once)
 MAX_INT = (1 << 63) - 1   # msgpack's own range bounds the rest
 ANY_DEPTH = 8             # nesting of the free-form maps (``detail``, STATE)
 
@@ -264,13 +264,16 @@ TASK = record(
 DISPATCHED = record(("id", "attempt", "capability", "body"),
                     id=ID, attempt=ATTEMPT, capability=ID, body=Bytes(),
                     timeout=Opt(SECONDS))
+MAX_RECORDS = 256         # line records (file, line, level) of one output item
+MAX_TAILS = 64            # output pieces one result carries
+
 LINE_RECORD = record(("index",), index=Int(0, MAX_ITEMS), level=LEVEL,
-                     file=Str(4096), line=Int(0), column=Int(0))
+                     message=Str(MAX_LINE), file=Str(4096), line=Int(0), column=Int(0))
 LINES = List(Str(MAX_LINE))
 OUTPUT_ITEM = record(
     ("id", "attempt", "stream", "lines"),
     id=ID, attempt=ATTEMPT, stream=Str(20, ("stdout", "stderr")), lines=LINES,
-    records=List(LINE_RECORD),
+    records=List(LINE_RECORD, MAX_RECORDS),
     level=LEVEL,            # the plugin's level for these lines (INFO, WARNING)
     time=Num(0.0, 1e11),   # when the worker read them (s since the epoch)
     # added by the TaskManager when it forwards the item to the log forwarder:
@@ -282,13 +285,13 @@ LOG_RECORD = record(("logger", "level", "msg"),
                     logger=Str(MAX_LABEL), level=LEVEL, msg=TEXT,
                     created=Num(0.0, 1e11), fields=SCALAR_FIELDS)
 OUTPUT_TAIL = record(("stream", "lines"), stream=Str(20, ("stdout", "stderr")),
-                     lines=LINES, records=List(LINE_RECORD))
+                     lines=LINES, records=List(LINE_RECORD, MAX_RECORDS))
 RESULT_ITEM = record(
     ("id", "attempt", "status"),
     id=ID, attempt=ATTEMPT,
     status=Str(20, STATUSES),
     exit_code=Opt(Int(-(1 << 31), 1 << 31)), value=Opt(Bytes()), error=Opt(TEXT),
-    duration=SECONDS, detail=Map(Plain(), max=100), output=List(OUTPUT_TAIL),
+    duration=SECONDS, detail=Map(Plain(), max=100), output=List(OUTPUT_TAIL, MAX_TAILS),
     truncated=Int(0), host=NAME, worker=NAME, machine=NAME, code=NAME,
 )
 RUNNING_ENTRY = record(("id",), id=ID, attempt=ATTEMPT, capability=ID)
@@ -297,16 +300,16 @@ SCHEMAS = {
     "HELLO": record(
         ("role", "id", "host", "machine"),
         role=Str(20, ROLES), id=ID, host=NAME, machine=NAME, pid=Int(0, 1 << 31),
-        version=Str(100), slots=Int(1, 1 << 16),
+        version=Str(100), slots=Int(1, MAX_SLOTS),
         capabilities=Map(ATTRS, max=MAX_CAPABILITIES),
-        running=List(RUNNING_ENTRY, MAX_CORES)),
+        running=List(RUNNING_ENTRY, MAX_SLOTS)),
     "WELCOME": record(("incarnation", "heartbeat", "liveness"),
                       incarnation=Str(100), heartbeat=Num(0.001, 3600.0),
                       liveness=Int(1, 1000)),
     "HEARTBEAT": record(),
     "BYE": record(reason=TEXT, handed_back=IDS),
     "RECONNECT": record(reason=TEXT),
-    "SUBMIT": record(("tasks",), tasks=List(TASK, MAX_SUBMIT)),
+    "SUBMIT": record(("tasks",), tasks=List(TASK, MAX_BATCH)),
     "CANCEL": record(("ids",), ids=IDS),
     "DISPATCH": record(("tasks",), tasks=List(DISPATCHED, MAX_BATCH), acks=IDS),
     "OUTPUT": record(("items",), items=List(OUTPUT_ITEM, MAX_BATCH)),
@@ -328,5 +331,5 @@ SCHEMAS = {
     "RESUME": record(("ids",), ids=IDS),
     "STATUS": record(),
     "STATE": record(("status",), status=Map(Plain(), max=100)),
-    "LOG": record(("records",), records=List(LOG_RECORD, MAX_SUBMIT)),
+    "LOG": record(("records",), records=List(LOG_RECORD, MAX_BATCH)),
 }

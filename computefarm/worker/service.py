@@ -226,6 +226,8 @@ class FarmWorker(Service):
             if outcome is None:
                 continue
             self.emit(run, run.drain())
+            if run.captured_size > defaults.RESULT_OUTPUT_MAX:
+                self._trim_capture(run)
             outcome = run.plugin.finish(run.request, outcome)
             self._forget(run)
             extra = {key: value for key, value in (
@@ -254,28 +256,89 @@ class FarmWorker(Service):
         for stream, line in lines:
             by_stream.setdefault(stream, []).append(line)
         for stream, text in by_stream.items():
-            records = []
+            pieces, records, start = [], [], 0
             for index, line in enumerate(text):
                 record = run.plugin.records(stream, line)
-                if record is not None:
-                    record["index"] = index
-                    records.append(record)
-            item = {"id": run.task_id, "attempt": run.attempt, "stream": stream, "lines": text,
-                    "level": run.plugin.default_level(stream), "time": time.time()}
-            tail = {"stream": stream, "lines": text}
-            if records:
-                item["records"] = tail["records"] = records
-            self.output.append(item)
-            self._capture(run, tail)
+                if record is None:
+                    continue
+                if len(records) == protocol.MAX_RECORDS:   # the wire's limit per item
+                    pieces.append((text[start:index], records))
+                    records, start = [], index
+                record["index"] = index - start
+                records.append(record)
+            pieces.append((text[start:] if start else text, records))
+            for piece, piece_records in pieces:
+                item = {"id": run.task_id, "attempt": run.attempt, "stream": stream,
+                        "lines": piece, "level": run.plugin.default_level(stream),
+                        "time": time.time()}
+                tail = {"stream": stream, "lines": piece}
+                if piece_records:
+                    item["records"] = tail["records"] = piece_records
+                self.output.append(item)
+                self._capture(run, tail)
 
     def _capture(self, run, tail):
-        """Keep the tail of the run's output for its result (bounded)."""
-        run.captured.append(tail)
+        """Keep the tail of the run's output for its result: about
+        ``RESULT_OUTPUT_MAX`` characters (trimmed from the front once it holds twice
+        that, so a flood costs linear time), consecutive lines of one stream in one
+        piece, and no more pieces than a RESULT may carry."""
+        captured = run.captured
+        records = tail.get("records") or ()
+        if captured and captured[-1]["stream"] == tail["stream"]:
+            last = captured[-1]
+            offset = len(last["lines"])
+            last["lines"].extend(tail["lines"])
+            if records:
+                kept = last.setdefault("records", [])
+                kept.extend(dict(record, index=record["index"] + offset) for record in records)
+                del kept[:-protocol.MAX_RECORDS]     # the wire's limit: the latest stay
+        else:
+            piece = {"stream": tail["stream"], "lines": list(tail["lines"])}
+            if records:
+                piece["records"] = list(records)
+            captured.append(piece)
         run.captured_size += sum(len(line) + 1 for line in tail["lines"])
-        while run.captured_size > defaults.RESULT_OUTPUT_MAX and len(run.captured) > 1:
-            dropped = run.captured.pop(0)
-            run.captured_size -= sum(len(line) + 1 for line in dropped["lines"])
+        if run.captured_size > 2 * defaults.RESULT_OUTPUT_MAX or \
+                len(captured) > protocol.MAX_TAILS:
+            self._trim_capture(run)
+
+    @staticmethod
+    def _trim_capture(run):
+        captured = run.captured
+        if len(captured) > protocol.MAX_TAILS:      # merge the older half, by stream
+            half, merged = protocol.MAX_TAILS // 2, {}
+            for piece in captured[:half]:
+                into = merged.setdefault(piece["stream"], {"stream": piece["stream"],
+                                                           "lines": []})
+                offset = len(into["lines"])
+                into["lines"].extend(piece["lines"])
+                if piece.get("records"):
+                    into.setdefault("records", []).extend(
+                        dict(r, index=r["index"] + offset) for r in piece["records"])
+            for piece in merged.values():
+                if piece.get("records"):
+                    del piece["records"][:-protocol.MAX_RECORDS]
+            captured[:half] = list(merged.values())
+        while len(captured) > 1 and \
+                run.captured_size - _size(captured[0]["lines"]) >= defaults.RESULT_OUTPUT_MAX:
+            dropped = captured.pop(0)
+            run.captured_size -= _size(dropped["lines"])
             run.truncated += len(dropped["lines"])
+        first = captured[0]
+        cut, excess = 0, run.captured_size - defaults.RESULT_OUTPUT_MAX
+        while excess > 0 and cut < len(first["lines"]) - 1:
+            excess -= len(first["lines"][cut]) + 1
+            cut += 1
+        if cut:
+            run.captured_size -= _size(first["lines"][:cut])
+            run.truncated += cut
+            first["lines"] = first["lines"][cut:]
+            records = [dict(r, index=r["index"] - cut) for r in first.get("records") or ()
+                       if r["index"] >= cut]
+            if records:
+                first["records"] = records
+            else:
+                first.pop("records", None)
 
     def flush(self, now):
         if self.output:
@@ -295,6 +358,10 @@ class FarmWorker(Service):
         if dropped:
             log.warning("%s: TaskManager unreachable, dropped %d old output line(s)",
                         self.name, dropped)
+
+
+def _size(lines):
+    return sum(len(line) + 1 for line in lines)
 
 
 def _drain_pipe(fd):
