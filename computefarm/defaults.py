@@ -41,9 +41,6 @@ POLL_MAX = 0.1
 # before it schedules, flushes its replies and runs its timers.
 DRAIN_BUDGET = 2000
 DRAIN_TIME = 0.01
-# Tasks a client sends in one SUBMIT at most: a burst of a million becomes many
-# messages the TaskManager takes in over many short loop iterations.
-SUBMIT_BATCH = 1000
 # A message that takes longer than this (s) to take in (decode, check, handle)
 # is logged as a WARNING.
 SLOW_MESSAGE = 0.05
@@ -79,6 +76,8 @@ GC_FULL_INTERVAL = 60.0
 # Seconds a stopping TaskManager waits for a log forwarder still starting to
 # take the records kept for it.
 LOG_HANDOVER = 5.0
+# A log forwarder that died is started again, at most this often (s).
+FORWARDER_RESTART = 2.0
 
 # Output lines a worker keeps while it cannot reach the TaskManager; older ones
 # beyond this are dropped (and counted in the log).
@@ -108,6 +107,9 @@ CUTELOG_BUFFER = 100000
 RECORDS_FILE = "~/.cache/computefarm/records.jsonl"
 RECORDS_FILE_SIZE = 10 * 1024 * 1024
 RECORDS_FILE_BACKUPS = 5
+# A full disk pauses the records file: records are dropped (and counted) and
+# writing is tried again after this many seconds.
+DISK_RETRY = 5.0
 
 # Tasks one client may have queued or running; submissions beyond are refused
 # with an error result (taskmanager.max_queued_per_client).
@@ -125,6 +127,10 @@ LOG_DROP_REPORT_EVERY = 100000
 # Output lines per second one task may send to the log viewer; beyond, lines are
 # dropped from the viewer (counted, and the result keeps the tail).
 MAX_LOG_RATE = 20000
+# Bytes a second of LOG records (events) one client may send to the log viewer,
+# in bursts of CLIENT_LOG_BURST; beyond, records are dropped and counted.
+CLIENT_LOG_RATE = 1 << 20
+CLIENT_LOG_BURST = 8 << 20
 
 # A machine whose monitor has been silent for this many of its report intervals
 # is "stale": its last report no longer says anything about its owner.

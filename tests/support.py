@@ -173,6 +173,7 @@ class SecureFarm(Farm):
     PEERS = (("w1", "worker"), ("c1", "client"), ("c2", "client"), ("doomed", "client"))
 
     def __init__(self, tmp_path, peers=PEERS, **taskmanager):
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.keydir = tmp_path / "keys"
         keys.main(["--dir", str(self.keydir), "init"], out=io.StringIO())
         for name, role in peers:

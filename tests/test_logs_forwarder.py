@@ -7,7 +7,7 @@ import time
 import psutil
 import pytest
 import yaml
-from support import Farm, run_tool, wait_until
+from support import Farm, SecureFarm, run_tool, wait_until
 from viewer import Viewer
 
 BROKEN_C = "int f(void) {\n  return nope;\n}\n"
@@ -153,5 +153,71 @@ def test_output_flood_does_not_stall_dispatch_and_memory_stays_bounded(tmp_path)
             len(samples), 1000 * samples[len(samples) // 2], 1000 * samples[-1], peak / 2**20))
         assert len(samples) >= 10 and samples[len(samples) // 2] < FLOOD_BOUND, samples
         assert peak < 300 * 1024 * 1024
+    finally:
+        farm.close()
+
+
+def test_with_keys_the_forwarder_connects_on_every_start(tmp_path):
+    """Item 19: z85 keys contain ':' (three keys of 40 characters hold one three
+    times out of four); the forwarder must connect whatever its keys are."""
+    for start in range(6):
+        farm = SecureFarm(tmp_path / ("start%d" % start))
+        try:
+            farm.start_taskmanager()
+            client = farm.secure_client("c1")
+            wait_until(lambda: client.status()["logs"]["forwarders"] == 1, timeout=20,
+                       what="the log forwarder of start %d connected" % start)
+        finally:
+            farm.close()
+
+
+def test_a_log_flood_is_rate_limited_and_the_records_file_rotates(tmp_path):
+    """Item 7: 20,000 records of 10 kB (200 MB) from one client: the loop stays
+    short, the excess is dropped and counted, every records file stays near its
+    size limit and private."""
+    farm = Farm(tmp_path)
+    try:
+        farm.start_taskmanager()
+        farm.start_worker("shell")
+        client = farm.client()
+        wait_until(lambda: client.status()["logs"]["forwarders"] == 1, what="forwarder")
+        for index in range(20000):
+            client.log("flood.test", "INFO", "%05d %s" % (index, "x" * 10000))
+        assert client.submit("shell", {"cmd": "echo alive"}).result(30).stdout == ["alive"]
+        wait_until(lambda: client.status()["logs"]["dropped_lines"] > 0, what="records dropped")
+        status = client.status()
+        assert status["loop"]["longest_ms"] < 100, status["loop"]
+        files = sorted(tmp_path.glob("records.jsonl*"))
+        assert files
+        for path in files:
+            assert path.stat().st_size <= 10 * 1024 * 1024 + 20000
+            assert path.stat().st_mode & 0o777 == 0o600
+        kept = sum(path.read_text().count('"flood.test"') for path in files)
+        assert 0 < kept < 20000
+        assert any("logs more than" in path.read_text() for path in files)
+    finally:
+        farm.close()
+
+
+def test_a_forwarder_that_dies_is_started_again_and_says_so(tmp_path):
+    """Item 20: the forwarder killed: the TaskManager starts another, whose records
+    file holds a WARNING saying what happened, and later output still arrives."""
+    farm = Farm(tmp_path)
+    try:
+        farm.start_taskmanager()
+        farm.start_worker("shell")
+        client = farm.client()
+        manager = psutil.Process(farm.taskmanager.pid)
+        first = wait_until(lambda: manager.children(), what="the forwarder started")[0]
+        first.kill()
+        first.wait(10)
+        second = wait_until(lambda: [p for p in manager.children() if p.pid != first.pid],
+                            what="another forwarder")[0]
+        records = tmp_path / "records.jsonl"
+        wait_until(lambda: "ended with code -9" in records.read_text(),
+                   what="the WARNING record")
+        assert client.submit("shell", {"cmd": "echo after"}).result(30).ok
+        wait_until(lambda: '"msg":"after"' in records.read_text(), what="output after")
+        assert second.is_running()
     finally:
         farm.close()

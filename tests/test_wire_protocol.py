@@ -87,5 +87,8 @@ def test_batches_keep_every_item_within_the_size_limit():
     assert sum((b["ids"] for b in bodies), []) == ids
     for body in bodies:
         protocol.decode(protocol.encode(Msg.CANCEL, body))
-    assert defaults.SUBMIT_BATCH <= protocol.batch_size(Msg.SUBMIT)
     assert defaults.LOG_BATCH <= protocol.batch_size(Msg.LOG)
+    records = [{"logger": "l", "level": "INFO", "msg": "x" * size}
+               for size in (10, 600000, 600000, 2000000, 5)]
+    weighed = list(protocol.batches(Msg.LOG, records, protocol.weigh_record))
+    assert [len(b["records"]) for b in weighed] == [2, 1, 1, 1]   # ~1 MB each, or one

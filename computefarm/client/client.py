@@ -284,7 +284,7 @@ class Client:
             specs = [dict(p.spec, resume=True) for p in resend]
             self.stats["resubmitted"] += len(specs)
             log.info("client %s: resubmitting %d outstanding task(s)", self.identity, len(specs))
-            self._link.send_batched(Msg.SUBMIT, specs, self.clock())
+            self._link.send_batched(Msg.SUBMIT, specs, self.clock(), protocol.weigh_task)
         self._connected.set()
 
     def _send_new(self, now, final=False):
@@ -295,15 +295,14 @@ class Client:
             cancels, self._cancels = self._cancels, []
             pending = [self._pending.get(i) for i in incoming]
         pending = [p for p in pending if p is not None]
-        for start in range(0, len(pending), defaults.SUBMIT_BATCH):
-            chunk = pending[start:start + defaults.SUBMIT_BATCH]
-            if not self._link.send(Msg.SUBMIT, protocol.batch(Msg.SUBMIT,
-                                                              [p.spec for p in chunk]), now):
-                with self._lock:               # tried again at the next turn
-                    self._incoming[:0] = [p.spec["id"] for p in pending[start:]]
-                break
-            for p in chunk:
+        if pending:
+            sent = self._link.send_batched(Msg.SUBMIT, [p.spec for p in pending], now,
+                                           protocol.weigh_task)
+            for p in pending[:sent]:
                 p.sent = True
+            if sent < len(pending):
+                with self._lock:               # tried again at the next turn
+                    self._incoming[:0] = [p.spec["id"] for p in pending[sent:]]
         if cancels:
             self._link.send_batched(Msg.CANCEL, cancels, now)
         if self._status and not self._status_asked:
@@ -312,7 +311,7 @@ class Client:
                            now - self._logs_sent >= defaults.LOG_DELAY):
             with self._lock:
                 logs, self._logs = self._logs, []
-            sent = self._link.send_batched(Msg.LOG, logs, now)
+            sent = self._link.send_batched(Msg.LOG, logs, now, protocol.weigh_record)
             if sent:
                 self._logs_sent = now
             if sent < len(logs):

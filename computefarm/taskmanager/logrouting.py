@@ -33,6 +33,7 @@ class LogRouter:
         self.backlog = collections.deque(maxlen=defaults.LOG_CREDIT)
         self.credits = {}                # forwarder routing id -> lines it may still take
         self.budgets = {}                # task id -> (tokens, time, lines dropped)
+        self.client_budgets = {}         # client routing id -> [tokens (bytes), time, dropped]
         self.dropped = 0
         self.next_report = 1
 
@@ -57,10 +58,44 @@ class LogRouter:
     def credit(self, rid, lines):
         self.credits[rid] = min(defaults.LOG_CREDIT, self.credits.get(rid, 0) + max(0, lines))
 
+    def events(self, client, records, now):
+        """A client's LOG records (majordomo's events): within the client's budget of
+        ``CLIENT_LOG_RATE`` bytes a second, in bursts of ``CLIENT_LOG_BURST``; beyond,
+        dropped and counted, with one WARNING record per burst dropped."""
+        budget = self.client_budgets.get(client.rid)
+        if budget is None:
+            budget = self.client_budgets[client.rid] = [float(defaults.CLIENT_LOG_BURST), now, 0]
+        tokens = min(float(defaults.CLIENT_LOG_BURST),
+                     budget[0] + (now - budget[1]) * defaults.CLIENT_LOG_RATE)
+        budget[1] = now
+        for index, record in enumerate(records):
+            cost = len(record["msg"]) + len(record["logger"]) + 100
+            if cost > tokens:
+                dropped = len(records) - index
+                if not budget[2]:
+                    self.send(Msg.LOG, {
+                        "logger": logger_name("farm", "clients", client.name),
+                        "level": "WARNING", "fields": {"client_host": client.host},
+                        "msg": "client %s on %s logs more than %d bytes/s: records beyond "
+                               "are dropped" % (client.name, client.host,
+                                                defaults.CLIENT_LOG_RATE)})
+                budget[2] += dropped
+                self.count_dropped(dropped)
+                break
+            tokens -= cost
+            record.setdefault("fields", {})["client_host"] = client.host
+            self.send(Msg.LOG, record, cost=1)
+        else:
+            budget[2] = 0
+        budget[0] = tokens
+
     def tidy(self):
         """Forget the credit of forwarders and the budgets of tasks that are gone."""
         for rid in [r for r in self.credits if r not in self.forwarders]:
             del self.credits[rid]
+        clients = self.state.roles["client"]
+        for rid in [r for r in self.client_budgets if r not in clients]:
+            del self.client_budgets[rid]
         tasks = self.state.tasks
         for task_id in [t for t in self.budgets if t not in tasks]:
             del self.budgets[task_id]
@@ -96,17 +131,20 @@ class LogRouter:
         self.count_dropped(lines)
         return False
 
-    def send(self, mtype, item):
-        """Queue ``item`` for each forwarder with credit; output for one without is
-        dropped and counted, so a flood never grows this process."""
+    def send(self, mtype, item, cost=None):
+        """Queue ``item`` for each forwarder with credit; output (and clients' events,
+        which give a ``cost``) for one without is dropped and counted, so a flood
+        never grows this process. The TaskManager's own events are never dropped."""
         if not self.forwarders:
             if self.forwarder is not None:
-                self.backlog.append((mtype, item))
+                self.backlog.append((mtype, item, cost))
             return
-        cost = len(item["lines"]) if mtype == Msg.OUTPUT else 1
+        own_event = mtype == Msg.LOG and cost is None
+        if cost is None:
+            cost = len(item["lines"]) if mtype == Msg.OUTPUT else 1
         for rid in self.forwarders:
             credit = self.credits.get(rid, 0)
-            if credit >= cost or mtype == Msg.LOG:     # results and events are never dropped
+            if credit >= cost or own_event:
                 self.credits[rid] = credit - cost
                 self.queue(rid, mtype, item)
             else:
@@ -158,7 +196,7 @@ def start_forwarder(endpoint, config, curve=None):
         args += ["--cutelog", config.cutelog]
     env = dict(os.environ)
     if curve is not None:      # through the environment, not the command line others see
-        env[defaults.FORWARDER_KEYS_ENV] = ":".join(key.decode() for key in curve)
+        env[defaults.FORWARDER_KEYS_ENV] = " ".join(key.decode() for key in curve)
     return subprocess.Popen(args, stdin=subprocess.DEVNULL, env=env)
 
 

@@ -56,6 +56,8 @@ class TaskManager(Service):
         self.keyring = self.zap = self.gate = self.server_public = None
         self.logging_config = logging_config
         self.logs = None
+        self.forwarder_key = None        # the key the log forwarder was given (CURVE)
+        self.forwarder_started = 0.0
         self.policies = policies
         self.default_policy = default_policy
         self.placement = placement
@@ -130,12 +132,7 @@ class TaskManager(Service):
         log.info("TaskManager: listening on %s (pid %d)", self.endpoint, os.getpid())
         self.logs = LogRouter(self.state, self.outbox.queue, self.config.max_log_rate)
         if self.logging_config is not None:
-            curve = None
-            if self.gate is not None:   # the forwarder gets a key of its own, known only here
-                public, secret = generated_keys()
-                self.keyring.extra[public] = ("log forwarder", "logger")
-                curve = (public, secret, self.server_public)
-            self.logs.forwarder = start_forwarder(self.endpoint, self.logging_config, curve)
+            self.start_forwarder(now)
         if self.ready_file:
             write_ready_file(self.ready_file, self.endpoint + "\n")
 
@@ -187,6 +184,33 @@ class TaskManager(Service):
         if self.gc_threshold is not None:
             gc.set_threshold(*self.gc_threshold)
         log.info("TaskManager: stopped")
+
+    def start_forwarder(self, now):
+        """Start the log forwarder, with a key of its own known only here."""
+        curve = None
+        if self.gate is not None:
+            self.keyring.extra.pop(self.forwarder_key, None)   # a dead one's key goes
+            public, secret = generated_keys()
+            self.keyring.extra[public] = ("log forwarder", "logger")
+            self.forwarder_key = public
+            curve = (public, secret, self.server_public)
+        self.logs.forwarder = start_forwarder(self.endpoint, self.logging_config, curve)
+        self.forwarder_started = now
+
+    def watch_forwarder(self, now):
+        """A forwarder that died is started again (not more often than every
+        ``FORWARDER_RESTART`` seconds), and its end is said in the log it feeds."""
+        proc = self.logs.forwarder
+        if proc is None or proc.poll() is None or \
+                now - self.forwarder_started < defaults.FORWARDER_RESTART:
+            return
+        log.warning("TaskManager: the log forwarder (pid %d) ended with code %s: starting "
+                    "another", proc.pid, proc.returncode)
+        self.logs.send(Msg.LOG, {
+            "logger": "farm.taskmanager", "level": "WARNING",
+            "msg": "the log forwarder (pid %d) ended with code %s; records sent to it "
+                   "meanwhile may be missing" % (proc.pid, proc.returncode)})
+        self.start_forwarder(now)
 
     def hand_over_logs(self, patience=defaults.LOG_HANDOVER):
         """Before stopping: let a forwarder that is still starting connect and take
@@ -330,9 +354,7 @@ class TaskManager(Service):
         self.outbox.send(client.rid, Msg.STATE, {"status": status})
 
     def on_log(self, client, body, now):
-        for record in body["records"]:
-            record.setdefault("fields", {})["client_host"] = client.host
-            self.logs.send(Msg.LOG, record)
+        self.logs.events(client, body["records"], now)
 
     def on_result(self, worker, body, now):
         effects = Effects()
@@ -418,6 +440,7 @@ class TaskManager(Service):
         self.reclaim_memory()
         self.collect_garbage(now)
         self.logs.tidy()
+        self.watch_forwarder(now)
         self.refusals.tidy(now)
         if self.keyring is not None:
             self.keyring.refresh()              # revocations take effect here

@@ -94,11 +94,12 @@ class Link:
         """Send if welcomed; False when the message could not be sent now."""
         return self.ready and self._send(mtype, body, now)
 
-    def send_batched(self, mtype, items, now):
+    def send_batched(self, mtype, items, now, weigh=None):
         """Send ``items`` (of a batched type) in as many messages as the wire's size
-        limit needs; how many of them went (the rest could not be sent now)."""
+        limits need (``protocol.batches``); how many of them went (the rest could
+        not be sent now)."""
         sent = 0
-        for body in protocol.batches(mtype, items):
+        for body in protocol.batches(mtype, items, weigh):
             if not self.send(mtype, body, now):
                 break
             sent += len(body[protocol.BATCH_FIELD[mtype]])

@@ -157,6 +157,10 @@ def error(code, text, ids=None):
     return body
 
 
+# Bytes of bodies or text a batched message carries, about, when its items are
+# weighed: many small messages rather than one that holds the loop for long.
+BATCH_BYTES = 1 << 20
+
 # The list each batched message carries its items in.
 BATCH_FIELD = {Msg.DISPATCH: "tasks", Msg.CANCEL: "ids", Msg.RESULT: "results",
                Msg.OUTPUT: "items", Msg.ACK: "ids", Msg.STARTED: "items",
@@ -174,11 +178,32 @@ def batch_size(mtype):
     return schemas.SCHEMAS[mtype.name].fields[BATCH_FIELD[mtype]].max
 
 
-def batches(mtype, items):
-    """Bodies of ``mtype`` carrying ``items``, as many as the type's size limit needs."""
-    size = batch_size(mtype)
-    for start in range(0, len(items), size):
-        yield {BATCH_FIELD[mtype]: items[start:start + size]}
+def batches(mtype, items, weigh=None):
+    """Bodies of ``mtype`` carrying ``items``, as many as the type's size limit needs;
+    with ``weigh`` (item -> bytes, about), each also carries at most ``BATCH_BYTES``
+    (or one item, when a single item weighs more)."""
+    size, field = batch_size(mtype), BATCH_FIELD[mtype]
+    if weigh is None:
+        for start in range(0, len(items), size):
+            yield {field: items[start:start + size]}
+        return
+    start, weight = 0, 0
+    for index, item in enumerate(items):
+        cost = weigh(item)
+        if index > start and (index - start >= size or weight + cost > BATCH_BYTES):
+            yield {field: items[start:index]}
+            start, weight = index, 0
+        weight += cost
+    if start < len(items):
+        yield {field: items[start:]}
+
+
+def weigh_task(spec):
+    return len(spec["body"]) + 100
+
+
+def weigh_record(record):
+    return len(record["msg"]) + 100
 
 
 def pack_body(request):
