@@ -11,6 +11,9 @@ HEARTBEAT_LIVENESS = 3
 # Reconnect back-off: the wait doubles after each failure, up to the cap.
 RECONNECT_INITIAL = 0.1
 RECONNECT_MAX = 5.0
+# Handshakes that fail without a reason (a wrong server key, another service on
+# the port) before a peer gives up with an error.
+HANDSHAKE_FAILURES = 3
 
 # A task is tried this many times before it fails as lost.
 MAX_ATTEMPTS = 3
@@ -82,6 +85,10 @@ FORWARDER_RESTART = 2.0
 # Output lines a worker keeps while it cannot reach the TaskManager; older ones
 # beyond this are dropped (and counted in the log).
 OUTPUT_BACKLOG_LINES = 100000
+
+# An output line longer than this (bytes) keeps its beginning and ends with
+# " [line cut: N more bytes]": a line without an end cannot fill a worker's memory.
+OUTPUT_LINE_MAX = 64 * 1024
 
 # Output a result carries (the tail, in characters): the streamed lines are the
 # live view, the result's copy is what survives a TaskManager restart.

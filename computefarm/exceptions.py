@@ -5,6 +5,7 @@ Exit codes (documented in README.md):
   1  a task failed (majordomo, like doit)
   2  bad input: configuration, command line, request
   3  the TaskManager could not be reached or went away for good
+  4  the TaskManager refused this process's key (unknown, revoked, wrong role)
   70 a bug (a traceback is logged)
 """
 
@@ -40,6 +41,12 @@ class FarmUnreachable(FarmError):
     """The TaskManager does not answer, or shut down while work was outstanding."""
 
     exit_code = 3
+
+
+class AccessRefused(FarmError):
+    """The TaskManager will not let this key in: retrying cannot help."""
+
+    exit_code = 4
 
 
 class RemoteError(Exception):

@@ -141,3 +141,37 @@ def test_output_in_many_pieces_and_diagnostics_stay_within_the_wire_limits(farm,
     assert noisy.ok
     warnings = [r for r in noisy.records if r["level"] == "WARNING"]
     assert 256 <= len(warnings) <= 400 and warnings[-1]["line"] == 400
+
+
+def test_a_30_mb_line_is_cut_with_a_marker_and_the_worker_keeps_its_heartbeat(farm):
+    """Item 17: splitting is linear, and a line past OUTPUT_LINE_MAX is cut."""
+    farm.start_worker("shell")
+    client = farm.client()
+    result = client.submit("shell", {"cmd": "head -c 30000000 /dev/zero | tr '\\0' x; "
+                                            "echo; echo done"}).result(60)
+    assert result.ok and result.attempt == 1, (result.status, result.error)
+    first, last = result.stdout
+    assert last == "done"
+    assert first.startswith("x" * 1000) and len(first) < 70000
+    assert first.endswith("[line cut: 29934464 more bytes]")
+    assert client.status()["expired"].get("worker", 0) == 0
+
+
+def test_large_python_results_arrive_and_too_large_ones_fail_clearly(farm):
+    """Item 17: a 40 MB result arrives; one beyond the message limit is an error
+    naming the limit, and the worker goes on with the next task."""
+    import cloudpickle
+    farm.start_worker("python")
+    client = farm.client()
+
+    def blob(size):
+        return b"r" * size
+
+    big = client.submit("python", {"payload": cloudpickle.dumps((blob, (40000000,), {}))})
+    result = big.result(120)
+    assert result.ok and len(cloudpickle.loads(result.value)) == 40000000
+    huge = client.submit("python", {"payload": cloudpickle.dumps((blob, (70000000,), {}))})
+    result = huge.result(120)
+    assert result.status == "error" and "taskmanager.max_message_size" in result.error
+    after = client.submit("python", {"payload": cloudpickle.dumps((blob, (10,), {}))})
+    assert after.result(60).ok

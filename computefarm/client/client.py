@@ -18,7 +18,7 @@ from concurrent.futures import Future, TimeoutError
 import zmq
 
 from .. import defaults
-from ..exceptions import FarmUnreachable, UsageError
+from ..exceptions import AccessRefused, FarmUnreachable, UsageError
 from ..hostinfo import host_name, machine_id
 from ..wire import protocol
 from ..wire.link import Link, peer_id
@@ -128,9 +128,14 @@ class Client:
         self._logs_sent = 0.0
         self._connected = threading.Event()
         self._error = None
+        self._refused = None             # why the TaskManager will not let this key in
         self._thread = threading.Thread(target=self._run, name="farm-client", daemon=True)
         self._thread.start()
-        if connect_timeout is not None and not self._connected.wait(connect_timeout):
+        if connect_timeout is not None and self._connected.wait(connect_timeout) \
+                and self._refused:
+            self.close(wait=False)
+            raise AccessRefused(self._refused)
+        if connect_timeout is not None and not self._connected.is_set():
             self.close(wait=False)
             raise FarmUnreachable("no TaskManager answers at %s (waited %gs)%s"
                                   % (address, connect_timeout,
@@ -154,6 +159,8 @@ class Client:
             raise UsageError("submit: capability must be a non-empty string")
         if requires is not None and not all(isinstance(v, str) for v in requires.values()):
             raise UsageError("submit: requires must map names to strings")
+        if self._refused:
+            raise AccessRefused(self._refused)
         if self._closing or self._error is not None:
             raise FarmUnreachable(self._error or "the client is closed")
         task_id = "%s:%d" % (self.identity, next(self._ids))
@@ -262,6 +269,12 @@ class Client:
                     self._process(mtype, body)
                 self._send_new(now)
                 link.tick(now)
+                if link.refused:          # the key is not let in: retrying cannot help
+                    self._refused = link.refused
+                    log.error("client %s: %s", self.identity, link.refused)
+                    self._fail_all(link.refused, AccessRefused)
+                    self._connected.set()     # a constructor waiting hears it at once
+                    break
         except Exception:  # a bug: fail every future rather than hang callers
             log.exception("client %s: crashed", self.identity)
             self._fail_all("the client thread crashed")
@@ -364,13 +377,13 @@ class Client:
         if not pending.future.done():
             pending.future.set_result(TaskResult(body))
 
-    def _fail_all(self, text):
-        self._error = text
+    def _fail_all(self, text, error=FarmUnreachable):
+        self._error = self._error or text
         with self._lock:
             pending, self._pending = self._pending, {}
         for p in pending.values():
             if not p.future.done():
-                p.future.set_exception(FarmUnreachable(text))
+                p.future.set_exception(error(text))
 
 
 def _log_notice(level, code, text, ids):

@@ -17,6 +17,7 @@ import psutil
 import zmq
 
 from .. import defaults
+from ..exceptions import AccessRefused
 from ..hostinfo import host_name, machine_id, platform_tag
 from ..service import Service
 from ..wire import protocol
@@ -151,6 +152,8 @@ class FarmMonitor(Service):
             report = self.sampler.sample(now)
             self.link.send(Msg.REPORT, report, now)
         self.link.tick(now)
+        if self.link.refused:
+            raise AccessRefused(self.link.refused)
 
     def shutdown(self):
         if self.link is not None:

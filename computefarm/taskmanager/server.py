@@ -326,7 +326,8 @@ class TaskManager(Service):
             self.logs.connected(rid)
         self.outbox.send(rid, Msg.WELCOME, {"incarnation": self.incarnation,
                                             "heartbeat": self.interval,
-                                            "liveness": self.config.heartbeat_liveness})
+                                            "liveness": self.config.heartbeat_liveness,
+                                            "max_message": self.config.max_message_size})
 
     def on_bye(self, peer, body, now):
         self.apply(self.state.remove_peer, peer, "left", requeue_only=True)

@@ -13,13 +13,19 @@ import secrets
 import socket as _socket
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from .. import defaults
 from ..exceptions import ProtocolError
 from . import protocol
-from .protocol import Msg
+from .protocol import Code, Msg
 
 log = logging.getLogger(__name__)
+
+HANDSHAKES = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH |
+              zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+# ERROR codes that mean this peer's key will not be let in: nothing to retry.
+REFUSING = (Code.KEY_REFUSED, Code.ROLE_MISMATCH)
 
 
 def peer_id(role):
@@ -48,7 +54,11 @@ class Link:
         self.curve = curve              # (public, secret, server public) z85 keys, or None
         self.interval = interval
         self.liveness = liveness
+        self.max_message = defaults.MAX_MESSAGE_SIZE   # the TaskManager's, once welcomed
         self.socket = None
+        self.monitor = None          # the socket's handshake events
+        self.refused = None          # why the TaskManager will not let this key in, once known
+        self.failed_handshakes = 0
         self.ready = False           # welcomed by the current TaskManager
         self.incarnation = None
         self.backoff = defaults.RECONNECT_INITIAL
@@ -67,6 +77,7 @@ class Link:
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(defaults.RECONNECT_MAX * 1000))
         if self.curve is not None:
             sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = self.curve
+        self.monitor = sock.get_monitor_socket(HANDSHAKES)
         sock.connect(self.address)
         self.socket = sock
         self.poller.register(sock, zmq.POLLIN)
@@ -86,6 +97,9 @@ class Link:
             self.socket.setsockopt(zmq.LINGER, defaults.LINGER_MS)
             self._send(Msg.BYE, bye, 0.0)
         self.poller.unregister(self.socket)
+        self.socket.disable_monitor()
+        self.monitor.close(0)
+        self.monitor = None
         self.socket.close()
         self.socket = None
         self.ready = False
@@ -126,6 +140,8 @@ class Link:
                             self.identity, exc)
                 continue
             self.last_recv = now
+            if mtype == Msg.ERROR and body.get("code") in REFUSING:
+                self.refused = body["text"]
             if mtype == Msg.WELCOME:
                 self._welcomed(body)
             elif mtype == Msg.RECONNECT:
@@ -144,12 +160,44 @@ class Link:
         self.incarnation = body["incarnation"]
         self.interval = float(body["heartbeat"])
         self.liveness = int(body["liveness"])
+        self.max_message = body.get("max_message", defaults.MAX_MESSAGE_SIZE)
         self.ready = True
         self.backoff = defaults.RECONNECT_INITIAL
         self.on_welcome(restarted)
 
+    def watch_handshakes(self):
+        """Read the socket's handshake events: a refusal that retrying cannot cure
+        sets ``refused`` (the service then stops with one ERROR line)."""
+        while self.monitor is not None and self.monitor.poll(0):
+            event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            kind, value = event["event"], event["value"]
+            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.failed_handshakes = 0
+            elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self.refused = ("the TaskManager at %s refused this key (ZAP status %d): it is "
+                                "not authorized there, or was revoked" % (self.address, value))
+            elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and \
+                    value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+                self.refused = (
+                    "the TaskManager at %s refused the connection: it requires keys and "
+                    "this process has none (farm.yaml keys: server and secret)" % self.address
+                    if self.curve is None else
+                    "the TaskManager at %s refused the connection: it uses no keys and this "
+                    "process has some" % self.address)
+            else:
+                self.failed_handshakes += 1
+                if self.failed_handshakes >= defaults.HANDSHAKE_FAILURES:
+                    self.refused = (
+                        "no handshake with %s after %d tries: it is not a TaskManager, or it "
+                        "requires keys and this process has none (farm.yaml keys: server and "
+                        "secret)" if self.curve is None else
+                        "no secure handshake with %s after %d tries: is it a TaskManager, "
+                        "and keys.server its public key?") % (self.address,
+                                                             self.failed_handshakes)
+
     def tick(self, now):
         """Heartbeat, notice a silent TaskManager, reconnect when it is time."""
+        self.watch_handshakes()
         if self.socket is None:
             if self.reopen_at is not None and now >= self.reopen_at:
                 self.open(now)

@@ -305,7 +305,7 @@ SCHEMAS = {
         running=List(RUNNING_ENTRY, MAX_SLOTS)),
     "WELCOME": record(("incarnation", "heartbeat", "liveness"),
                       incarnation=Str(100), heartbeat=Num(0.001, 3600.0),
-                      liveness=Int(1, 1000)),
+                      liveness=Int(1, 1000), max_message=Int(1)),
     "HEARTBEAT": record(),
     "BYE": record(reason=TEXT, handed_back=IDS),
     "RECONNECT": record(reason=TEXT),

@@ -26,24 +26,63 @@ class Outcome:
 
 
 class LineSplitter:
-    """Bytes in, complete text lines out; a partial last line waits for more."""
+    """Bytes in, complete text lines out; a partial last line waits for more.
 
-    __slots__ = ("pending",)
+    Linear in what it is fed, whatever the lines' lengths: the partial line is
+    kept in pieces, joined once. A line longer than ``limit`` bytes keeps its
+    first ``limit`` bytes and a marker saying how many more were cut.
+    """
 
-    def __init__(self):
-        self.pending = b""
+    __slots__ = ("limit", "pieces", "size", "cut")
+
+    def __init__(self, limit=defaults.OUTPUT_LINE_MAX):
+        self.limit = limit
+        self.pieces = []
+        self.size = 0                 # bytes kept of the partial line
+        self.cut = 0                  # bytes of it dropped beyond the limit
 
     def feed(self, data):
         if not data:
             return []
-        data = self.pending + data
         parts = data.split(b"\n")
-        self.pending = parts.pop()
-        return [p.decode("utf-8", "replace") for p in parts]
+        tail = parts.pop()
+        lines = []
+        if parts:
+            self._add(parts[0])        # ends the partial line (or is a whole one)
+            lines.append(self._finish())
+            limit = self.limit
+            for index in range(1, len(parts)):
+                part = parts[index]
+                if len(part) <= limit:
+                    lines.append(part.decode("utf-8", "replace"))
+                else:
+                    lines.append(_cut(part[:limit], len(part) - limit))
+        self._add(tail)
+        return lines
 
     def close(self):
-        tail, self.pending = self.pending, b""
-        return [tail.decode("utf-8", "replace")] if tail else []
+        return [self._finish()] if self.pieces or self.cut else []
+
+    def _add(self, piece):
+        room = self.limit - self.size
+        if room >= len(piece):
+            if piece:
+                self.pieces.append(piece)
+                self.size += len(piece)
+        else:
+            if room > 0:
+                self.pieces.append(piece[:room])
+                self.size += room
+            self.cut += len(piece) - max(room, 0)
+
+    def _finish(self):
+        text = b"".join(self.pieces)
+        cut, self.pieces, self.size, self.cut = self.cut, [], 0, 0
+        return _cut(text, cut) if cut else text.decode("utf-8", "replace")
+
+
+def _cut(kept, dropped):
+    return kept.decode("utf-8", "replace") + " [line cut: %d more bytes]" % dropped
 
 
 class Run:

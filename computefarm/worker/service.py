@@ -18,7 +18,7 @@ from collections import OrderedDict
 import zmq
 
 from .. import defaults
-from ..exceptions import PluginError, ProtocolError
+from ..exceptions import AccessRefused, PluginError, ProtocolError
 from ..hostinfo import host_name, machine_id
 from ..service import Service, write_ready_file
 from ..wire import protocol
@@ -125,6 +125,8 @@ class FarmWorker(Service):
         self.check_runs(now)
         self.flush(now)
         self.link.tick(now)
+        if self.link.refused:
+            raise AccessRefused(self.link.refused)
 
     def shutdown(self):
         """Stop every run (their trees killed), hand them back, say goodbye."""
@@ -245,7 +247,17 @@ class FarmWorker(Service):
         run.release()
 
     def finished(self, result):
-        """Keep ``result`` (a RESULT item) until the TaskManager acknowledges it."""
+        """Keep ``result`` (a RESULT item) until the TaskManager acknowledges it.
+        One the TaskManager could not take in one message becomes an error."""
+        if len(result.get("value") or b"") + defaults.RESULT_OUTPUT_MAX * 4 > \
+                self.link.max_message:
+            size = len(protocol.encode(Msg.RESULT, protocol.batch(Msg.RESULT, [result])))
+            if size > self.link.max_message:
+                result = protocol.result_item(
+                    result["id"], result["attempt"], "error",
+                    "the result is %d bytes, more than the TaskManager takes in one "
+                    "message (taskmanager.max_message_size: %d)"
+                    % (size, self.link.max_message), duration=result.get("duration", 0.0))
         self.outbox[result["id"]] = result
         self.unsent.append(result)
 

@@ -70,7 +70,7 @@ class SlotRun(Run):
         self.tree = slot.tree
         self.fds = dict(slot.output)
         self.fds[slot.res_r] = ("result", None)
-        self.buffer = b""
+        self.buffer = bytearray()      # the reply frame, growing in place (linear)
         self.reply = None
         self.dead = False
         slot.send({"payload": request["payload"], "cwd": request.get("cwd"),
@@ -81,7 +81,7 @@ class SlotRun(Run):
             return super().readable(fd)
         while True:
             try:
-                data = os.read(fd, 65536)
+                data = os.read(fd, 1 << 20)
             except BlockingIOError:
                 break
             if not data:
@@ -91,7 +91,8 @@ class SlotRun(Run):
         if len(self.buffer) >= 4:
             size = int.from_bytes(self.buffer[:4], "big")
             if len(self.buffer) >= 4 + size:
-                self.reply = pyslot.msgpack.unpackb(self.buffer[4:4 + size], raw=False)
+                self.reply = pyslot.msgpack.unpackb(memoryview(self.buffer)[4:4 + size],
+                                                    raw=False)
         return []
 
     def close_fd(self, fd):
