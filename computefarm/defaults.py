@@ -182,6 +182,10 @@ WATCH_INTERVAL = 2.0
 
 # Where farm-keys keeps the farm's keys unless told --dir.
 KEYS_DIR = "~/.config/computefarm/keys"
+# A farm on a loopback address without keys (and majordomo's embedded farm) uses
+# this user's own key set, made here on first use (or where LOCAL_KEYS_ENV says).
+LOCAL_KEYS_DIR = "~/.config/computefarm/local-keys"
+LOCAL_KEYS_ENV = "COMPUTEFARM_LOCAL_KEYS"
 
 # LocalFarm: seconds its TaskManager and workers may take to start.
 START_TIMEOUT = 20.0

@@ -15,6 +15,8 @@ def quiet_farm_config(tmp_path_factory):
                                                   "cutelog": None}}))
     previous = os.environ.get("COMPUTEFARM_CONFIG")
     os.environ["COMPUTEFARM_CONFIG"] = str(config)
+    # farms without keys use this user's local key set: the tests' own, not ~'s
+    os.environ["COMPUTEFARM_LOCAL_KEYS"] = str(directory / "local-keys")
     yield config
     if previous is None:
         del os.environ["COMPUTEFARM_CONFIG"]

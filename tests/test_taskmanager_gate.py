@@ -4,6 +4,7 @@ import io
 import os
 import subprocess
 import sys
+import sysconfig
 
 import psutil
 import pytest
@@ -51,7 +52,7 @@ def test_strangers_are_refused(secure):
     """Refused at once with what happened (item 21), not left to time out."""
     unknown = zmq.curve_keypair()
     for curve, error in (((unknown[0], unknown[1], secure.server), "refused this key"),
-                         (None, "it requires keys and this process has none"),
+                         (False, "it requires keys and this process has none"),
                          (secure.curve("c1")[:2] + (zmq.curve_keypair()[0],),
                           "is it a TaskManager, and keys.server its public key")):
         with pytest.raises(AccessRefused, match=error):
@@ -214,4 +215,44 @@ def test_a_refused_worker_exits_with_one_error_line(secure, tmp_path, keys_of):
         keys.main(["--dir", str(secure.keydir), "revoke", "w1"], out=io.StringIO())
     assert worker.wait(15) == 4
     errors = [line for line in worker.log.read_text().splitlines() if line.startswith("ERROR:")]
-    assert len(errors) == 1 and "refused" in errors[0], worker.log.read_text()[-2000:]
+    expected = "this process has none of its own" if keys_of == "none" else "refused"
+    assert len(errors) == 1 and expected in errors[0], worker.log.read_text()[-2000:]
+
+
+NOBODY_TRIES = """
+import sys
+from computefarm.client import Client
+from computefarm.exceptions import FarmError
+for curve in (None, False):       # its own local keys, then none at all
+    try:
+        client = Client(sys.argv[1], curve=curve, connect_timeout=10.0)
+        client.submit("shell", {"cmd": "touch " + sys.argv[2]}).result(10)
+        print("GOT IN")
+    except FarmError as exc:
+        print(type(exc).__name__)
+"""
+
+
+def test_another_local_user_cannot_use_a_farm_without_keys(farm, tmp_path):
+    """Item 8: a farm with no keys section takes only its user's local keys:
+    user nobody, on the same machine, runs nothing. (nobody cannot run this
+    venv's interpreter, which lives under /root; the system's Python 3.11 with
+    the venv's packages on its path can.)"""
+    farm.start_worker("shell")
+    keys_dir = os.environ["COMPUTEFARM_LOCAL_KEYS"]
+    assert os.stat(keys_dir).st_mode & 0o777 == 0o700
+    assert os.stat(os.path.join(keys_dir, "local.key_secret")).st_mode & 0o777 == 0o600
+    marker = tmp_path / "ran-as-nobody"
+    site = sysconfig.get_paths()["purelib"]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    theirs = "/tmp/cf-nobody-keys-%d" % os.getpid()
+    try:
+        done = subprocess.run(
+            ["/usr/bin/python3.11", "-c", NOBODY_TRIES, farm.address, str(marker)],
+            user=65534, group=65534, extra_groups=[], cwd="/tmp", capture_output=True,
+            text=True, timeout=60, env={"PYTHONPATH": "%s:%s" % (site, repo), "HOME": "/tmp",
+                                        "COMPUTEFARM_LOCAL_KEYS": theirs})
+    finally:
+        subprocess.run(["rm", "-rf", theirs])
+    assert done.stdout.split() == ["AccessRefused", "AccessRefused"], done.stderr[-2000:]
+    assert not marker.exists()

@@ -8,6 +8,7 @@ import sys
 import zmq
 from support import pid_alive, wait_until
 
+from computefarm import localkeys
 from computefarm.wire import protocol
 from computefarm.wire.protocol import Msg
 
@@ -70,6 +71,9 @@ def test_garbage_never_kills_the_taskmanager(farm):
     context = zmq.Context.instance()
     peer = context.socket(zmq.DEALER)
     peer.setsockopt(zmq.LINGER, 0)
+    # an authenticated peer (this user's local keys) sending garbage
+    peer.curve_publickey, peer.curve_secretkey, peer.curve_serverkey = \
+        localkeys.peer_curve(farm.address)
     peer.connect(farm.address)
     bad = [
         [b"no header"],

@@ -14,6 +14,7 @@ import time
 import pytest
 import zmq
 
+from computefarm import localkeys
 from computefarm.config import TaskManagerConfig
 from computefarm.taskmanager.server import TaskManager
 from computefarm.wire import protocol
@@ -46,6 +47,9 @@ class Peer:
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, self.rid)
         self.socket.setsockopt(zmq.LINGER, 0)
+        # a TaskManager on loopback without keys takes this user's local keys only
+        (self.socket.curve_publickey, self.socket.curve_secretkey,
+         self.socket.curve_serverkey) = localkeys.peer_curve(endpoint)
         self.socket.connect(endpoint)
         self.inbox = []          # (Msg, body) received, not yet taken
 

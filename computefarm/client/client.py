@@ -17,7 +17,7 @@ from concurrent.futures import Future, TimeoutError
 
 import zmq
 
-from .. import defaults
+from .. import defaults, localkeys
 from ..exceptions import AccessRefused, FarmUnreachable, UsageError
 from ..hostinfo import host_name, machine_id
 from ..wire import protocol
@@ -106,7 +106,11 @@ class Client:
     def __init__(self, address, connect_timeout=10.0, on_notice=None, context=None,
                  clock=time.monotonic, curve=None):
         self.address = address
-        self.curve = curve      # (public, secret, TaskManager public) keys: CURVE on
+        # (public, secret, TaskManager public) keys; None: this user's local set when
+        # the address is loopback (localkeys), else none; False: none
+        self.curve = curve
+        if curve is None:
+            localkeys.peer_curve(address)      # a problem with the local set: said now
         self.context = context or zmq.Context.instance()
         self.clock = clock
         self.identity = peer_id("client")
@@ -297,7 +301,7 @@ class Client:
             specs = [dict(p.spec, resume=True) for p in resend]
             self.stats["resubmitted"] += len(specs)
             log.info("client %s: resubmitting %d outstanding task(s)", self.identity, len(specs))
-            self._link.send_batched(Msg.SUBMIT, specs, self.clock(), protocol.weigh_task)
+            self._link.send_batched(Msg.SUBMIT, specs, self.clock(), protocol.WEIGHTS[Msg.SUBMIT])
         self._connected.set()
 
     def _send_new(self, now, final=False):
@@ -310,7 +314,7 @@ class Client:
         pending = [p for p in pending if p is not None]
         if pending:
             sent = self._link.send_batched(Msg.SUBMIT, [p.spec for p in pending], now,
-                                           protocol.weigh_task)
+                                           protocol.WEIGHTS[Msg.SUBMIT])
             for p in pending[:sent]:
                 p.sent = True
             if sent < len(pending):
@@ -324,7 +328,7 @@ class Client:
                            now - self._logs_sent >= defaults.LOG_DELAY):
             with self._lock:
                 logs, self._logs = self._logs, []
-            sent = self._link.send_batched(Msg.LOG, logs, now, protocol.weigh_record)
+            sent = self._link.send_batched(Msg.LOG, logs, now, protocol.WEIGHTS[Msg.LOG])
             if sent:
                 self._logs_sent = now
             if sent < len(logs):

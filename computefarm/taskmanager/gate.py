@@ -20,6 +20,7 @@ from zmq.utils import z85
 
 from .. import addresses, defaults
 from ..exceptions import ConfigError, UsageError
+from ..localkeys import local_keys
 from ..wire.certificates import KEY_ROLES, load_secret, read_certificate
 from ..wire.protocol import Code, Msg
 
@@ -158,20 +159,23 @@ def secure_router(sock, bind, keys, insecure, context, allowed):
     all None without keys."""
     if keys is None or not keys.server_secret:
         host, _ = addresses.split(bind, "bind", allow_port_zero=True)
-        if addresses.is_loopback(host):
-            return None, None, None, None
-        if not insecure:
+        if addresses.is_loopback(host) and not insecure:
+            keys = local_keys()        # this user's own: other local users are refused
+        elif not insecure:
             sock.close(0)
             raise UsageError(
                 "refusing to bind %s without CURVE keys: anyone reaching it could run code "
                 "on your workers. Create keys with `farm-keys init` and name them in "
                 "farm.yaml (keys:), bind 127.0.0.1, or pass --insecure on a trusted network"
                 % bind)
-        for line in ("%s is open without authentication or encryption." % bind,
-                     "anyone who can reach it can run code on every worker of this farm.",
-                     "use `farm-keys init` instead (docs/security.md)."):
-            log.warning("TaskManager: INSECURE: %s", line)
-        return None, None, None, None
+        else:
+            for line in ("%s is open without authentication or encryption." % bind,
+                         "anyone who can reach it (%s) can run code on every worker of this "
+                         "farm, as you." % ("any user of this machine"
+                                            if addresses.is_loopback(host) else "anyone"),
+                         "use `farm-keys init` instead (docs/security.md)."):
+                log.warning("TaskManager: INSECURE: %s", line)
+            return None, None, None, None
     public, secret = load_secret(keys.server_secret)
     keyring = KeyRing(keys.authorized)
     zap = ZapHandler(context, keyring)

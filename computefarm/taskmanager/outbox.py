@@ -97,7 +97,7 @@ class Outbox:
         per task)."""
         pending, self.pending = self.pending, {}
         for (rid, mtype), items in pending.items():
-            for body in protocol.batches(mtype, items):
+            for body in protocol.batches(mtype, items, protocol.WEIGHTS.get(mtype)):
                 if mtype == Msg.DISPATCH and rid in self.acks:
                     body["acks"] = self.acks.pop(rid)
                 if not self.send(rid, mtype, body) and mtype == Msg.DISPATCH:

@@ -150,8 +150,12 @@ class TaskManager(Service):
         if self.state.dirty or self.state.held:
             self.schedule(now)
         scheduled = clock()
+        sent = self.outbox.count
         self.outbox.flush()
         flushed = clock()
+        if flushed - scheduled > defaults.SLOW_MESSAGE:
+            log.warning("TaskManager: sending %d message(s) took %.0f ms",
+                        self.outbox.count - sent, (flushed - scheduled) * 1000)
         if now >= self.next_heartbeat:
             self.tick(now)
         elif self.reclaiming:                   # one step of a memory hand-back

@@ -15,7 +15,7 @@ import socket as _socket
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from .. import defaults
+from .. import defaults, localkeys
 from ..exceptions import ProtocolError
 from . import protocol
 from .protocol import Code, Msg
@@ -51,7 +51,8 @@ class Link:
         self.hello = hello
         self.on_welcome = on_welcome
         self.poller = poller
-        self.curve = curve              # (public, secret, server public) z85 keys, or None
+        self.curve = curve              # (public, secret, server public) z85 keys; None: the
+        #                                 user's local set on loopback (localkeys); False: none
         self.interval = interval
         self.liveness = liveness
         self.max_message = defaults.MAX_MESSAGE_SIZE   # the TaskManager's, once welcomed
@@ -59,6 +60,7 @@ class Link:
         self.monitor = None          # the socket's handshake events
         self.refused = None          # why the TaskManager will not let this key in, once known
         self.failed_handshakes = 0
+        self.local_keys = False      # the keys are this user's local set (none configured)
         self.ready = False           # welcomed by the current TaskManager
         self.incarnation = None
         self.backoff = defaults.RECONNECT_INITIAL
@@ -75,7 +77,10 @@ class Link:
         sock.setsockopt(zmq.RCVHWM, defaults.HIGH_WATER_MARK)
         sock.setsockopt(zmq.RECONNECT_IVL, 20)   # doubles up to the cap below
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(defaults.RECONNECT_MAX * 1000))
-        if self.curve is not None:
+        if self.curve is None:        # a farm without keys on loopback: this user's own
+            self.curve = localkeys.peer_curve(self.address) or False
+            self.local_keys = bool(self.curve)
+        if self.curve:
             sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = self.curve
         self.monitor = sock.get_monitor_socket(HANDSHAKES)
         sock.connect(self.address)
@@ -152,6 +157,8 @@ class Link:
         return messages
 
     def _welcomed(self, body):
+        if self.ready and body["incarnation"] == self.incarnation:
+            return      # one more answer to HELLOs repeated while it was away: welcomed once
         restarted = self.incarnation is not None and body["incarnation"] != self.incarnation
         if self.incarnation is None or restarted or not self.ready:
             log.info("%s: %s TaskManager at %s", self.identity,
@@ -181,19 +188,22 @@ class Link:
                 self.refused = (
                     "the TaskManager at %s refused the connection: it requires keys and "
                     "this process has none (farm.yaml keys: server and secret)" % self.address
-                    if self.curve is None else
+                    if not self.curve else
                     "the TaskManager at %s refused the connection: it uses no keys and this "
                     "process has some" % self.address)
             else:
                 self.failed_handshakes += 1
                 if self.failed_handshakes >= defaults.HANDSHAKE_FAILURES:
-                    self.refused = (
+                    self.refused = ((
                         "no handshake with %s after %d tries: it is not a TaskManager, or it "
                         "requires keys and this process has none (farm.yaml keys: server and "
-                        "secret)" if self.curve is None else
+                        "secret)" if not self.curve else
+                        "no secure handshake with %s after %d tries: it is not a TaskManager "
+                        "of this user's without keys, and this process has none of its own "
+                        "(farm.yaml keys: server and secret)" if self.local_keys else
                         "no secure handshake with %s after %d tries: is it a TaskManager, "
                         "and keys.server its public key?") % (self.address,
-                                                             self.failed_handshakes)
+                                                             self.failed_handshakes))
 
     def tick(self, now):
         """Heartbeat, notice a silent TaskManager, reconnect when it is time."""

@@ -206,6 +206,20 @@ def weigh_record(record):
     return len(record["msg"]) + 100
 
 
+def weigh_output(item):
+    return sum(map(len, item["lines"])) + 10 * len(item["lines"]) + 100
+
+
+def weigh_result(result):
+    return len(result.get("value") or b"") + sum(
+        map(weigh_output, result.get("output") or ())) + len(result.get("error") or "") + 100
+
+
+# How the items of a batched type are weighed (protocol.batches): those that can be big.
+WEIGHTS = {Msg.SUBMIT: weigh_task, Msg.DISPATCH: weigh_task, Msg.LOG: weigh_record,
+           Msg.OUTPUT: weigh_output, Msg.RESULT: weigh_result}
+
+
 def pack_body(request):
     """The opaque task body a client sends: msgpack of the plugin's request map."""
     return msgpack.packb(request, use_bin_type=True)

@@ -354,10 +354,12 @@ class FarmWorker(Service):
 
     def flush(self, now):
         if self.output:
-            del self.output[:self.link.send_batched(Msg.OUTPUT, self.output, now)]
+            del self.output[:self.link.send_batched(Msg.OUTPUT, self.output, now,
+                                                    protocol.WEIGHTS[Msg.OUTPUT])]
             self._trim_backlog()
         if self.unsent:
-            del self.unsent[:self.link.send_batched(Msg.RESULT, self.unsent, now)]
+            del self.unsent[:self.link.send_batched(Msg.RESULT, self.unsent, now,
+                                                    protocol.WEIGHTS[Msg.RESULT])]
 
 
     def _trim_backlog(self):
