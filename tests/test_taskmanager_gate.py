@@ -2,9 +2,11 @@
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 
 import psutil
 import pytest
@@ -236,8 +238,8 @@ for curve in (None, False):       # its own local keys, then none at all
 def test_another_local_user_cannot_use_a_farm_without_keys(farm, tmp_path):
     """Item 8: a farm with no keys section takes only its user's local keys:
     user nobody, on the same machine, runs nothing. (nobody cannot run this
-    venv's interpreter, which lives under /root; the system's Python 3.11 with
-    the venv's packages on its path can.)"""
+    venv's interpreter, which lives under /root: it runs the system's Python 3.11
+    with a copy of the packages it needs.)"""
     farm.start_worker("shell")
     keys_dir = os.environ["COMPUTEFARM_LOCAL_KEYS"]
     assert os.stat(keys_dir).st_mode & 0o777 == 0o700
@@ -245,14 +247,20 @@ def test_another_local_user_cannot_use_a_farm_without_keys(farm, tmp_path):
     marker = tmp_path / "ran-as-nobody"
     site = sysconfig.get_paths()["purelib"]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    theirs = "/tmp/cf-nobody-keys-%d" % os.getpid()
+    theirs = tempfile.mkdtemp(prefix="cf-nobody-")     # what nobody may read: a copy of
+    os.chmod(theirs, 0o755)                             # the packages it needs
+    for name in ("zmq", "pyzmq.libs", "msgpack", "cloudpickle"):
+        if os.path.exists(os.path.join(site, name)):
+            shutil.copytree(os.path.join(site, name), os.path.join(theirs, name))
+    shutil.copytree(os.path.join(repo, "computefarm"), os.path.join(theirs, "computefarm"))
     try:
         done = subprocess.run(
             ["/usr/bin/python3.11", "-c", NOBODY_TRIES, farm.address, str(marker)],
             user=65534, group=65534, extra_groups=[], cwd="/tmp", capture_output=True,
-            text=True, timeout=60, env={"PYTHONPATH": "%s:%s" % (site, repo), "HOME": "/tmp",
-                                        "COMPUTEFARM_LOCAL_KEYS": theirs})
+            text=True, timeout=60, env={"PYTHONPATH": theirs, "HOME": "/tmp",
+                                        "COMPUTEFARM_LOCAL_KEYS": theirs + "-keys"})
     finally:
-        subprocess.run(["rm", "-rf", theirs])
+        shutil.rmtree(theirs)
+        shutil.rmtree(theirs + "-keys", ignore_errors=True)
     assert done.stdout.split() == ["AccessRefused", "AccessRefused"], done.stderr[-2000:]
     assert not marker.exists()
