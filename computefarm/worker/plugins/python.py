@@ -81,7 +81,7 @@ class SlotRun(Run):
             return super().readable(fd)
         while True:
             try:
-                data = os.read(fd, 1 << 20)
+                data = os.read(fd, 65536)
             except BlockingIOError:
                 break
             if not data:
