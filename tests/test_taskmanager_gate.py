@@ -264,3 +264,21 @@ def test_another_local_user_cannot_use_a_farm_without_keys(farm, tmp_path):
         shutil.rmtree(theirs + "-keys", ignore_errors=True)
     assert done.stdout.split() == ["AccessRefused", "AccessRefused"], done.stderr[-2000:]
     assert not marker.exists()
+
+
+def test_queued_bytes_limit_refuses_with_its_own_reason(tmp_path):
+    """Item 6: memory capped in bytes, not only in tasks: 1 kB commands, 4 kB allowed
+    (each task counts its body and 512 bytes): two are queued, the rest refused."""
+    farm = Farm(tmp_path, max_queued_bytes_per_client=4096)
+    try:
+        farm.start_taskmanager()
+        client = farm.client(on_notice=lambda *a: None)
+        futures = [client.submit("shell", {"cmd": "true #" + "x" * 1000}) for _ in range(5)]
+        refused = [f.result(10) for f in futures[2:]]
+        assert all(r.status == "error" and "max_queued_bytes_per_client" in r.error
+                   for r in refused)
+        assert not any(f.done() for f in futures[:2])
+        farm.start_worker("shell")
+        assert all(f.result(30).ok for f in futures[:2])
+    finally:
+        farm.close()
