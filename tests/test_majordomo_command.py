@@ -8,6 +8,8 @@ import sys
 import textwrap
 import time
 
+import psutil
+import pytest
 from support import pid_alive, read_doit_db, run_tool, tree, wait_until
 
 SEMANTICS = textwrap.dedent('''
@@ -210,7 +212,12 @@ def test_local_taskmanager_is_started_for_remote_workers(tmp_path):
         helper.close()
 
 
-def test_sigint_stops_remote_tasks_and_a_rerun_finishes(tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                       (signal.SIGHUP, 129)])
+def test_a_stop_signal_stops_remote_tasks_and_the_farm_and_a_rerun_finishes(tmp_path, sig,
+                                                                            code):
+    """Ctrl-C, and (item 15) what `timeout`, a cancelled CI job or a closed terminal
+    sends: the embedded farm and every task process end with majordomo."""
     farm = make_project(tmp_path / "farm", textwrap.dedent('''
         def task_quick():
             for i in range(3):
@@ -231,14 +238,17 @@ def test_sigint_stops_remote_tasks_and_a_rerun_finishes(tmp_path):
                    and (farm / "pid0").read_text() and (farm / "pid1").read_text(),
                    timeout=60, what="slow tasks running")
         pids = [int((farm / ("pid%d" % i)).read_text()) for i in range(2)]
-        proc.send_signal(signal.SIGINT)
+        pids += [child.pid for child in psutil.Process(proc.pid).children(recursive=True)]
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 130, err
-    assert not [pid for pid in pids if pid_alive(pid)]
+    assert proc.returncode == code, err
+    assert len(pids) >= 6        # two tasks, the TaskManager, its forwarder, a worker, ...
+    wait_until(lambda: not [pid for pid in pids if pid_alive(pid)], timeout=10,
+               what="every process of the run gone")
     db = read_doit_db(farm)
     assert {"quick:0", "quick:1", "quick:2"} <= set(db) and "slow:0" not in db
     (farm / "pass2").write_text("")

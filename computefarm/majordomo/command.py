@@ -8,6 +8,7 @@ address is on this machine and nothing answers, or an embedded local farm.
 """
 
 import os
+import signal
 import socket
 import sys
 
@@ -181,13 +182,37 @@ class Majordomo(DoitMain):
         return commands
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (``timeout``, a cancelled CI job, a closed terminal): the
+    same way out as Ctrl-C, so the remote tasks and the embedded farm are stopped."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum, _frame):
+    for sig in STOP_SIGNALS:        # one stop at a time: let it finish its cleanup
+        signal.signal(sig, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def main(argv=None):
+    previous = {sig: signal.signal(sig, _stop) for sig in STOP_SIGNALS}
     try:
         return Majordomo().run(sys.argv[1:] if argv is None else argv)
-    except KeyboardInterrupt:
-        sys.stderr.write("majordomo: interrupted; finished tasks are recorded, "
-                         "a new run does the rest\n")
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        sys.stderr.write("majordomo: %s; finished tasks are recorded, a new run does the "
+                         "rest\n" % ("stopped by %s" % exc if signum != signal.SIGINT
+                                      else "interrupted"))
+        return 128 + signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
