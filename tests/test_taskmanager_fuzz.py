@@ -3,7 +3,7 @@
 Authenticated peers of each role (their keys are authorized) send messages
 made from the wire's own schemas (tests/wirefuzz.py, seeded by Hypothesis):
 right shapes, but fields of the wrong type, out of range, NaN, oversized, bytes
-keys, or simply valid and large (a few MB). Meanwhile a legitimate client runs a
+keys, or simply valid and large (up to about 2 MB). Meanwhile a legitimate client runs a
 build of 200 tasks. The TaskManager must never exit, never meet a bug
 (``internal_errors``), keep its longest loop iteration and its memory bounded,
 and the build must finish with every result right.

@@ -21,7 +21,7 @@ ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-_:./ é\n\x00"
 
 
 class Fuzzer:
-    BUDGET = 4 << 20           # bytes of strings and bodies in one message, about
+    BUDGET = 2 << 20           # bytes of strings and bodies in one message, about
 
     def __init__(self, rng, bad=0.05, big=0.02, ids=None):
         self.rng = rng
