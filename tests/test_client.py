@@ -1,5 +1,7 @@
 """Routing, slots, constraints, notices and the client library against real processes."""
 
+import re
+
 from support import wait_until
 
 from computefarm.client import FarmExecutor
@@ -52,7 +54,8 @@ def test_output_streams_and_task_environment(farm):
                                              ' echo oops >&2; exit 4'},
                            on_output=lambda stream, line: seen.append((stream, line))).result(20)
     assert result.status == "failed" and result.exit_code == 4
-    assert result.stdout == ["id=%s try=1" % result.id]
+    # the farm-wide id: the submitting key's scope, then the client's own id
+    assert re.fullmatch(r"id=[0-9a-f]{12}/%s try=1" % re.escape(result.id), result.stdout[0])
     assert result.stderr == ["oops"]
     assert ("stderr", "oops") in seen
 

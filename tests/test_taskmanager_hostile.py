@@ -20,7 +20,7 @@ from computefarm.wire.protocol import Msg
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 PEERS = (("w1", "worker"), ("w2", "worker"), ("c1", "client"), ("c2", "client"),
-         ("m1", "monitor"))
+         ("spare1", "monitor"))
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ REPORT = {"machine": "spare1", "host": "attacker", "interval": 1.0, "cores": 2,
 
 def test_1_report_with_a_string_load_is_refused(farm, lan):
     bad = protocol.encode(Msg.REPORT, dict(REPORT, load_avg=["x"]))
-    attack(farm, lan, "m1", [(1, hello("monitor", "m")), (1, bad)])
+    attack(farm, lan, "spare1", [(1, hello("monitor", "m")), (1, bad)])
     assert still_serving(farm, lan)["refused_messages"] == 1
 
 
@@ -120,7 +120,7 @@ def test_5_a_peer_that_never_reads_cannot_freeze_the_taskmanager(farm, lan):
     """300,000 bad messages from a monitor's key, whose ERROR replies are never read
     (more than the send queue, the reader's queue and the kernel's buffers hold),
     the connection kept open until the TaskManager has taken them all in."""
-    sent = attack(farm, lan, "m1", [(1, hello("monitor", "m")), (300000, b"junk")],
+    sent = attack(farm, lan, "spare1", [(1, hello("monitor", "m")), (300000, b"junk")],
                   no_read=True, linger=8.0)
     assert sent["sent"] == 300001
     status = still_serving(farm, lan)

@@ -16,6 +16,7 @@ import zmq
 
 from computefarm import localkeys
 from computefarm.config import TaskManagerConfig
+from computefarm.taskmanager.peers import scope
 from computefarm.taskmanager.server import TaskManager
 from computefarm.wire import protocol
 from computefarm.wire.protocol import Code, Msg
@@ -149,8 +150,15 @@ class Farm:
             self.turn()
 
 
+def scoped(task_id):
+    """The id the TaskManager and workers know a task by: the submitting key's
+    scope (here the user's local key, as every test peer's) before its own id."""
+    return scope(localkeys.peer_curve("tcp://127.0.0.1:1")[0]) + task_id
+
+
 def dispatched(body):
-    return [(t["id"], t["attempt"]) for t in body["tasks"]]
+    """(id, attempt) of each task: the id its client gave it (without its scope)."""
+    return [(t["id"].split("/", 1)[-1], t["attempt"]) for t in body["tasks"]]
 
 
 def acked(farm, worker, task_id):
@@ -200,8 +208,8 @@ def test_a_task_goes_from_submit_to_dispatch_to_result(farm):
     body = farm.expect(worker, Msg.DISPATCH, what="of t1")
     assert dispatched(body) == [("t1", 1)]
     assert body["tasks"][0]["body"] == protocol.pack_body({"cmd": "true"})
-    worker.send(Msg.RESULT, {"results": [protocol.result_item("t1", 1, "ok", exit_code=0)]})
-    assert acked(farm, worker, "t1")
+    worker.send(Msg.RESULT, {"results": [protocol.result_item(scoped("t1"), 1, "ok", exit_code=0)]})
+    assert acked(farm, worker, scoped("t1"))
     result = farm.expect(client, Msg.RESULT)["results"]
     assert [(r["id"], r["attempt"], r["status"], r["exit_code"]) for r in result] == [
         ("t1", 1, "ok", 0)]
@@ -235,7 +243,7 @@ def test_a_silent_worker_expires_after_interval_times_liveness_and_its_task_move
         expired_at - last_heard, TIMEOUT)
     assert b"w2" in farm.tm.state.peers and b"c1" in farm.tm.state.peers
     assert dispatched(farm.expect(spare, Msg.DISPATCH, what="of t1 again")) == [("t1", 2)]
-    spare.send(Msg.RESULT, {"results": [protocol.result_item("t1", 2, "ok", exit_code=0)]})
+    spare.send(Msg.RESULT, {"results": [protocol.result_item(scoped("t1"), 2, "ok", exit_code=0)]})
     result = farm.expect(client, Msg.RESULT)["results"]
     assert [(r["id"], r["attempt"], r["status"], r["worker"]) for r in result] == [
         ("t1", 2, "ok", "w2")]
@@ -265,16 +273,17 @@ def test_a_repeated_hello_of_the_same_role_changes_nothing(farm):
     assert dispatched(farm.expect(worker, Msg.DISPATCH)) == [("t1", 1)]
     for _ in range(2):
         farm.hello(worker, "worker", slots=2, capabilities=SHELL, version="test",
-                   running=[{"id": "t1", "attempt": 1, "capability": "shell"}])
+                   running=[{"id": scoped("t1"), "attempt": 1, "capability": "shell"}])
     state = farm.tm.state
     assert len(state.peers) == 2 and list(state.workers) == [b"w1"]
-    assert list(state.workers[b"w1"].running) == ["t1"]
-    assert state.tasks["t1"].worker is state.workers[b"w1"] and state.tasks["t1"].attempt == 1
+    assert list(state.workers[b"w1"].running) == [scoped("t1")]
+    task_record = state.tasks[scoped("t1")]
+    assert task_record.worker is state.workers[b"w1"] and task_record.attempt == 1
     farm.settle()
     assert worker.take(Msg.CANCEL) is None and worker.take(Msg.DISPATCH) is None
     status = farm.status(client)
     assert [(w["name"], w["used"]) for w in status["workers"]] == [("w1", 1)]
-    worker.send(Msg.RESULT, {"results": [protocol.result_item("t1", 1, "ok", exit_code=0)]})
+    worker.send(Msg.RESULT, {"results": [protocol.result_item(scoped("t1"), 1, "ok", exit_code=0)]})
     assert [r["status"] for r in farm.expect(client, Msg.RESULT)["results"]] == ["ok"]
 
 

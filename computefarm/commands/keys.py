@@ -2,6 +2,7 @@
 
     farm-keys init                      the TaskManager's key pair and trust store
     farm-keys add NAME --role ROLE      a key pair for a machine or user, trusted
+                [--machine MACHINE]     (a monitor's key speaks for machine NAME only)
     farm-keys revoke NAME               stop trusting it (no restart needed)
     farm-keys list                      who is trusted, as what
 
@@ -44,7 +45,7 @@ def init(directory, out):
     return 0
 
 
-def add(directory, name, role, out):
+def add(directory, name, role, out, machine=None):
     if role not in ROLES:
         raise UsageError("--role must be one of %s" % ", ".join(ROLES))
     if not name or "/" in name or name.startswith("."):
@@ -55,15 +56,21 @@ def add(directory, name, role, out):
     trusted = os.path.join(directory, "authorized", name + ".key")
     if os.path.exists(trusted):
         raise UsageError("%s is already authorized (revoke it first to replace it)" % name)
+    if machine is not None and role not in ("worker", "monitor"):
+        raise UsageError("--machine binds worker and monitor keys only, not %s keys" % role)
+    metadata = {"name": name, "role": role}
+    if machine is not None or role == "monitor":
+        metadata["machine"] = machine or name
     public, secret = zmq.curve_keypair()
     secret_path = os.path.join(directory, "peers", name + ".key_secret")
-    write_certificate(secret_path, public, secret, {"name": name, "role": role})
-    write_certificate(trusted, public, metadata={"name": name, "role": role})
-    out.write("Authorized %s as %s.\n\nCopy these two files to it (the secret one only "
+    write_certificate(secret_path, public, secret, metadata)
+    write_certificate(trusted, public, metadata=metadata)
+    out.write("Authorized %s as %s%s.\n\nCopy these two files to it (the secret one only "
               "there, with mode 600):\n  %s\n  %s\n\nand in its farm.yaml:\n\n"
               "keys:\n  server: <where you put taskmanager.key>\n"
-              "  secret: <where you put %s.key_secret>\n" % (name, role, server, secret_path,
-                                                             name))
+              "  secret: <where you put %s.key_secret>\n" % (
+                  name, role, " for machine %s" % metadata["machine"]
+                  if "machine" in metadata else "", server, secret_path, name))
     return 0
 
 
@@ -84,8 +91,9 @@ def list_keys(directory, out):
     for name in sorted(os.listdir(folder)):
         if name.endswith(".key"):
             public, _, metadata = read_certificate(os.path.join(folder, name))
-            out.write("%-24s %-8s %s\n" % (name[:-4], metadata.get("role", "?"),
-                                           public.decode()))
+            out.write("%-24s %-8s %-16s %s\n" % (name[:-4], metadata.get("role", "?"),
+                                                 metadata.get("machine", "-"),
+                                                 public.decode()))
     return 0
 
 
@@ -98,6 +106,8 @@ def main(argv=None, out=None):
     added = commands.add_parser("add", help="create and authorize a key pair")
     added.add_argument("name")
     added.add_argument("--role", required=True, choices=ROLES)
+    added.add_argument("--machine", help="the machine a worker or monitor key speaks for "
+                       "(a monitor key's default: NAME)")
     revoked = commands.add_parser("revoke", help="stop trusting a key")
     revoked.add_argument("name")
     commands.add_parser("list", help="show the authorized keys")
@@ -107,7 +117,7 @@ def main(argv=None, out=None):
         if args.command == "init":
             return init(directory, out)
         if args.command == "add":
-            return add(directory, args.name, args.role, out)
+            return add(directory, args.name, args.role, out, args.machine)
         if args.command == "revoke":
             return revoke(directory, args.name, out)
         return list_keys(directory, out)

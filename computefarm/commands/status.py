@@ -46,14 +46,20 @@ def render(status, address):
                                                         w["machine"][:12], w["used"],
                                                         w["slots"], ", ".join(w["capabilities"])))
     queues = ", ".join("%s: %d" % item for item in sorted(status["queues"].items())) or "empty"
-    lines += ["", "QUEUED  " + queues, "", "RUNNING (%d)" % len(status["running"])]
+    others = status.get("others_running", 0)
+    lines += ["", "QUEUED  " + queues, "", "RUNNING (%d%s)" % (
+        len(status["running"]), ", and %d of other users" % others if others else "")]
     for t in sorted(status["running"], key=lambda t: -t["age"])[:20]:
-        lines.append("  %-40s %-8s %-16s %6.1fs%s" % (t["id"][:40], t["capability"],
+        lines.append("  %-40s %-8s %-16s %6.1fs%s" % ((t.get("label") or t["id"])[:40],
+                                                      t["capability"],
                                                       t["host"][:16], t["age"],
                                                       "  suspended" if t["suspended"] else ""))
-    lines += ["", "RECENT FAILURES (%d)" % len(status["failures"])]
+    others = status.get("others_failures", 0)
+    lines += ["", "RECENT FAILURES (%d%s)" % (len(status["failures"]), ", and %d of other "
+                                              "users" % others if others else "")]
     for f in status["failures"][-10:]:
-        lines.append("  %-40s %-8s %-16s %s" % (f["id"][:40], f["status"], f["host"][:16],
+        lines.append("  %-40s %-8s %-16s %s" % ((f.get("label") or f["id"])[:40],
+                                                f["status"], f["host"][:16],
                                                 (f["error"] or "").splitlines()[0][:60]
                                                 if f["error"] else ""))
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ Key files are read by ``wire.certificates``.
 
 import logging
 import os
+from collections import namedtuple
 
 import zmq
 from zmq.utils import z85
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 DOMAIN = "computefarm"
 
+# What an authorized key grants: its name (the user, for a client), its role,
+# and the machine it may speak for (monitor keys always: by default their
+# name; worker keys when their certificate says so), else None.
+Grant = namedtuple("Grant", "name role machine")
 
 
 class KeyRing:
@@ -36,7 +41,7 @@ class KeyRing:
 
     def __init__(self, directory):
         self.directory = os.path.expanduser(directory)
-        self.keys = {}              # z85 public key -> (name, role)
+        self.keys = {}              # z85 public key -> Grant
         self.extra = {}             # keys authorized in memory (the log forwarder's)
         self.stamp = None
         self.refresh()
@@ -64,7 +69,9 @@ class KeyRing:
                 log.warning("TaskManager: ignoring %s: role %r is not one of %s", path, role,
                             ", ".join(KEY_ROLES))
                 continue
-            keys[public] = (metadata.get("name", name[:-4]), role)
+            key_name = metadata.get("name", name[:-4])
+            machine = metadata.get("machine") or (key_name if role == "monitor" else None)
+            keys[public] = Grant(key_name, role, machine)
         if self.stamp is not None:
             log.info("TaskManager: authorized keys changed: %d key(s)", len(keys))
         self.keys, self.stamp = keys, stamp
@@ -140,12 +147,16 @@ class Gate:
         entry = self.keyring.lookup(user) if user else None
         if entry is None:
             return Code.KEY_REFUSED, "the key of this connection is not (or no longer) authorized"
-        name, role = entry
+        name, role, machine = entry
         if mtype not in self.allowed.get(role, ()):
             return Code.NOT_ALLOWED, "a %s key (%s) may not send %s" % (role, name, mtype.name)
-        if mtype == Msg.HELLO and role != "admin" and body.get("role") != role:
-            return Code.ROLE_MISMATCH, "a %s key (%s) may not say hello as a %s" % (
-                role, name, body.get("role"))
+        if mtype == Msg.HELLO and role != "admin":
+            if body.get("role") != role:
+                return Code.ROLE_MISMATCH, "a %s key (%s) may not say hello as a %s" % (
+                    role, name, body.get("role"))
+            if machine is not None and body.get("machine") != machine:
+                return Code.MACHINE_BOUND, "the %s key %s speaks for machine %r only, not " \
+                    "%r (farm-keys add --machine)" % (role, name, machine, body.get("machine"))
         if peer is not None and peer.key != user:
             return Code.ID_BOUND, "this routing id belongs to another key"
         return None

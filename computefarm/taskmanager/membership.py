@@ -130,15 +130,15 @@ class Membership:
         if task.client is None or task.state == CANCELLING:
             if task.client is not None:        # its client cancelled it: the end it awaits
                 effects.results.append((task.client, result_item(
-                    task.id, task.attempt, "cancelled", "cancelled; its worker was lost "
+                    task.own_id, task.attempt, "cancelled", "cancelled; its worker was lost "
                     "before it confirmed", code=Code.CANCELLED_LOST)))
             self.transition(task, DONE, "lost while unclaimed or cancelling", now)
             self._revive(task, now, effects)
         elif counts and task.attempt >= task.max_attempts:
             text = "task %s lost: %s, attempt %d of %d" % (
-                task.id, task.lost_on[-1], task.attempt, task.max_attempts)
+                task.own_id, task.lost_on[-1], task.attempt, task.max_attempts)
             effects.results.append((task.client, result_item(
-                task.id, task.attempt, "lost", text, code=Code.OUT_OF_ATTEMPTS)))
+                task.own_id, task.attempt, "lost", text, code=Code.OUT_OF_ATTEMPTS)))
             self.transition(task, DONE, "lost, out of attempts", now)
         else:
             self.transition(task, QUEUED, "its worker was lost", now)

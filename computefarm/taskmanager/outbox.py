@@ -51,7 +51,7 @@ class Outbox:
                 task.id, task.attempt, task.capability, task.body, task.timeout))
             if task.track and task.client is not None:
                 self.queue(task.client.rid, Msg.STARTED, protocol.started_item(
-                    task.id, task.attempt, worker.host, worker.name, worker.machine))
+                    task.own_id, task.attempt, worker.host, worker.name, worker.machine))
         for worker, task_id in effects.cancel:
             self.queue(worker.rid, Msg.CANCEL, task_id)
         for worker, task_id in effects.suspend:

@@ -6,12 +6,24 @@ one registry of them (``State.peers``) and is the only writer. The fields a
 role does not use stay at their defaults.
 """
 
+import hashlib
+
 from . import constraints
 from .shards import ShardedDict
 
 
+def scope(key):
+    """The prefix of the task ids of a client with public ``key`` ("" without CURVE):
+    the TaskManager knows a task by its client's key and the client's own id, so
+    no other key can name, claim or cancel it, even after a restart."""
+    if key is None:
+        return ""
+    return hashlib.blake2s(key, digest_size=6).hexdigest() + "/"   # 13 characters
+
+
 class Peer:
     __slots__ = ("rid", "role", "name", "host", "machine", "pid", "key", "last_seen",
+                 "user", "admin", "scope",
                  # workers
                  "slots", "capabilities", "running", "assigned", "order", "version",
                  "profiles", "heaps", "machine_record", "gone",
@@ -26,6 +38,9 @@ class Peer:
         self.machine = hello["machine"]
         self.pid = hello.get("pid")
         self.key = key                # the CURVE key it said hello with (None without CURVE)
+        self.user = ""                # the name of that key (set by the server)
+        self.admin = key is None      # may see everyone's tasks (an admin key, or no keys)
+        self.scope = scope(key)       # the prefix of its tasks' ids here (clients)
         self.last_seen = now
         self.slots = 0
         self.capabilities = {}        # capability -> {attribute: value}

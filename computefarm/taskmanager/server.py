@@ -24,7 +24,7 @@ from ..service import Service, write_ready_file
 from ..wire import protocol
 from ..wire.certificates import generated_keys
 from ..wire.protocol import Code, Msg
-from .gate import secure_router
+from .gate import Grant, secure_router
 from .logrouting import LogRouter, start_forwarder, stop_forwarder
 from .outbox import Outbox
 from .refusals import Refusals
@@ -109,7 +109,12 @@ class TaskManager(Service):
         sock = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, defaults.LINGER_MS)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # A routing id is bound to its connection while that lives: another
+        # connection with the same id is refused (no handover), and ZeroMQ's own
+        # heartbeats close a connection whose peer went silent, so the peer's
+        # next connection is let in.
+        sock.setsockopt(zmq.HEARTBEAT_IVL, int(self.interval * 1000))
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.peer_timeout * 1000))
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_size)
         sock.setsockopt(zmq.SNDHWM, defaults.SEND_QUEUE)
         sock.setsockopt(zmq.RCVHWM, defaults.RECEIVE_QUEUE)
@@ -195,7 +200,7 @@ class TaskManager(Service):
         if self.gate is not None:
             self.keyring.extra.pop(self.forwarder_key, None)   # a dead one's key goes
             public, secret = generated_keys()
-            self.keyring.extra[public] = ("log forwarder", "logger")
+            self.keyring.extra[public] = Grant("log forwarder", "logger", None)
             self.forwarder_key = public
             curve = (public, secret, self.server_public)
         self.logs.forwarder = start_forwarder(self.endpoint, self.logging_config, curve)
@@ -276,7 +281,9 @@ class TaskManager(Service):
             if refusal is not None:
                 self.refuse(sender, refusal[0], "%s refused: %s" % (mtype.name, refusal[1]), now)
                 if refusal[0] == Code.KEY_REFUSED and peer is not None:
-                    self.evict(peer)
+                    self.evict(peer, "its key was revoked")
+                elif refusal[0] == Code.ID_BOUND:   # its connection is gone: not its peer's
+                    self.evict(peer, "another key connected with its routing id")
                 return mtype.name, sender
         try:
             self.handle(peer, sender, mtype, body, user, now)
@@ -304,10 +311,11 @@ class TaskManager(Service):
                                 Code.NOT_ALLOWED)
         handler(peer, body, now)
 
-    def evict(self, peer):
-        """Forget a peer whose key was revoked: its tasks go back to the queue."""
-        log.warning("TaskManager: %s dropped: its key was revoked", peer.describe())
-        self.apply(self.state.remove_peer, peer, "its key was revoked", requeue_only=True)
+    def evict(self, peer, why):
+        """Forget a peer whose key was revoked, or whose connection another key's
+        replaced: its tasks go back to the queue."""
+        log.warning("TaskManager: %s dropped: %s", peer.describe(), why)
+        self.apply(self.state.remove_peer, peer, why, requeue_only=True)
 
     def on_hello(self, peer, body, now, sender=None, user=None):
         role = body["role"]
@@ -322,6 +330,9 @@ class TaskManager(Service):
             raise ProtocolError("this connection said hello as a %s before"
                                 % self.state.peers[rid].role, code)
         if peer is None:
+            grant = self.keyring.lookup(user) if self.keyring is not None and user else None
+            if grant is not None:
+                registered.user, registered.admin = grant.name, grant.role == "admin"
             log.info("TaskManager: %s connected%s", registered.describe(),
                      ": %s, %d slot(s)" % (", ".join(sorted(registered.capabilities)) or
                                           "no capabilities", registered.slots)
@@ -346,7 +357,7 @@ class TaskManager(Service):
         self.apply(self.state.cancel, client, body["ids"], now)
 
     def on_status(self, client, body, now):
-        status = self.state.snapshot(now)
+        status = self.state.snapshot(now, client)
         status["logs"] = {"forwarders": len(self.logs.forwarders),
                           "dropped_lines": self.logs.dropped}
         status["refused_messages"] = self.refusals.count
@@ -363,18 +374,19 @@ class TaskManager(Service):
 
     def on_result(self, worker, body, now):
         effects = Effects()
+        ids = [r["id"] for r in body["results"]]   # as the worker knows them: acknowledged
         for result in body["results"]:
             if result["status"] != "ok" and self.logs.active:
                 self.logs.result(worker, result)
-            self.state.finish(worker, result, now, effects)
+            self.state.finish(worker, result, now, effects)   # may give it its client's id
         self.outbox.apply(effects)
-        self.outbox.ack(worker.rid, [r["id"] for r in body["results"]])
+        self.outbox.ack(worker.rid, ids)
 
     def on_output(self, worker, body, now):
         for item in body["items"]:
-            client = self.state.output_for(item)
-            if client is not None:
-                self.outbox.queue(client.rid, Msg.OUTPUT, item)
+            task = self.state.output_for(item)
+            if task is not None:
+                self.outbox.queue(task.client.rid, Msg.OUTPUT, dict(item, id=task.own_id))
             if self.logs.active:
                 self.logs.output(worker, item, now)
 

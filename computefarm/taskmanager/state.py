@@ -134,7 +134,8 @@ class State(Membership):
         Tasks beyond the client's ``limit`` (tasks) or ``limit_bytes`` are refused."""
         waiting = {}
         for spec in specs:
-            task_id = spec["id"]
+            own_id = spec["id"]
+            task_id = client.scope + own_id
             refusal = None
             if task_id in self.tasks:
                 pass                           # a resubmission: decided below
@@ -147,7 +148,7 @@ class State(Membership):
                            "(taskmanager.max_queued_bytes_per_client)" % limit_bytes)
             if refusal is not None:
                 effects.results.append((client, result_item(
-                    task_id, 0, "error", "refused: " + refusal[1], code=refusal[0])))
+                    own_id, 0, "error", "refused: " + refusal[1], code=refusal[0])))
                 continue
             task = self._submit(client, spec, now, effects)
             if task is None:
@@ -156,7 +157,7 @@ class State(Membership):
             if reasons is None:
                 reasons = waiting[task.key] = [self.unmatched(task.key), []]
             if reasons[0] is not None:
-                reasons[1].append(task_id)
+                reasons[1].append(own_id)
         for key, (reason, ids) in waiting.items():
             if reason is not None and client.told.get(key) != reason[0]:
                 client.told[key] = reason[0]
@@ -167,15 +168,16 @@ class State(Membership):
 
     def _submit(self, client, spec, now, effects):
         """One task from a SUBMIT; a repeated id from its owner is a no-op."""
-        task_id = spec["id"]
+        own_id = spec["id"]
+        task_id = client.scope + own_id
         task = self.tasks.get(task_id)
         if task is not None:
             if task.client is None and task.state == CANCELLING:
                 if task.revive is not None and task.revive[0] is not client \
                         and self.peers.get(task.revive[0].rid) is task.revive[0]:
                     effects.notices.append((client, "error", Code.ID_IN_USE, "task id %r is "
-                                            "already in use by another client" % task_id,
-                                            [task_id]))
+                                            "already in use by another client" % own_id,
+                                            [own_id]))
                     return None
                 task.revive = (client, spec)   # its old owner went: run it anew after
                 client.tasks.add(task_id, charge(spec))   # it counts as this client's,
@@ -188,11 +190,11 @@ class State(Membership):
                 return task
             elif task.client is not client:
                 effects.notices.append((client, "error", Code.ID_IN_USE, "task id %r is "
-                                        "already in use by another client" % task_id, [task_id]))
+                                        "already in use by another client" % own_id, [own_id]))
             return None
         orphan = self.orphans.pop(task_id, None) if spec.get("resume") else None
         if orphan is not None:                 # it finished while its client reconnected
-            effects.results.append((client, orphan[0]))
+            effects.results.append((client, dict(orphan[0], id=own_id)))
             return None
         key = self._intern(queue_key(spec["capability"], spec.get("requires")))
         task = Task.from_spec(spec, client, key, next(self._seq), self.max_attempts)
@@ -221,15 +223,16 @@ class State(Membership):
         return None
 
     def output_for(self, item):
-        """The client to forward a live OUTPUT item to, if its task still wants it."""
+        """The task whose client a live OUTPUT item goes to, if it still wants it."""
         task = self.tasks.get(item["id"])
         if task is not None and task.stream and task.client is not None \
                 and task.attempt == item["attempt"]:
-            return task.client
+            return task
         return None
 
-    def cancel(self, client, task_ids, now, effects):
-        for task_id in task_ids:
+    def cancel(self, client, own_ids, now, effects):
+        for own_id in own_ids:
+            task_id = client.scope + own_id
             task = self.tasks.get(task_id)
             if task is None:
                 continue
@@ -237,12 +240,12 @@ class State(Membership):
                 task.revive = None             # its resubmission, waiting for the old copy
                 client.tasks.discard(task_id)
                 effects.results.append((client, result_item(
-                    task_id, 0, "cancelled", "cancelled before it ran",
+                    own_id, 0, "cancelled", "cancelled before it ran",
                     code=Code.CANCELLED_QUEUED)))
                 continue
             if task.client is not client:
                 effects.notices.append((client, "error", Code.NOT_YOURS, "task %r is not "
-                                        "yours to cancel" % task_id, [task_id]))
+                                        "yours to cancel" % own_id, [own_id]))
                 continue
             self._cancel(task, effects, tell_client=True, now=now)
 
@@ -252,7 +255,7 @@ class State(Membership):
             self.transition(task, DONE, "cancelled before it ran", now)
             if tell_client:
                 effects.results.append((client, result_item(
-                    task.id, task.attempt, "cancelled", "cancelled before it ran",
+                    task.own_id, task.attempt, "cancelled", "cancelled before it ran",
                     code=Code.CANCELLED_QUEUED)))
         elif task.state in (RUNNING, CANCELLING):
             if task.state == RUNNING:
@@ -280,10 +283,12 @@ class State(Membership):
             self.transition(task, QUEUED, "requeued for the machine's owner", now)
             return
         if result["status"] not in ("ok", "cancelled"):
-            self.failures.append({"id": task.id, "status": result["status"],
+            self.failures.append({"task": task.id, "id": task.own_id or task.id,
+                                  "label": task.label, "status": result["status"],
                                   "error": result.get("error"), "host": worker.host,
                                   "worker": worker.name, "time": now})
         if task.client is not None:
+            result["id"] = task.own_id
             effects.results.append((task.client, result))
         elif task.state != CANCELLING:
             self._keep_orphan(result, worker, now)
@@ -375,12 +380,19 @@ class State(Membership):
         return [tasks, queues] + [lambda peer=peer: client(peer)
                                   for peer in self.clients.values()]
 
-    def snapshot(self, now):
-        """What farm-status shows: machines, workers, queues, running tasks, failures."""
+    def snapshot(self, now, viewer=None):
+        """What farm-status shows: machines, workers, queues, running tasks, failures.
+        A ``viewer`` (a client Peer) that is not admin sees its own key's tasks
+        and failures, and only counts of everyone else's."""
+        def visible(task_id):
+            return viewer is None or viewer.admin or task_id.startswith(viewer.scope)
         queues = {}
         for queue in self.queues.values():
             queues[queue.capability] = queues.get(queue.capability, 0) + queue.live
         workers = self.workers.values()
+        running = [(w, t) for w in workers for t in w.running.values()]
+        shown = [(w, t) for w, t in running if visible(t.id)]
+        failures = [f for f in self.failures if visible(f["task"])]
         return {
             "machines": [m.describe(now) for m in sorted(self.machines.values(),
                                                          key=lambda m: m.id)],
@@ -389,13 +401,17 @@ class State(Membership):
                          "used": len(w.running)} for w in workers],
             "queues": queues,
             "held": len(self.held),
-            "running": [{"id": t.id, "capability": t.capability, "host": w.host,
+            "running": [{"id": t.own_id or t.id, "label": t.label,
+                         "user": t.client.user if t.client is not None else None,
+                         "capability": t.capability, "host": w.host,
                          "machine": w.machine, "attempt": t.attempt,
                          "age": now - (t.started or now),
                          "suspended": t.id in w.machine_record.suspended}
-                        for w in workers for t in w.running.values()],
-            "failures": [dict({k: v for k, v in f.items() if k != "time"},
-                              age=now - f["time"]) for f in self.failures],
+                        for w, t in shown],
+            "others_running": len(running) - len(shown),
+            "failures": [{k: v for k, v in f.items() if k not in ("time", "task")} |
+                         {"age": now - f["time"]} for f in failures],
+            "others_failures": len(self.failures) - len(failures),
             "clients": len(self.clients),
             "placement": self.scheduler.placement,
             "expired": dict(self.expired),

@@ -40,12 +40,13 @@ class Task:
     ``body`` is opaque bytes, never decoded here.
     """
 
-    __slots__ = ("id", "client", "key", "priority", "timeout", "max_attempts", "body",
+    __slots__ = ("id", "own_id", "client", "key", "priority", "timeout", "max_attempts", "body",
                  "attempt", "state", "worker", "seq", "started", "lost_on", "stream",
                  "track", "revive", "load", "requeue", "label", "queue")
 
     def __init__(self, task_id, client, key, seq):
-        self.id = task_id
+        self.id = task_id             # its client's scope (``peers.scope``) + ``own_id``
+        self.own_id = None            # the id its client gave it (None until claimed)
         self.client = client          # its client's Peer, or None while unclaimed after a restart
         self.key = key
         self.priority = 0
@@ -69,7 +70,7 @@ class Task:
     @classmethod
     def from_spec(cls, spec, client, key, seq, max_attempts):
         """The task a SUBMIT item describes (``key`` from ``queue_key(spec)``)."""
-        task = cls(spec["id"], client, key, seq)
+        task = cls(client.scope + spec["id"], client, key, seq)
         task.claim(spec, client, max_attempts)
         return task
 
@@ -77,6 +78,7 @@ class Task:
         """Take what a client says of this task: at submission, or when a client
         resubmits a task adopted from a worker after a restart."""
         self.client = client
+        self.own_id = spec["id"]
         self.body = spec["body"]
         self.priority = spec.get("priority", 0)
         self.timeout = spec.get("timeout")

@@ -25,12 +25,19 @@ log = logging.getLogger(__name__)
 HANDSHAKES = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH |
               zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 # ERROR codes that mean this peer's key will not be let in: nothing to retry.
-REFUSING = (Code.KEY_REFUSED, Code.ROLE_MISMATCH)
+REFUSING = (Code.KEY_REFUSED, Code.ROLE_MISMATCH, Code.MACHINE_BOUND)
 
 
 def peer_id(role):
-    """A routing id for this process, stable across its reconnections."""
+    """A name for this process, for people and for its HELLO (not its routing id)."""
     return "%s-%s-%d-%s" % (role, _socket.gethostname(), os.getpid(), secrets.token_hex(3))
+
+
+def routing_id():
+    """A routing id that nobody else can guess or learn: 128 random bits, kept
+    across reconnections (the TaskManager never shows it to anyone), so another
+    key cannot take this peer's place on the ROUTER and receive its messages."""
+    return secrets.token_hex(16).encode()
 
 
 class Link:
@@ -48,6 +55,7 @@ class Link:
         self.address = address
         self.role = role
         self.identity = identity or peer_id(role)
+        self.routing_id = routing_id()
         self.hello = hello
         self.on_welcome = on_welcome
         self.poller = poller
@@ -71,7 +79,7 @@ class Link:
 
     def open(self, now):
         sock = self.context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.IDENTITY, self.identity.encode())
+        sock.setsockopt(zmq.IDENTITY, self.routing_id)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, defaults.HIGH_WATER_MARK)
         sock.setsockopt(zmq.RCVHWM, defaults.HIGH_WATER_MARK)

@@ -69,6 +69,7 @@ class Code:
     ROLE_MISMATCH = "role-mismatch"   # a HELLO as another role than its key's
     ROLE_FIXED = "role-fixed"         # a HELLO as another role than this connection's first
     ID_BOUND = "id-bound"             # the routing id is bound to another key
+    MACHINE_BOUND = "machine-bound"   # a HELLO for another machine than its key's
     INTERNAL = "internal"             # a bug in the TaskManager (its log has the traceback)
     # RESULT made by the TaskManager (status error, cancelled or lost)
     QUEUE_FULL = "queue-full"         # refused: taskmanager.max_queued_per_client

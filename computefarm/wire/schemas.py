@@ -240,7 +240,10 @@ def record(required=(), **fields):
 
 # -- the parts messages share ------------------------------------------------------------
 ID = Str(MAX_ID)
-IDS = List(ID, MAX_BATCH)
+# A task id as the TaskManager and workers know it: its client's scope (13
+# characters, taskmanager/peers.py) before the id the client gave it (``ID``).
+TASK_ID = Str(MAX_ID + 13)
+IDS = List(TASK_ID, MAX_BATCH)
 NAME = Str(MAX_NAME)
 TEXT = Str(MAX_TEXT)
 ATTRS = Map(Str(MAX_VALUE))                    # attributes, constraints
@@ -262,7 +265,7 @@ TASK = record(
     label=Str(MAX_LABEL),   # a name for people (logs, status), e.g. the doit task
 )
 DISPATCHED = record(("id", "attempt", "capability", "body"),
-                    id=ID, attempt=ATTEMPT, capability=ID, body=Bytes(),
+                    id=TASK_ID, attempt=ATTEMPT, capability=ID, body=Bytes(),
                     timeout=Opt(SECONDS))
 MAX_RECORDS = 256         # line records (file, line, level) of one output item
 MAX_TAILS = 64            # output pieces one result carries
@@ -272,7 +275,7 @@ LINE_RECORD = record(("index",), index=Int(0, MAX_ITEMS), level=LEVEL,
 LINES = List(Str(MAX_LINE))
 OUTPUT_ITEM = record(
     ("id", "attempt", "stream", "lines"),
-    id=ID, attempt=ATTEMPT, stream=Str(20, ("stdout", "stderr")), lines=LINES,
+    id=TASK_ID, attempt=ATTEMPT, stream=Str(20, ("stdout", "stderr")), lines=LINES,
     records=List(LINE_RECORD, MAX_RECORDS),
     level=LEVEL,            # the plugin's level for these lines (INFO, WARNING)
     time=Num(0.0, 1e11),   # when the worker read them (s since the epoch)
@@ -288,13 +291,13 @@ OUTPUT_TAIL = record(("stream", "lines"), stream=Str(20, ("stdout", "stderr")),
                      lines=LINES, records=List(LINE_RECORD, MAX_RECORDS))
 RESULT_ITEM = record(
     ("id", "attempt", "status"),
-    id=ID, attempt=ATTEMPT,
+    id=TASK_ID, attempt=ATTEMPT,
     status=Str(20, STATUSES),
     exit_code=Opt(Int(-(1 << 31), 1 << 31)), value=Opt(Bytes()), error=Opt(TEXT),
     duration=SECONDS, detail=Map(Plain(), max=100), output=List(OUTPUT_TAIL, MAX_TAILS),
     truncated=Int(0), host=NAME, worker=NAME, machine=NAME, code=NAME,
 )
-RUNNING_ENTRY = record(("id",), id=ID, attempt=ATTEMPT, capability=ID)
+RUNNING_ENTRY = record(("id",), id=TASK_ID, attempt=ATTEMPT, capability=ID)
 
 SCHEMAS = {
     "HELLO": record(
