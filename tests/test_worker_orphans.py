@@ -1,0 +1,135 @@
+"""A worker killed with SIGKILL leaves no task running: the next worker of the
+machine, or its monitor, kills what the dead worker's tasks left, and nothing else."""
+
+import json
+import logging
+import os
+import subprocess
+
+import psutil
+import pytest
+from support import pid_alive, wait_until
+
+from computefarm.exceptions import ConfigError
+from computefarm.worker.processes import Tree
+from computefarm.worker.taskrecords import TaskRecords
+
+
+@pytest.fixture
+def stray():
+    """Processes a test started or is waiting to see killed: killed by pid at the end."""
+    procs = []
+    yield procs
+    for proc in procs:
+        try:
+            if isinstance(proc, subprocess.Popen):
+                proc.kill()
+                proc.wait(5)
+            else:
+                proc.kill()                 # psutil: never a reuse of the pid
+        except (psutil.Error, OSError):
+            pass
+
+
+def sleeper(stray, **options):
+    proc = subprocess.Popen(["sleep", "300"], **options)
+    stray.append(proc)
+    return proc
+
+
+def rewrite(path, **fields):
+    record = json.loads(path.read_text())
+    record.update(fields)
+    path.write_text(json.dumps(record))
+
+
+def test_a_record_whose_worker_lives_is_left_alone_until_it_dies(tmp_path, stray):
+    folder = str(tmp_path / "records")
+    worker = sleeper(stray)
+    leader = sleeper(stray, start_new_session=True)
+    TaskRecords(folder, machine="m1", identity="worker-x", pid=worker.pid).add(
+        "t1", 1, Tree(leader.pid))
+    reaper = TaskRecords(folder, name="reaper")
+    assert reaper.reap() == 0
+    assert pid_alive(leader.pid) and len(os.listdir(folder)) == 1
+    worker.kill()
+    worker.wait(5)
+    assert reaper.reap() == 1
+    wait_until(lambda: not pid_alive(leader.pid), what="the leader killed")
+    assert os.listdir(folder) == []
+
+
+def test_a_leader_pid_reused_by_another_process_is_not_killed(tmp_path, stray):
+    folder = tmp_path / "records"
+    worker = sleeper(stray)
+    stranger = sleeper(stray, start_new_session=True)
+    TaskRecords(str(folder), machine="m1", identity="worker-x", pid=worker.pid).add(
+        "t1", 1, Tree(stranger.pid))
+    [name] = os.listdir(folder)
+    record = json.loads((folder / name).read_text())
+    rewrite(folder / name, leader_start=record["leader_start"] - 1)   # the task's leader
+    worker.kill()                                                    # started earlier
+    worker.wait(5)
+    assert TaskRecords(str(folder), name="reaper").reap() == 0
+    assert pid_alive(stranger.pid) and os.listdir(folder) == []
+
+
+def test_a_group_whose_leader_is_gone_is_killed_only_if_it_carries_the_task_marks(
+        tmp_path, stray):
+    """A pid is not reused while it names a group, but once a group emptied its
+    pid may go to another leader, which may die leaving its group: a stranger's."""
+    folder = tmp_path / "records"
+    worker = sleeper(stray)
+    records = TaskRecords(str(folder), machine="m1", identity="worker-x", pid=worker.pid)
+    groups = {}
+    for task, env in (("marked", {"COMPUTEFARM_WORKER": "worker-x",
+                                  "COMPUTEFARM_TASK_ID": "marked"}),
+                      ("stranger", {"COMPUTEFARM_WORKER": "worker-y",
+                                    "COMPUTEFARM_TASK_ID": "stranger"})):
+        leader = subprocess.Popen(["sh", "-c", "sleep 300 & echo $!"], start_new_session=True,
+                                  stdout=subprocess.PIPE, env=dict(os.environ, **env))
+        stray.append(leader)
+        child = psutil.Process(int(leader.stdout.readline()))
+        leader.stdout.close()
+        stray.append(child)
+        records.add(task, 1, Tree(leader.pid))
+        leader.wait(5)                                # the leader is gone, its group is not
+        groups[task] = child
+    worker.kill()
+    worker.wait(5)
+    assert TaskRecords(str(folder), name="reaper").reap() == 1
+    wait_until(lambda: not pid_alive(groups["marked"].pid), what="the marked group killed")
+    assert pid_alive(groups["stranger"].pid) and os.listdir(folder) == []
+
+
+def test_garbled_records_are_removed_with_one_warning_and_others_hosts_kept(
+        tmp_path, stray, caplog):
+    folder = tmp_path / "records"
+    worker = sleeper(stray)
+    records = TaskRecords(str(folder), machine="m1", identity="worker-x", pid=worker.pid)
+    records.add("t1", 1, Tree(sleeper(stray, start_new_session=True).pid))
+    [name] = os.listdir(folder)
+    (folder / name).write_text('{"worker": ')
+    (folder / "stray-file").write_text("?")
+    elsewhere = "otherhost~%s" % name.split("~", 1)[1]
+    (folder / elsewhere).write_text("{}")
+    worker.kill()
+    worker.wait(5)
+    reaper = TaskRecords(str(folder), name="reaper")
+    with caplog.at_level(logging.WARNING, logger="computefarm.worker.taskrecords"):
+        assert reaper.reap() == 0
+        assert reaper.reap() == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert any(str(folder / name) in w and "unreadable" in w for w in warnings)
+    assert any(str(folder / "stray-file") in w for w in warnings)
+    assert os.listdir(folder) == [elsewhere]        # another host's: its pids are not ours
+
+
+def test_the_records_folder_is_private(tmp_path):
+    folder = tmp_path / "records"
+    TaskRecords(str(folder))
+    assert folder.stat().st_mode & 0o777 == 0o700
+    folder.chmod(0o755)
+    with pytest.raises(ConfigError, match="chmod 700"):
+        TaskRecords(str(folder))
