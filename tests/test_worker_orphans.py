@@ -4,7 +4,9 @@ machine, or its monitor, kills what the dead worker's tasks left, and nothing el
 import json
 import logging
 import os
+import signal
 import subprocess
+import time
 
 import psutil
 import pytest
@@ -14,12 +16,36 @@ from computefarm.exceptions import ConfigError
 from computefarm.worker.processes import Tree
 from computefarm.worker.taskrecords import TaskRecords
 
+# A task whose tree outlives any worker: the shell (the leader), a child in its
+# group, and a daemon: in a session of its own, its parent gone, so neither the
+# group nor the leader's children find it. Each attempt writes its pids apart.
+TREE = ("echo $$ >> {dir}/pids.$COMPUTEFARM_ATTEMPT; "
+        "sleep 300 & echo $! >> {dir}/pids.$COMPUTEFARM_ATTEMPT; "
+        "(setsid sleep 300 & echo $! >> {dir}/pids.$COMPUTEFARM_ATTEMPT); wait")
+
 
 @pytest.fixture
-def stray():
-    """Processes a test started or is waiting to see killed: killed by pid at the end."""
-    procs = []
+def records(tmp_path, monkeypatch):
+    """This test's own records folder, for the farm processes it starts too."""
+    path = tmp_path / "records"
+    monkeypatch.setenv("COMPUTEFARM_TASK_RECORDS", str(path))
+    return path
+
+
+@pytest.fixture
+def stray(tmp_path):
+    """Processes a test started or is waiting to see killed, and those its TREE tasks
+    wrote down (a failing test may not have looked): killed by pid at the end."""
+    procs, began = [], time.time()
     yield procs
+    for pidfile in tmp_path.glob("pids.*"):
+        for pid in pidfile.read_text().split():
+            try:
+                proc = psutil.Process(int(pid))
+                if proc.create_time() >= began - 1:      # not a later process with its pid
+                    procs.append(proc)
+            except (psutil.Error, ValueError):
+                pass
     for proc in procs:
         try:
             if isinstance(proc, subprocess.Popen):
@@ -29,6 +55,57 @@ def stray():
                 proc.kill()                 # psutil: never a reuse of the pid
         except (psutil.Error, OSError):
             pass
+
+
+def tree_of(pidfile, stray, count=3):
+    """The running processes a TREE task wrote to ``pidfile``, once all are there."""
+    def written():
+        try:
+            pids = [int(line) for line in pidfile.read_text().split()]
+        except (FileNotFoundError, ValueError):
+            return None
+        return pids if len(pids) == count else None
+    procs = [psutil.Process(pid) for pid in wait_until(written, what="tree in %s" % pidfile)]
+    stray.extend(procs)
+    assert all(pid_alive(proc.pid) for proc in procs)
+    return procs
+
+
+def gone(procs):
+    return lambda: not any(pid_alive(proc.pid) for proc in procs)
+
+
+def start_killed_worker_with_a_tree(farm, tmp_path, records, stray):
+    """A worker of machine m1 running a TREE task, then killed with SIGKILL."""
+    worker = farm.start_worker("shell", machine="m1")
+    future = farm.client().submit("shell", {"cmd": TREE.format(dir=tmp_path)})
+    tree = tree_of(tmp_path / "pids.1", stray)
+    assert [name for name in os.listdir(records) if "~%d-" % worker.pid in name]
+    farm.stop(worker, signal.SIGKILL)
+    assert not gone(tree)()               # nothing else stops an orphaned tree
+    return worker, future, tree
+
+
+def test_the_next_worker_of_the_machine_kills_the_tree_a_killed_worker_left(
+        farm, tmp_path, records, stray):
+    dead, future, tree = start_killed_worker_with_a_tree(farm, tmp_path, records, stray)
+    worker = farm.start_worker("shell", machine="m1")
+    wait_until(gone(tree), timeout=10, what="the orphaned tree killed")
+    assert not [name for name in os.listdir(records) if "~%d-" % dead.pid in name]
+    assert "killed 3 process(es) of task %s (attempt 1) left running by worker %d" \
+        % (future.task_id, dead.pid) in worker.log.read_text()
+    rerun = tree_of(tmp_path / "pids.2", stray)     # the new worker's own run stays
+    assert not gone(rerun)()
+
+
+def test_the_monitor_kills_the_tree_a_killed_worker_left(farm, tmp_path, records, stray):
+    dead, future, tree = start_killed_worker_with_a_tree(farm, tmp_path, records, stray)
+    monitor = farm.start_monitor("m1", owner_scope=os.getpid())
+    wait_until(gone(tree), timeout=10, what="the orphaned tree killed")
+    wait_until(lambda: not os.listdir(records), what="the record removed")
+    log = monitor.log.read_text()
+    assert "WARNING" in log and "killed 3 process(es) of task %s (attempt 1) left running " \
+        "by worker %d of machine m1" % (future.task_id, dead.pid) in log
 
 
 def sleeper(stray, **options):
