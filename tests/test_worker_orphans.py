@@ -210,3 +210,25 @@ def test_the_records_folder_is_private(tmp_path):
     folder.chmod(0o755)
     with pytest.raises(ConfigError, match="chmod 700"):
         TaskRecords(str(folder))
+
+
+def test_python_slots_die_with_their_worker(farm, tmp_path, records, stray):
+    import cloudpickle
+    worker = farm.start_worker("python", slots=2, machine="m1")
+    slots = psutil.Process(worker.pid).children()
+    stray.extend(slots)
+    assert len(slots) == 2
+    pidfile = tmp_path / "slot"
+
+    def sleep_in_slot(path):
+        import os
+        import time
+        open(path, "w").write(str(os.getpid()))
+        time.sleep(300)
+
+    farm.client().submit("python", {"payload": cloudpickle.dumps(
+        (sleep_in_slot, (str(pidfile),), {}))})
+    wait_until(lambda: pidfile.exists() and pidfile.read_text(), what="a slot busy")
+    assert int(pidfile.read_text()) in [slot.pid for slot in slots]
+    farm.stop(worker, signal.SIGKILL)
+    wait_until(gone(slots), timeout=10, what="both slots gone with their worker")
