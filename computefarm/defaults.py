@@ -187,6 +187,14 @@ KEYS_DIR = "~/.config/computefarm/keys"
 LOCAL_KEYS_DIR = "~/.config/computefarm/local-keys"
 LOCAL_KEYS_ENV = "COMPUTEFARM_LOCAL_KEYS"
 
+# A worker records each running task's process tree in this private folder, so the
+# next worker or the monitor of the machine can kill the trees of a worker killed
+# with SIGKILL: under $XDG_RUNTIME_DIR when it exists, else TASK_RECORDS_DIR (or
+# where TASK_RECORDS_ENV says).
+TASK_RECORDS_RUNTIME = "computefarm/tasks"
+TASK_RECORDS_DIR = "~/.cache/computefarm/tasks"
+TASK_RECORDS_ENV = "COMPUTEFARM_TASK_RECORDS"
+
 # LocalFarm: seconds its TaskManager and workers may take to start.
 START_TIMEOUT = 20.0
 

@@ -17,6 +17,8 @@ def quiet_farm_config(tmp_path_factory):
     os.environ["COMPUTEFARM_CONFIG"] = str(config)
     # farms without keys use this user's local key set: the tests' own, not ~'s
     os.environ["COMPUTEFARM_LOCAL_KEYS"] = str(directory / "local-keys")
+    # ... and their workers record their task trees here, not in this user's folder
+    os.environ["COMPUTEFARM_TASK_RECORDS"] = str(directory / "task-records")
     yield config
     if previous is None:
         del os.environ["COMPUTEFARM_CONFIG"]

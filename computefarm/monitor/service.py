@@ -23,6 +23,7 @@ from ..service import Service
 from ..wire import protocol
 from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg
+from ..worker.taskrecords import TaskRecords
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +118,14 @@ class FarmMonitor(Service):
         self.clock = clock
         self.identity = peer_id("monitor")
         self.sampler = None
+        self.records = None            # the workers' TaskRecords: orphans are reaped here
         self.link = None
         self.poller = None
         self.next_report = 0.0
 
     def initialize(self):
         self.sampler = LoadSampler(self.machine, self.interval, self.workdir, self.owner_scope)
+        self.records = TaskRecords(name="monitor of machine %s" % self.machine)
         self.poller = zmq.Poller()
         now = self.clock()
         self.sampler.owner_cpu(now)
@@ -149,6 +152,7 @@ class FarmMonitor(Service):
                 self.link.reopen_at = now + self.link.backoff
         if now >= self.next_report:
             self.next_report = now + self.interval
+            self.records.reap()        # the trees of workers killed on this machine
             report = self.sampler.sample(now)
             self.link.send(Msg.REPORT, report, now)
         self.link.tick(now)

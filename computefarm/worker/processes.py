@@ -29,6 +29,8 @@ class Tree:
     def __init__(self, pid):
         self.pgid = pid
         self.known = {}   # pid -> psutil.Process, remembered so re-parented ones are found
+        known = process_start(pid)
+        self.started = known[0] if known else None   # a later process with its pid is not it
 
     def remember(self):
         """Record the leader's current descendants (they may re-parent to init later)."""
@@ -59,11 +61,26 @@ class Tree:
         except (ProcessLookupError, PermissionError):
             group = False
         if group:
-            group = any(_running(p) for p in _group_members(self.pgid))
-        return group or any(_running(p) for p in self.known.values())
+            group = any(running(p) for p in _group_members(self.pgid))
+        return group or any(running(p) for p in self.known.values())
 
     def kill(self):
         self.signal(signal.SIGKILL)
+
+
+def process_start(pid):
+    """``(start, state)`` of process ``pid``, or None when there is none (or no /proc).
+
+    The start is the kernel's, in clock ticks since boot: unlike psutil's
+    create_time, which adds the boot time as the wall clock now gives it, it
+    never changes, so a clock set back or forth cannot make a process look new.
+    """
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as stream:
+            fields = stream.read().rsplit(b")", 1)[1].split()
+        return int(fields[19]), fields[0].decode()
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _group_members(pgid):
@@ -75,7 +92,7 @@ def _group_members(pgid):
             continue
 
 
-def _running(proc):
+def running(proc):
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

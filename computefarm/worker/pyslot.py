@@ -5,9 +5,14 @@ over two pipes given on the command line: requests in, results out, each a
 4-byte big-endian length and a msgpack map. What the task prints goes to this
 process's stdout and stderr, which the worker streams as the task's output.
 Only this process ever unpickles a task's callable.
+
+A slot dies with its worker: an idle one would see its request pipe end, but a
+busy one would run its task on, unsupervised, beside the task's rerun.
 """
 
+import ctypes
 import os
+import signal
 import struct
 import sys
 import traceback
@@ -81,8 +86,27 @@ def run_one(request, base_env, base_cwd, previous_env=()):
                 "error": "the result of the task cannot be pickled: %s" % exc}, previous_env
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with(worker):
+    """Have Linux SIGKILL this process when its parent, the worker ``worker``, exits.
+
+    What the task started lives on in the slot's process group; the worker's task
+    records name that group, so the next worker or the monitor kills it."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return                                   # not Linux: the request pipe's end only
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != worker:                   # it died before prctl took effect
+        os._exit(1)
+
+
 def main(argv=None):
     argv = sys.argv if argv is None else argv
+    if len(argv) > 3:
+        die_with(int(argv[3]))
     requests = os.fdopen(int(argv[1]), "rb", buffering=0)
     results = os.fdopen(int(argv[2]), "wb", buffering=0)
     base_env, base_cwd = dict(os.environ), os.getcwd()

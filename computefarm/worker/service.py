@@ -25,6 +25,7 @@ from ..wire import protocol
 from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg
 from .plugin import PathMap, Task, load_plugin
+from .taskrecords import TaskRecords
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,15 @@ class FarmWorker(Service):
         self.outbox = OrderedDict()    # task id -> result, until acknowledged
         self.unsent = []               # results not sent since the last (re)connection
         self.output = []               # OUTPUT items waiting for the next flush
+        self.records = None            # TaskRecords: the trees of our running tasks
         self.poller = None
         self.link = None
         self.wakeup = None
 
     # -- lifecycle -------------------------------------------------------------
     def initialize(self):
+        self.records = TaskRecords(name=self.name, machine=self.machine, identity=self.identity)
+        self.records.reap()            # trees a killed worker left here: gone before our hello
         for name in self.capability_names:
             plugin = load_plugin(name)(self.slots)
             attrs = plugin.attributes()
@@ -213,6 +217,8 @@ class FarmWorker(Service):
         run.captured, run.captured_size, run.truncated = [], 0, 0
         run.on_close_fd = self._unwatch
         self.runs[task_id] = run
+        if run.tree is not None:
+            self.records.add(task_id, attempt, run.tree)
         for fd in run.fds:
             self.fd_runs[fd] = run
             self.poller.register(fd, zmq.POLLIN)
@@ -242,6 +248,7 @@ class FarmWorker(Service):
 
     def _forget(self, run):
         self.runs.pop(run.task_id, None)
+        self.records.remove(run.task_id)
         for fd in list(run.fds):
             self._unwatch(fd)
         run.release()

@@ -4,7 +4,8 @@ Request: ``{"payload": cloudpickle.dumps((fn, args, kwargs)), "cwd": ..., "env":
 The payload is decoded only inside a slot process (``computefarm.worker.pyslot``), one
 per slot, started ahead and reused from task to task so a task costs no process
 start. Each slot is the leader of its own session: a timeout or cancel kills the
-slot's whole tree and a fresh slot takes its place.
+slot's whole tree and a fresh slot takes its place. A slot dies with its worker
+(``pyslot.die_with``), even one in the middle of a task.
 """
 
 import os
@@ -26,8 +27,8 @@ class Slot:
         self.res_r, res_w = os.pipe()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:
-            self.proc = spawn([sys.executable, "-m", "computefarm.worker.pyslot", str(req_r), str(res_w)],
-                              env=env, pass_fds=(req_r, res_w))
+            self.proc = spawn([sys.executable, "-m", "computefarm.worker.pyslot", str(req_r),
+                               str(res_w), str(os.getpid())], env=env, pass_fds=(req_r, res_w))
         finally:
             os.close(req_r)
             os.close(res_w)
