@@ -164,6 +164,9 @@ CUTELOG_SEND_CHUNK = 256 * 1024
 LOG_LEVEL = "INFO"
 LOG_FILE_SIZE = 10 * 1024 * 1024
 LOG_FILE_BACKUPS = 5
+# Names a log file (logging.file, logging.records) may take, the configured one
+# first, when other processes hold it: each file has one writer (logfiles.py).
+LOG_FILE_CLAIMS = 100
 
 # Seconds between a monitor's reports (load.monitor_interval).
 MONITOR_INTERVAL = 2.0

@@ -16,7 +16,7 @@ def main(argv=None):
                                             "where the TaskManager sends its log records.")
         add_common_options(parser)
         args, rest = parser.parse_known_args(argv)
-        config = setup(args)
+        config = setup(args, "viewer")
         if not config.logging.cutelog:
             raise UsageError("logging.cutelog is null in %s: no viewer is fed" % config.path)
         host, port = addresses.split_host_port(config.logging.cutelog, "logging.cutelog")
