@@ -114,8 +114,9 @@ CUTELOG_BUFFER = 100000
 RECORDS_FILE = "~/.cache/computefarm/records.jsonl"
 RECORDS_FILE_SIZE = 10 * 1024 * 1024
 RECORDS_FILE_BACKUPS = 5
-# A full disk pauses the records file: records are dropped (and counted) and
-# writing is tried again after this many seconds.
+# A full disk pauses the records file: records are lost (and counted) and
+# writing is tried again after this many seconds; the first record written
+# then says how many were lost.
 DISK_RETRY = 5.0
 
 # Tasks one client may have queued or running; submissions beyond are refused

@@ -2,6 +2,7 @@
 sharing ``logging.records``) each write and rotate a file of their own."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,12 +93,15 @@ def test_a_farm_sharing_one_farm_yaml_takes_a_file_each_and_kill_9_frees_it(tmp_
     """Item 20, with the real commands: a TaskManager, its log forwarder and two
     workers started from one farm.yaml log to farm.log, farm.logforwarder.log,
     farm.worker.log and farm.worker-2.log; a worker killed with SIGKILL leaves its
-    name to the next one."""
+    name to the next one. A second TaskManager with the same records file has its
+    forwarder write records-2.jsonl."""
     logs = tmp_path / "logs"
     logging_section = {"file": str(logs / "farm.log"), "cutelog": None,
                        "records": str(logs / "records.jsonl")}
     (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
     farm = Farm(tmp_path / "one", extra={"logging": logging_section})
+    other = None
     try:
         manager = farm.start_taskmanager()
         first = farm.start_worker("shell")
@@ -116,7 +120,21 @@ def test_a_farm_sharing_one_farm_yaml_takes_a_file_each_and_kill_9_frees_it(tmp_
         assert "this process writes %s" % (logs / "farm.worker.log") in third.log.read_text()
         wait_until(lambda: "-%d-" % third.pid in (logs / "farm.worker.log").read_text(),
                    what="the third worker in farm.worker.log")
+
+        other = Farm(tmp_path / "two", extra={"logging": logging_section})
+        other.start_taskmanager()
+        other.start_worker("shell", machine="two")
+        client = other.client()
+        assert client.submit("shell", {"cmd": "echo second-farm"}).result(30).ok
+        wait_until(lambda: os.path.exists(logs / "records-2.jsonl") and
+                   '"second-farm"' in (logs / "records-2.jsonl").read_text(),
+                   what="the second farm's records in records-2.jsonl")
+        assert re.search(r"records file \S+records.jsonl is in use by pid \d+: this process "
+                         r"writes \S+records-2.jsonl", other.taskmanager.log.read_text())
+        assert '"second-farm"' not in (logs / "records.jsonl").read_text()
     finally:
+        if other is not None:
+            other.close()
         farm.close()
 
 
