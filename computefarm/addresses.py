@@ -1,6 +1,7 @@
 """Addresses: ``tcp://HOST:PORT`` of the one port and ``HOST:PORT`` of the log
 viewer, parsed in one place, and which hosts are this machine's loopback."""
 
+import ipaddress
 import re
 
 from .exceptions import ConfigError
@@ -11,7 +12,7 @@ _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 # Hosts that reach only this machine: what may be bound without CURVE keys,
 # and where the log viewer (which unpickles nothing, but trusts its port) listens.
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-# Hosts a bind uses to mean every interface of this machine.
+# Hosts a bind uses to mean every interface of this machine ("::": IPv6 and IPv4).
 WILDCARD = ("0.0.0.0", "*", "::")
 
 
@@ -32,7 +33,26 @@ def tcp(host, port):
 
 
 def is_loopback(host):
-    return host in LOOPBACK
+    """True for a host that reaches only this machine: ``localhost``, 127.0.0.0/8,
+    ``::1`` however it is written."""
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_ipv6(address):
+    """True when ``address`` (``tcp://HOST:PORT``) has an IPv6 host: its socket needs
+    ``zmq.IPV6``. Names keep resolving to IPv4 only, so a name with both kinds of
+    address (``localhost`` on many systems) still reaches a TaskManager bound on
+    127.0.0.1."""
+    try:
+        host, _ = split(address, allow_port_zero=True)
+    except ConfigError:
+        return False
+    return ":" in host
 
 
 def _split(pattern, address, where, expected, allow_port_zero):

@@ -114,8 +114,9 @@ CUTELOG_BUFFER = 100000
 RECORDS_FILE = "~/.cache/computefarm/records.jsonl"
 RECORDS_FILE_SIZE = 10 * 1024 * 1024
 RECORDS_FILE_BACKUPS = 5
-# A full disk pauses the records file: records are dropped (and counted) and
-# writing is tried again after this many seconds.
+# A full disk pauses the records file: records are lost (and counted) and
+# writing is tried again after this many seconds; the first record written
+# then says how many were lost.
 DISK_RETRY = 5.0
 
 # Tasks one client may have queued or running; submissions beyond are refused
@@ -164,6 +165,9 @@ CUTELOG_SEND_CHUNK = 256 * 1024
 LOG_LEVEL = "INFO"
 LOG_FILE_SIZE = 10 * 1024 * 1024
 LOG_FILE_BACKUPS = 5
+# Names a log file (logging.file, logging.records) may take, the configured one
+# first, when other processes hold it: each file has one writer (logfiles.py).
+LOG_FILE_CLAIMS = 100
 
 # Seconds between a monitor's reports (load.monitor_interval).
 MONITOR_INTERVAL = 2.0

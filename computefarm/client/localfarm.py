@@ -170,13 +170,15 @@ def _read(path):
 
 
 def _with_free_port(address):
-    """``address`` with a free port of 127.0.0.1 put in for a port of 0."""
+    """``address`` with a free port of 127.0.0.1 (::1 for an IPv6 host) put in for a
+    port of 0."""
     host, port = addresses.split(address, "bind", allow_port_zero=True)
     if port != 0:
         return address
-    probe = socket.socket()
+    ipv6 = addresses.is_ipv6(address)
+    probe = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET)
     try:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind(("::1" if ipv6 else "127.0.0.1", 0))
         return addresses.tcp(host, probe.getsockname()[1])
     finally:
         probe.close()

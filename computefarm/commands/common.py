@@ -9,9 +9,11 @@ import logging.handlers
 import os
 import sys
 
-from .. import defaults
+from .. import defaults, logfiles
 from ..config import check_address, load_config
 from ..exceptions import ConfigError, FarmError
+
+log = logging.getLogger(__name__)
 
 
 def add_common_options(parser):
@@ -25,23 +27,31 @@ def add_common_options(parser):
                         help="how much to log on stderr (default: farm.yaml's logging.level)")
 
 
-def setup(args):
+def setup(args, role):
+    """farm.yaml with the command line's overrides, and this process's logging: to
+    stderr and, with ``logging.file``, to that file or, when another process
+    (``role``: what this one is) already writes it, to one beside it."""
     config = load_config(args.config)
     if args.taskmanager:
         config.taskmanager.address = check_address(args.taskmanager, "--taskmanager")
         config.taskmanager.configured = True
     handlers = [logging.StreamHandler(sys.stderr)]
+    claim = None
     if config.logging.file:
         path = os.path.expanduser(config.logging.file)
         try:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            claim = logfiles.claim(path, role)     # held until the process ends
             handlers.append(logging.handlers.RotatingFileHandler(
-                path, maxBytes=defaults.LOG_FILE_SIZE, backupCount=defaults.LOG_FILE_BACKUPS))
+                claim.path, maxBytes=defaults.LOG_FILE_SIZE,
+                backupCount=defaults.LOG_FILE_BACKUPS))
         except OSError as exc:
             raise ConfigError("%s: logging.file: cannot write %s: %s"
-                              % (config.path, path, exc.strerror)) from None
+                              % (config.path, exc.filename or path, exc.strerror)) from None
     logging.basicConfig(level=args.log_level or config.logging.level, handlers=handlers,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if claim is not None and claim.holder is not None:
+        log.info("logging.file %s", claim.describe(path))
     return config
 
 

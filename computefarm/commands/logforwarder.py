@@ -19,7 +19,7 @@ def main(argv=None):
         parser.add_argument("--buffer", type=int, default=defaults.CUTELOG_BUFFER)
         parser.add_argument("--parent", type=int, help="stop when this process is gone")
         args = parser.parse_args(argv)
-        config = setup(args)
+        config = setup(args, "logforwarder")
         forwarder = LogForwarder(config.taskmanager.address, args.cutelog, args.records,
                                  buffer=args.buffer, parent=args.parent)
         return run_service(forwarder)

@@ -24,7 +24,7 @@ def main(argv=None):
                             help="count only this process tree as the owner's load "
                                  "(containers, tests; default: the whole machine)")
         args = parser.parse_args(argv)
-        config = setup(args)
+        config = setup(args, "monitor")
         interval = args.interval or config.load.monitor_interval
         if interval <= 0:
             raise UsageError("--interval must be a positive number of seconds")

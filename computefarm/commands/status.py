@@ -82,7 +82,7 @@ def main(argv=None):
         parser.add_argument("--watch", action="store_true", help="refresh every 2 seconds")
         parser.add_argument("--json", action="store_true", help="one JSON document, for scripts")
         args = parser.parse_args(argv)
-        config = setup(args)
+        config = setup(args, "status")
         return show(config.taskmanager.address, watch=args.watch, as_json=args.json,
                     curve=config.keys.peer_curve())
     return run_command("farm-status", build, argv)

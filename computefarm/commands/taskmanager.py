@@ -26,7 +26,7 @@ def main(argv=None):
                             help="rank workers by machine load (default) or take turns "
                                  "ignoring load and policy (default: farm.yaml load.placement)")
         args = parser.parse_args(argv)
-        config = setup(args)
+        config = setup(args, "taskmanager")
         bind = args.bind
         if bind:
             check_address(bind, "--bind", allow_port_zero=True)

@@ -1,4 +1,4 @@
-"""farm-viewer: cutelog, listening on 127.0.0.1 only, fed by the TaskManager's log forwarder."""
+"""farm-viewer: cutelog on loopback only (127.0.0.1 or ::1), fed by the log forwarder."""
 
 import argparse
 import os
@@ -16,18 +16,20 @@ def main(argv=None):
                                             "where the TaskManager sends its log records.")
         add_common_options(parser)
         args, rest = parser.parse_known_args(argv)
-        config = setup(args)
+        config = setup(args, "viewer")
         if not config.logging.cutelog:
             raise UsageError("logging.cutelog is null in %s: no viewer is fed" % config.path)
         host, port = addresses.split_host_port(config.logging.cutelog, "logging.cutelog")
         if not addresses.is_loopback(host):
             raise UsageError("logging.cutelog is %s: cutelog unpickles what reaches its port, "
-                             "so it only ever listens on 127.0.0.1" % config.logging.cutelog)
+                             "so it only ever listens on 127.0.0.1 or ::1" % config.logging.cutelog)
         try:
             import cutelog  # noqa: F401  (only to say clearly when it is missing)
         except ImportError:
             raise UsageError("cutelog is not installed: pip install 'computefarm[viewer]'") \
                 from None
+        # the forwarder connects to the configured host: an IPv6 one is only on ::1
+        listen = "::1" if ":" in host else "127.0.0.1"
         os.execv(sys.executable, [sys.executable, "-m", "cutelog", "--listen_host",
-                                  "127.0.0.1", "--listen_port", str(port)] + rest)
+                                  listen, "--listen_port", str(port)] + rest)
     return run_command("farm-viewer", build, argv)

@@ -32,7 +32,7 @@ def main(argv=None):
                             help="rewrite FILE (JSON: welcomes, incarnation, pid) each time "
                                  "the TaskManager welcomes this worker")
         args = parser.parse_args(argv)
-        config = setup(args)
+        config = setup(args, "worker")
         capabilities, slots, attributes = args.capability, args.slots, {}
         machine = _this_machine(config, args.machine)
         if not capabilities:

@@ -28,6 +28,7 @@ from ..service import Service
 from ..wire import protocol
 from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg, logger_name
+from .records import RotatingFile
 
 log = logging.getLogger(__name__)
 
@@ -83,96 +84,6 @@ def forwarder_keys(text):
 
 def _dumps(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-class RotatingFile:
-    """Appends records (one line each) to ``path``, readable by its owner only;
-    past ``max_bytes`` it becomes path.1 (and so on), between two records. When
-    the disk is full it pauses: records are counted as dropped and writing is tried
-    again after ``DISK_RETRY`` seconds."""
-
-    def __init__(self, path, max_bytes=defaults.RECORDS_FILE_SIZE,
-                 backups=defaults.RECORDS_FILE_BACKUPS, clock=time.monotonic):
-        self.path = os.path.expanduser(path)
-        self.max_bytes = max_bytes
-        self.backups = backups
-        self.clock = clock
-        self.paused_until = None
-        self.dropped = 0
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        self.stream = self._open()
-        self.size = self.stream.tell()
-
-    def _open(self):
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.fchmod(fd, 0o600)            # a file made before by a laxer version
-        return os.fdopen(fd, "a", encoding="utf-8")
-
-    def write_records(self, records):
-        """Write each record as a line; False when the disk is full (they are dropped)."""
-        if self.paused_until is not None:
-            if self.clock() < self.paused_until:
-                self.dropped += len(records)
-                return False
-            self.paused_until = None
-            log.warning("log forwarder: writing %s again (%d record(s) dropped while the "
-                        "disk was full)", self.path, self.dropped)
-        try:
-            chunk, size = [], 0
-            for text in records:
-                line = text + "\n"
-                if self.size + size + len(line) > self.max_bytes and self.size + size:
-                    self.stream.write("".join(chunk))
-                    self.size += size
-                    chunk, size = [], 0
-                    self.rotate()
-                chunk.append(line)
-                size += len(line)
-            self.stream.write("".join(chunk))
-            self.size += size
-            return True
-        except OSError as exc:          # ENOSPC, EDQUOT, EIO: pause, then try again
-            self.paused_until = self.clock() + defaults.DISK_RETRY
-            self.dropped += len(records)
-            log.warning("log forwarder: cannot write %s (%s): records are dropped for "
-                        "%.0f s", self.path, exc.strerror or exc, defaults.DISK_RETRY)
-            self._reopen()
-            return False
-
-    def _reopen(self):
-        try:
-            self.stream.close()
-        except OSError:                 # what it still buffered cannot be written either
-            pass
-        try:
-            self.stream = self._open()
-            self.size = self.stream.tell()
-        except OSError:
-            self.stream = open(os.devnull, "a", encoding="utf-8")
-
-    def rotate(self):
-        self.stream.close()
-        for index in range(self.backups - 1, 0, -1):
-            older = "%s.%d" % (self.path, index)
-            if os.path.exists(older):
-                os.replace(older, "%s.%d" % (self.path, index + 1))
-        os.replace(self.path, self.path + ".1")
-        self.stream = self._open()
-        self.size = 0
-
-    def flush(self):
-        try:
-            self.stream.flush()
-        except OSError as exc:
-            self.paused_until = self.clock() + defaults.DISK_RETRY
-            log.warning("log forwarder: cannot write %s (%s)", self.path, exc.strerror)
-            self._reopen()
-
-    def close(self):
-        try:
-            self.stream.close()
-        except OSError:
-            pass
 
 
 class CutelogSink:

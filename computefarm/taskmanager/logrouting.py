@@ -186,8 +186,8 @@ def last_line(text):
 def start_forwarder(endpoint, config, curve=None):
     """Start the log forwarder for a TaskManager listening on ``endpoint``."""
     host, port = addresses.split(endpoint, "endpoint")
-    if host in addresses.WILDCARD:
-        host = "127.0.0.1"
+    if host in addresses.WILDCARD:     # every interface: this machine's own is one
+        host = "::1" if host == "::" else "127.0.0.1"
     args = [sys.executable, "-m", "computefarm.commands", "logforwarder",
             "--taskmanager", addresses.tcp(host, port), "--records", config.records,
             "--buffer", str(config.buffer), "--parent", str(os.getpid()),

@@ -18,7 +18,7 @@ import time
 
 import zmq
 
-from .. import defaults
+from .. import addresses, defaults
 from ..exceptions import ProtocolError, UsageError
 from ..service import Service, write_ready_file
 from ..wire import protocol
@@ -118,6 +118,7 @@ class TaskManager(Service):
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_size)
         sock.setsockopt(zmq.SNDHWM, defaults.SEND_QUEUE)
         sock.setsockopt(zmq.RCVHWM, defaults.RECEIVE_QUEUE)
+        sock.setsockopt(zmq.IPV6, addresses.is_ipv6(self.bind))
         allowed = {role: set(table) for role, table in self.handlers.items()}
         self.keyring, self.zap, self.gate, self.server_public = secure_router(
             sock, self.bind, self.keys, self.insecure, self.context, allowed)

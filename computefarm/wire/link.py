@@ -15,7 +15,7 @@ import socket as _socket
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from .. import defaults, localkeys
+from .. import addresses, defaults, localkeys
 from ..exceptions import ProtocolError
 from . import protocol
 from .protocol import Code, Msg
@@ -85,6 +85,7 @@ class Link:
         sock.setsockopt(zmq.RCVHWM, defaults.HIGH_WATER_MARK)
         sock.setsockopt(zmq.RECONNECT_IVL, 20)   # doubles up to the cap below
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(defaults.RECONNECT_MAX * 1000))
+        sock.setsockopt(zmq.IPV6, addresses.is_ipv6(self.address))
         if self.curve is None:        # a farm without keys on loopback: this user's own
             self.curve = localkeys.peer_curve(self.address) or False
             self.local_keys = bool(self.curve)
