@@ -40,6 +40,7 @@ class TaskManagerConfig:
     max_attempts: int = defaults.MAX_ATTEMPTS
     max_message_size: int = defaults.MAX_MESSAGE_SIZE
     recovery_grace: float = defaults.RECOVERY_GRACE
+    handover_wait: float = defaults.HANDOVER_WAIT   # how long clients wait for a restart
     max_queued_per_client: int = defaults.MAX_QUEUED_PER_CLIENT
     max_queued_bytes_per_client: int = defaults.MAX_QUEUED_BYTES_PER_CLIENT
     max_log_rate: int = defaults.MAX_LOG_RATE
@@ -166,7 +167,7 @@ _POLICY_KEYS = ("max_load", "min_free_memory", "owner_cpu_limit", "on_owner", "r
 SCHEMA = {
     "": ("taskmanager", "machines", "logging", "load", "keys"),
     "taskmanager": ("address", "bind", "heartbeat_interval", "heartbeat_liveness",
-                    "max_attempts", "max_message_size", "recovery_grace",
+                    "max_attempts", "max_message_size", "recovery_grace", "handover_wait",
                     "max_queued_per_client", "max_queued_bytes_per_client", "max_log_rate"),
     "machines.NAME": ("host", "workers", "path_map", "policy"),
     "machines.NAME.workers[]": ("capabilities", "slots", "attributes"),
@@ -227,7 +228,7 @@ def _taskmanager(check, data):
         tm.configured = True
     if section.get("bind") is not None:
         tm.bind = check.address(section["bind"], "taskmanager.bind", allow_port_zero=True)
-    for key in ("heartbeat_interval", "recovery_grace"):
+    for key in ("heartbeat_interval", "recovery_grace", "handover_wait"):
         if key in section:
             setattr(tm, key, check.number(section[key], "taskmanager." + key))
     for key in ("heartbeat_liveness", "max_attempts", "max_message_size",

@@ -8,9 +8,11 @@ TASKMANAGER_ADDRESS = "tcp://127.0.0.1:5555"
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_LIVENESS = 3
 
-# Reconnect back-off: the wait doubles after each failure, up to the cap.
+# Reconnect back-off: the wait doubles after each failure, up to the cap. The
+# cap is short because a restarted TaskManager waits for its peers to come back
+# (RECOVERY_GRACE) before it runs their tasks anew; a try is one TCP handshake.
 RECONNECT_INITIAL = 0.1
-RECONNECT_MAX = 5.0
+RECONNECT_MAX = 1.0
 # Handshakes that fail without a reason (a wrong server key, another service on
 # the port) before a peer gives up with an error.
 HANDSHAKE_FAILURES = 3
@@ -23,7 +25,14 @@ MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 # After a TaskManager start, tasks resubmitted by clients wait this long for
 # workers to reconnect and claim them, so a running task is not started twice.
-RECOVERY_GRACE = 3.0
+# A worker that lost the TaskManager tries again at most every RECONNECT_MAX
+# seconds, and says hello within a heartbeat of connecting: the grace covers both.
+RECOVERY_GRACE = 10.0
+
+# A TaskManager stopped by a signal tells its peers it is restarting: clients
+# wait this long for it (running tasks go on; their results reach the new
+# TaskManager) before their outstanding tasks fail. Workers wait for ever.
+HANDOVER_WAIT = 120.0
 
 # The TaskManager remembers the last failures (farm-status shows them) and the
 # last moves of tasks between states (task, from, to, why, when, worker), for

@@ -65,7 +65,8 @@ class Farm:
         self.clients = []
         self.config = tmp_path / "farm.yaml"
         settings = {"heartbeat_interval": HEARTBEAT, "heartbeat_liveness": LIVENESS,
-                    "recovery_grace": HEARTBEAT * LIVENESS * 2}
+                    # a peer's reconnection takes up to RECONNECT_MAX, plus a hello
+                    "recovery_grace": 2.0}
         settings.update(taskmanager)
         document = {"taskmanager": settings,
                     "logging": {"records": str(tmp_path / "records.jsonl"), "cutelog": None}}

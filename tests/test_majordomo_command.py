@@ -181,12 +181,24 @@ def test_bad_meta_names_the_task(tmp_path):
 
 
 def test_unreachable_remote_taskmanager_fails_fast_naming_it(tmp_path):
+    """majordomo on a host of its own (a network namespace without a default
+    route) names a TaskManager on an address of its network that nobody has."""
+    import hosts
+    assert hosts.available() is None, hosts.available()
     farm = make_project(tmp_path / "farm", "def task_a():\n    return {'actions': ['true']}\n")
-    started = time.monotonic()
-    got = run_tool("majordomo", farm, "run", "--taskmanager", "tcp://127.0.0.2:9", timeout=60)
+    network = hosts.Network()
+    try:
+        host = network.add("laptop")
+        nobody = hosts.SUBNET % 250
+        started = time.monotonic()
+        got = host.run([sys.executable, "-m", "computefarm.majordomo", "run", "--taskmanager",
+                        "tcp://%s:9" % nobody], cwd=str(farm), capture_output=True,
+                       text=True, timeout=60)
+    finally:
+        network.close()
     assert time.monotonic() - started < 20
-    assert got.returncode == 3
-    assert "no TaskManager answers at tcp://127.0.0.2:9" in got.stderr
+    assert got.returncode == 3, got.stderr
+    assert "no TaskManager answers at tcp://%s:9" % nobody in got.stderr
 
 
 def test_local_taskmanager_is_started_for_remote_workers(tmp_path):

@@ -4,11 +4,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
+import pytest
 import zmq
-from support import pid_alive, wait_until
+from support import Farm, pid_alive, wait_until
 
 from computefarm import localkeys
+from computefarm.exceptions import FarmUnreachable
 from computefarm.wire import protocol
 from computefarm.wire.protocol import Msg
 
@@ -46,20 +49,33 @@ def test_lost_on_every_attempt_fails_naming_host_and_worker(farm, tmp_path):
     assert "on host %s" % socket.gethostname() in result.error and "worker-" in result.error
 
 
-def test_taskmanager_restart_loses_nothing_and_reports_once(farm, tmp_path):
+def runs_of(folder, count):
+    """How many times each of ``count`` tasks ran (each appends a line to its file)."""
+    return [len((folder / str(i)).read_text().splitlines()) if (folder / str(i)).exists()
+            else 0 for i in range(count)]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM])
+def test_taskmanager_restart_loses_nothing_and_runs_nothing_twice(farm, tmp_path, stop):
+    """Killed (or stopped: a handover) and started again a second later: every
+    task runs once, its result reaches its client once."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
     farm.start_worker("shell", slots=2)
     farm.start_worker("shell", slots=2)
     client = farm.client()
-    futures = [client.submit("shell", {"cmd": "sleep 0.3; echo %d" % i}) for i in range(12)]
+    futures = [client.submit("shell", {"cmd": "echo $$ >> %s/%d; sleep 0.4; echo %d"
+                                              % (runs, i, i)}) for i in range(16)]
     wait_until(lambda: sum(f.done() for f in futures) >= 2, what="some tasks done")
     port = farm.address
-    farm.taskmanager.send_signal(signal.SIGKILL)
-    farm.taskmanager.wait(10)
+    assert farm.stop(farm.taskmanager, stop) in (0, -signal.SIGKILL)
+    time.sleep(1.0)                     # the outage itself: nothing to wait for
     farm.start_taskmanager(bind=port)
     results = [f.result(60) for f in futures]
-    assert [r.stdout for r in results] == [[str(i)] for i in range(12)]
+    assert [r.stdout for r in results] == [[str(i)] for i in range(16)]
     assert all(r.ok for r in results)
-    assert client.stats["results"] == 12 and client.stats["duplicate_results"] == 0
+    assert runs_of(runs, 16) == [1] * 16
+    assert client.stats["results"] == 16 and client.stats["duplicate_results"] == 0
 
 
 def test_garbage_never_kills_the_taskmanager(farm):
@@ -127,16 +143,30 @@ def test_sigterm_worker_hands_back_and_leaves_nothing(farm, tmp_path):
     assert result.ok and result.machine == "second" and result.stdout == ["ok"]
 
 
-def test_sigterm_taskmanager_stops_running_tasks(farm, tmp_path):
-    worker = farm.start_worker("shell")
-    client = farm.client(on_notice=lambda *a: None)
-    marker = tmp_path / "pid"
-    future = client.submit("shell", {"cmd": "echo $$ > %s; exec sleep 60" % marker})
-    wait_until(_started(marker), what="task running")
-    assert farm.stop(farm.taskmanager) == 0
-    wait_until(lambda: not pid_alive(int(marker.read_text())), what="task stopped")
-    wait_until(future.done, what="client told")
-    assert worker.poll() is None   # the worker waits for the TaskManager to come back
+def test_a_stopped_taskmanager_that_does_not_return_fails_the_tasks_after_its_wait(
+        tmp_path):
+    """SIGTERM is a handover: the running task goes on, the client waits
+    ``handover_wait``, then its outstanding tasks fail saying so; a later submit
+    works once a TaskManager is back."""
+    farm = Farm(tmp_path, handover_wait=1.5)
+    try:
+        farm.start_taskmanager()
+        worker = farm.start_worker("shell")
+        client = farm.client(on_notice=lambda *a: None)
+        marker = tmp_path / "pid"
+        future = client.submit("shell", {"cmd": "echo $$ > %s; exec sleep 60" % marker})
+        wait_until(_started(marker), what="task running")
+        address = farm.address
+        assert farm.stop(farm.taskmanager) == 0
+        with pytest.raises(FarmUnreachable, match="was not back within 1.5s"):
+            future.result(30)
+        assert pid_alive(int(marker.read_text())) and worker.poll() is None
+        farm.start_taskmanager(bind=address)
+        # the task it gave up on is cancelled there (the worker's one slot is free)
+        assert client.submit("shell", {"cmd": "echo back"}).result(60).stdout == ["back"]
+        assert not pid_alive(int(marker.read_text()))
+    finally:
+        farm.close()
 
 
 def test_vanished_client_has_its_tasks_cancelled(farm, tmp_path):

@@ -4,6 +4,7 @@ machine, or its monitor, kills what the dead worker's tasks left, and nothing el
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import time
@@ -92,8 +93,10 @@ def test_the_next_worker_of_the_machine_kills_the_tree_a_killed_worker_left(
     worker = farm.start_worker("shell", machine="m1")
     wait_until(gone(tree), timeout=10, what="the orphaned tree killed")
     assert not [name for name in os.listdir(records) if "~%d-" % dead.pid in name]
-    assert "killed 3 process(es) of task %s (attempt 1) left running by worker %d" \
-        % (future.task_id, dead.pid) in worker.log.read_text()
+    # the task's farm-wide id: its key's scope, then the client's own id
+    assert re.search(r"killed 3 process\(es\) of task [0-9a-f]{12}/%s \(attempt 1\) left "
+                     r"running by worker %d" % (re.escape(future.task_id), dead.pid),
+                     worker.log.read_text())
     rerun = tree_of(tmp_path / "pids.2", stray)     # the new worker's own run stays
     assert not gone(rerun)()
 
@@ -104,8 +107,9 @@ def test_the_monitor_kills_the_tree_a_killed_worker_left(farm, tmp_path, records
     wait_until(gone(tree), timeout=10, what="the orphaned tree killed")
     wait_until(lambda: not os.listdir(records), what="the record removed")
     log = monitor.log.read_text()
-    assert "WARNING" in log and "killed 3 process(es) of task %s (attempt 1) left running " \
-        "by worker %d of machine m1" % (future.task_id, dead.pid) in log
+    assert "WARNING" in log and re.search(
+        r"killed 3 process\(es\) of task [0-9a-f]{12}/%s \(attempt 1\) left running by "
+        r"worker %d of machine m1" % (re.escape(future.task_id), dead.pid), log)
 
 
 def sleeper(stray, **options):

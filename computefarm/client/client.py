@@ -133,6 +133,7 @@ class Client:
         self._connected = threading.Event()
         self._error = None
         self._refused = None             # why the TaskManager will not let this key in
+        self._away = None                # (until when, why): the TaskManager said goodbye
         self._thread = threading.Thread(target=self._run, name="farm-client", daemon=True)
         self._thread.start()
         if connect_timeout is not None and self._connected.wait(connect_timeout) \
@@ -273,6 +274,8 @@ class Client:
                     self._process(mtype, body)
                 self._send_new(now)
                 link.tick(now)
+                if self._away is not None:
+                    self._wait_for_return(now)
                 if link.refused:          # the key is not let in: retrying cannot help
                     self._refused = link.refused
                     log.error("client %s: %s", self.identity, link.refused)
@@ -289,6 +292,22 @@ class Client:
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
             self._fail_all("the client was closed before the task finished")
+
+    def _wait_for_return(self, now):
+        """After the TaskManager's goodbye: its successor welcomes this client back
+        (outstanding tasks are resubmitted and go on), or after the wait it said,
+        they fail; later submits wait for a TaskManager as at the start."""
+        until, wait, why = self._away
+        if self._link.ready:
+            self._away = None
+        elif now >= until:
+            self._away = None
+            with self._lock:                 # still running somewhere: stopped once a
+                self._cancels.extend(         # TaskManager is back to hear it
+                    task_id for task_id, p in self._pending.items() if p.sent)
+            self._fail_all("the TaskManager at %s said goodbye (%s) and was not back within "
+                           "%gs (its taskmanager.handover_wait)" % (self.address, why, wait),
+                           permanent=False)
 
     def _hello(self):
         return protocol.hello("client", self.identity, host_name(), machine_id(), os.getpid())
@@ -359,9 +378,9 @@ class Client:
             self.refused[body.get("code")] += 1
             log.warning("client %s: the TaskManager refused a message: %s", self.identity,
                         body["text"])
-        elif mtype == Msg.BYE:
-            self._fail_all("the TaskManager at %s shut down: %s"
-                           % (self.address, body.get("reason", "")))
+        elif mtype == Msg.BYE:             # its tasks go on; it is back within "wait"
+            wait = body.get("wait", 0.0)
+            self._away = (self.clock() + wait, wait, body.get("reason", ""))
 
     def _output(self, item):
         """Live output: handed to the task's ``on_output``; its result carries a copy."""
@@ -381,8 +400,9 @@ class Client:
         if not pending.future.done():
             pending.future.set_result(TaskResult(body))
 
-    def _fail_all(self, text, error=FarmUnreachable):
-        self._error = self._error or text
+    def _fail_all(self, text, error=FarmUnreachable, permanent=True):
+        if permanent:                    # later submits are refused with it
+            self._error = self._error or text
         with self._lock:
             pending, self._pending = self._pending, {}
         for p in pending.values():

@@ -129,6 +129,10 @@ class FarmSession:
     def close(self):
         if self.client is not None:
             self.client.close()
+            twice = self.client.stats["duplicate_results"]
+            if twice:          # taken once (the first); said, as it should not happen
+                sys.stderr.write("majordomo: the farm sent %d duplicate result(s); each "
+                                 "was taken once\n" % twice)
             self.client = None
         if self.local is not None:
             self.local.stop()

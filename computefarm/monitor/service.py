@@ -146,10 +146,7 @@ class FarmMonitor(Service):
         else:
             self.poller.poll(wait * 1000)
         now = self.clock() if now is None else now
-        for mtype, body in self.link.receive(now):
-            if mtype == Msg.BYE:
-                self.link.close()
-                self.link.reopen_at = now + self.link.backoff
+        self.link.receive(now)          # the link answers what it is sent itself
         if now >= self.next_report:
             self.next_report = now + self.interval
             self.records.reap()        # the trees of workers killed on this machine

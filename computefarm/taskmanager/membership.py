@@ -44,9 +44,10 @@ class Membership:
                 peer.machine = body["machine"]
                 self.machine(peer.machine).monitor = rid
         if role == "worker":
-            listed = [e for e in body.get("running") or () if isinstance(e, dict)
-                      and isinstance(e.get("id"), str) and e["id"]]
-            self._reconcile(peer, listed, now, effects)
+            # what it runs, and what it finished but has not had acknowledged (its
+            # RESULT is on its way): both are its own, neither is lost
+            self._reconcile(peer, (body.get("running") or []) + (body.get("finished") or []),
+                            now, effects)
         return peer, None
 
     def seen(self, peer, now):

@@ -177,14 +177,16 @@ class TaskManager(Service):
         if self.socket is None:
             return
         self.hand_over_logs()
-        effects = Effects()
-        for worker in self.state.workers.values():
-            effects.cancel.extend((worker, task_id) for task_id in worker.running)
-        self.outbox.apply(effects)
+        # A stop is a handover: running tasks go on, and their results reach the
+        # TaskManager started next on this port; clients wait for it that long.
         self.outbox.flush()
         self.outbox.send_acks()
+        running = sum(len(w.running) for w in self.state.workers.values())
         for rid in list(self.state.peers):
-            self.outbox.send(rid, Msg.BYE, {"reason": "TaskManager shutting down"})
+            self.outbox.send(rid, Msg.BYE, {"reason": "the TaskManager is restarting",
+                                            "wait": self.config.handover_wait})
+        log.info("TaskManager: %d task(s) running go on; clients wait %gs for a restart",
+                 running, self.config.handover_wait)
         self.socket.close(linger=defaults.LINGER_MS)
         self.socket = None
         if self.zap is not None:

@@ -243,6 +243,10 @@ class State(Membership):
                     own_id, 0, "cancelled", "cancelled before it ran",
                     code=Code.CANCELLED_QUEUED)))
                 continue
+            if task.client is None and task.state == RUNNING:
+                task.revive = None             # adopted after a restart, never claimed:
+                self._cancel(task, effects, tell_client=False, now=now)   # its key's own
+                continue
             if task.client is not client:
                 effects.notices.append((client, "error", Code.NOT_YOURS, "task %r is not "
                                         "yours to cancel" % own_id, [own_id]))

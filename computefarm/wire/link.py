@@ -156,6 +156,13 @@ class Link:
             self.last_recv = now
             if mtype == Msg.ERROR and body.get("code") in REFUSING:
                 self.refused = body["text"]
+            if mtype == Msg.BYE:         # it stops (or restarts): try again at once
+                log.info("%s: the TaskManager said goodbye: %s", self.identity,
+                         body.get("reason", ""))
+                self.close()
+                self.reopen_at = now + defaults.RECONNECT_INITIAL
+                messages.append((mtype, body))
+                break
             if mtype == Msg.WELCOME:
                 self._welcomed(body)
             elif mtype == Msg.RECONNECT:

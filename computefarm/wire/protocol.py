@@ -21,7 +21,7 @@ import zmq
 
 from ..exceptions import ProtocolError
 from . import schemas
-from .schemas import MAX_RECORDS, MAX_TAILS, ROLES, STATUSES  # noqa: F401  (used by peers)
+from .schemas import MAX_BATCH, MAX_RECORDS, MAX_TAILS, ROLES, STATUSES  # noqa: F401  (used by peers)
 
 MAGIC = b"CF"
 VERSION = 1

@@ -305,12 +305,14 @@ SCHEMAS = {
         role=Str(20, ROLES), id=ID, host=NAME, machine=NAME, pid=Int(0, 1 << 31),
         version=Str(100), slots=Int(1, MAX_SLOTS),
         capabilities=Map(ATTRS, max=MAX_CAPABILITIES),
-        running=List(RUNNING_ENTRY, MAX_SLOTS)),
+        running=List(RUNNING_ENTRY, MAX_SLOTS),
+        finished=List(RUNNING_ENTRY, MAX_BATCH)),   # results it has not had acknowledged
     "WELCOME": record(("incarnation", "heartbeat", "liveness"),
                       incarnation=Str(100), heartbeat=Num(0.001, 3600.0),
                       liveness=Int(1, 1000), max_message=Int(1)),
     "HEARTBEAT": record(),
-    "BYE": record(reason=TEXT, handed_back=IDS),
+    # wait (TaskManager -> peers): it is restarting; come back for this long
+    "BYE": record(reason=TEXT, handed_back=IDS, wait=SECONDS),
     "RECONNECT": record(reason=TEXT),
     "SUBMIT": record(("tasks",), tasks=List(TASK, MAX_BATCH)),
     "CANCEL": record(("ids",), ids=IDS),

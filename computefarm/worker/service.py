@@ -7,6 +7,7 @@ TaskManager acknowledges it, so one finished while the TaskManager was away is
 delivered after reconnection.
 """
 
+import itertools
 import json
 import logging
 import os
@@ -99,7 +100,10 @@ class FarmWorker(Service):
             capabilities=self.capabilities, version=_version(),
             running=[{"id": r.task_id, "attempt": r.attempt,
                       "capability": getattr(r, "capability", "")}
-                     for r in self.runs.values() if r.stopping is None])
+                     for r in self.runs.values() if r.stopping is None],
+            # results not acknowledged yet: they are on their way, not lost
+            finished=[{"id": r["id"], "attempt": r["attempt"]}
+                      for r in itertools.islice(self.outbox.values(), protocol.MAX_BATCH)])
 
     def on_welcome(self, restarted):
         self.unsent = list(self.outbox.values())
@@ -182,10 +186,6 @@ class FarmWorker(Service):
         elif mtype == Msg.ACK:
             for task_id in body["ids"]:
                 self.outbox.pop(task_id, None)
-        elif mtype == Msg.BYE:
-            log.info("%s: the TaskManager said goodbye: %s", self.name, body.get("reason"))
-            self.link.close()
-            self.link.reopen_at = now + self.link.backoff
         elif mtype == Msg.ERROR:
             log.warning("%s: the TaskManager refused a message: %s", self.name, body["text"])
 
