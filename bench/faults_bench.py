@@ -1,7 +1,7 @@
 """Faults the farm must survive, each run again and again: the hardening figures.
 
-    python bench/faults_bench.py [--runs 10] [--tasks 200] [--faults kill9,sigterm,partition]
-                                 [--partitions 5,30,120]
+    python bench/faults_bench.py [--runs 10] [--tasks 200] [--partitions 5,30,120]
+                                 [--faults kill9,sigterm,partition,fuzz,local-user]
 
 Every run is a fresh ``majordomo run`` of a build of --tasks tasks (each appends
 its pid to a file of its own, sleeps 0.2 s and writes its target) on a farm of
@@ -16,7 +16,14 @@ two workers with 4 slots each, started in its own folder:
 
 For each it prints how many runs ended with majordomo's exit code 0, and over
 all runs the targets missing (lost), the tasks that ran more than once, and the
-results the client was sent twice. After a partition longer than the peer
+results the client was sent twice. Two more, without majordomo:
+
+- fuzz: 12,000 messages made from the wire's schemas with wrong types and sizes
+  (tests/wirefuzz.py, a new seed each run), from authorized client, worker and
+  monitor keys, while a client runs --tasks tasks: the TaskManager's peak RSS,
+  its longest loop iteration, its internal errors, and whether the build was right;
+- local-user: user ``nobody`` tries to run a task on a farm without keys
+  (tests/test_taskmanager_gate.py's test, run again): tasks run as you. After a partition longer than the peer
 timeout the cut-off worker's tasks are rerun elsewhere (that is how the run goes
 on); their late results must still be taken once.
 """
@@ -29,10 +36,13 @@ import pathlib
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import zmq
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -206,6 +216,56 @@ def partition(where, tasks, seconds, network):
         run.close()
 
 
+def fuzz(where, tasks, seed):
+    import random
+
+    import psutil
+    from support import SecureFarm
+    from wirefuzz import Fuzzer
+    keys_of = {"client": "fc", "worker": "fw", "monitor": "fm"}
+    farm = SecureFarm(where, peers=(("w1", "worker"), ("c1", "client"), ("fc", "client"),
+                                    ("fw", "worker"), ("fm", "monitor")),
+                      max_queued_bytes_per_client=32 * 1024 * 1024)
+    try:
+        farm.start_taskmanager()
+        farm.start_worker("shell", slots=2, config=farm.peer_config("w1"))
+        client = farm.secure_client("c1", on_notice=lambda *args: None)
+        build = [client.submit("shell", {"cmd": "sleep 0.02; echo %d" % i})
+                 for i in range(tasks)]
+        peers = {role: farm.raw_peer(farm.curve(key)) for role, key in keys_of.items()}
+        manager = psutil.Process(farm.taskmanager.pid)
+        fuzzer, rng, peak = Fuzzer(random.Random(seed), bad=0.02), random.Random(seed), 0
+        for n in range(12000):
+            role = rng.choice(sorted(peers))
+            try:
+                peers[role].send(fuzzer.message(role)[1], zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+            for peer in peers.values():
+                while peer.poll(0):
+                    peer.recv()
+            if n % 200 == 0:
+                peak = max(peak, manager.memory_info().rss)
+        results = [future.result(300) for future in build]
+        status = client.status()
+        peak = max(peak, manager.memory_info().rss)
+        for peer in peers.values():
+            peer.close(0)
+        return {"alive": farm.taskmanager.poll() is None, "rss": peak,
+                "loop_ms": status["loop"]["longest_ms"], "bugs": status["internal_errors"],
+                "refused": status["refused_messages"],
+                "right": [r.stdout for r in results] == [[str(i)] for i in range(tasks)]}
+    finally:
+        farm.close()
+
+
+def local_user():
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(ROOT / "tests" / "test_taskmanager_gate.py"), "-k",
+                           "another_local_user"], cwd=ROOT, capture_output=True, text=True)
+    return done.returncode == 0
+
+
 def summary(label, outcomes):
     ok = sum(o["rc"] == 0 for o in outcomes)
     total = {key: sum(o[key] for o in outcomes) for key in ("lost", "twice", "never",
@@ -219,7 +279,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--tasks", type=int, default=200)
-    parser.add_argument("--faults", default="kill9,sigterm,partition")
+    parser.add_argument("--faults", default="kill9,sigterm,fuzz,local-user,partition")
     parser.add_argument("--partitions", default="5,30,120",
                         help="seconds each partition lasts, comma separated")
     args = parser.parse_args(argv)
@@ -233,6 +293,22 @@ def main(argv=None):
                 summary("%s, back in 5 s" % name, [
                     restart(tmp / ("%s-%d" % (name, n)), args.tasks, sig)
                     for n in range(args.runs)])
+        if "fuzz" in faults:
+            outcomes = [fuzz(tmp / ("fuzz-%d" % n), args.tasks, n) for n in range(args.runs)]
+            print("%-22s alive in %d of %d, build right in %d; peak RSS %d MB (max), longest "
+                  "loop %.0f ms (max), %.0f ms (median); internal errors %d; refused %d "
+                  "messages a run (median)" % (
+                      "fuzz, 12,000 messages", sum(o["alive"] for o in outcomes),
+                      len(outcomes), sum(o["right"] for o in outcomes),
+                      max(o["rss"] for o in outcomes) // (1 << 20),
+                      max(o["loop_ms"] for o in outcomes),
+                      statistics.median(o["loop_ms"] for o in outcomes),
+                      sum(o["bugs"] for o in outcomes),
+                      statistics.median(o["refused"] for o in outcomes)), flush=True)
+        if "local-user" in faults:
+            refused = sum(local_user() for _ in range(args.runs))
+            print("%-22s refused, 0 tasks run, in %d of %d" % ("another local user", refused,
+                                                               args.runs), flush=True)
         if "partition" in faults:
             import hosts
             reason = hosts.available()

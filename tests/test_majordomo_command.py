@@ -285,3 +285,19 @@ def test_other_doit_commands_work(tmp_path):
     helped = run_tool("majordomo", farm, "help", "run")
     assert helped.returncode == 0 and "--taskmanager" in helped.stdout
     assert "majordomo run" in helped.stdout
+
+
+def test_another_program_on_the_port_is_named_not_a_failed_bind(tmp_path):
+    """Item 21: a local address where another program listens (it never answers
+    a handshake) is said so, not 'cannot bind ... Address already in use'."""
+    import socket
+    farm = make_project(tmp_path / "farm", "def task_a():\n    return {'actions': ['true']}\n")
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        address = "tcp://127.0.0.1:%d" % other.getsockname()[1]
+        got = run_tool("majordomo", farm, "run", "--taskmanager", address, timeout=60)
+    assert got.returncode == 3, got.stderr
+    assert "ERROR: something listens at %s, but no TaskManager there let this process in" \
+        % address in got.stderr
+    assert "Address already in use" not in got.stderr

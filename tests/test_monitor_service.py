@@ -96,9 +96,12 @@ def test_suspend_stops_and_resumes_the_task(tmp_path, owners):
         farm.start_monitor("A", owners[0].pid)
         client = farm.client()
         wait_until(lambda: machine_state(client, "A") == "idle", what="A idle")
-        pidfile = tmp_path / "pid"
-        future = client.submit("shell", {"cmd": "echo $$ > %s; for i in $(seq 30); do "
-                                                "sleep 0.1; done; echo finished" % pidfile})
+        pidfile, go = tmp_path / "pid", tmp_path / "go"
+        # it runs until told to finish (a fixed length could end before a loaded
+        # machine's monitor has noticed the owner)
+        future = client.submit("shell", {"cmd": "echo $$ > %s; while [ ! -e %s ]; do "
+                                                "sleep 0.05; done; echo finished"
+                                                % (pidfile, go)})
         wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="started")
         pid = int(pidfile.read_text())
         toggle(owners[0])
@@ -106,6 +109,7 @@ def test_suspend_stops_and_resumes_the_task(tmp_path, owners):
         assert client.status()["running"][0]["suspended"] is True
         toggle(owners[0])
         wait_until(lambda: proc_state(pid) != "T", what="task continued (SIGCONT)")
+        go.write_text("")
         result = future.result(30)
         assert result.ok and result.stdout == ["finished"] and result.attempt == 1
     finally:

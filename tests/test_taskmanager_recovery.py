@@ -199,3 +199,24 @@ def test_result_finished_while_taskmanager_away_is_delivered(farm, tmp_path):
     result = future.result(30)
     assert result.ok and result.stdout == ["out"] and result.attempt == 1
     assert client.stats["duplicate_results"] == 0
+
+
+def test_a_restart_under_20000_large_tasks_resubmits_them_all(farm):
+    """Item 13: 20,000 queued tasks of 4 KB command lines (80 MB, more than one
+    message may hold) are resubmitted after a restart in messages under the
+    limit, and all of them are queued again."""
+    client = farm.client(on_notice=lambda *a: None)
+    line = "echo " + "x" * 4096
+    futures = [client.submit("nowhere", {"cmd": line}) for _ in range(20000)]
+    wait_until(lambda: client.status()["queues"].get("nowhere") == 20000, timeout=60,
+               what="20,000 tasks queued")
+    address = farm.address
+    farm.stop(farm.taskmanager, signal.SIGKILL)
+    farm.start_taskmanager(bind=address)
+    wait_until(lambda: client.stats["resubmitted"] >= 20000, timeout=60,
+               what="the tasks resubmitted")
+    # held for the recovery grace, then queued again: all of them
+    wait_until(lambda: client.status()["queues"].get("nowhere") == 20000, timeout=60,
+               what="20,000 tasks queued again")
+    assert not any(future.done() for future in futures)
+    assert "dropped a message" not in farm.taskmanager.log.read_text()

@@ -7,6 +7,7 @@ farm for a run: a configured TaskManager, one started here when the configured
 address is on this machine and nothing answers, or an embedded local farm.
 """
 
+import errno
 import os
 import signal
 import socket
@@ -93,6 +94,12 @@ class FarmSession:
             if not is_this_machine(address):
                 raise FarmUnreachable("no TaskManager answers at %s (waited %gs)"
                                       % (address, defaults.CONNECT_TIMEOUT)) from None
+        if port_taken(address):
+            raise FarmUnreachable(
+                "something listens at %s, but no TaskManager there let this process in "
+                "(waited %gs): it is another program, or a TaskManager that wants keys this "
+                "process does not have (farm.yaml keys: server and secret)"
+                % (address, defaults.CONNECT_TIMEOUT))
         self.local = LocalFarm([], workers=0, bind=address,     # remote workers connect here
                                config=self.config.path)
         self.local.start()
@@ -171,6 +178,22 @@ def is_this_machine(address):
     mine = {addr.address.split("%")[0] for addrs in psutil.net_if_addrs().values()
             for addr in addrs}
     return bool(resolved & mine)
+
+
+def port_taken(address):
+    """True when a socket of this machine listens at ``address`` already (so a
+    TaskManager could not bind it)."""
+    host, port = addresses.split(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as ZeroMQ binds
+    try:
+        probe.bind(("" if host in addresses.WILDCARD else host.strip("[]"), port))
+    except OSError as exc:
+        return exc.errno == errno.EADDRINUSE
+    finally:
+        probe.close()
+    return False
 
 
 class MajordomoRun(runner.FarmRun):

@@ -246,6 +246,7 @@ class State(Membership):
             if task.client is None and task.state == RUNNING:
                 task.revive = None             # adopted after a restart, never claimed:
                 self._cancel(task, effects, tell_client=False, now=now)   # its key's own
+                self.adopted.pop(task.id, None)
                 continue
             if task.client is not client:
                 effects.notices.append((client, "error", Code.NOT_YOURS, "task %r is not "
