@@ -36,9 +36,9 @@ def lan():
 @pytest.mark.parametrize("seconds", [1.0, 5.0])
 def test_a_partitioned_worker_loses_nothing_and_results_are_taken_once(lan, tmp_path,
                                                                        seconds):
-    """Shorter than the peer timeout (3 heartbeats of 0.2 s = 0.6 s here, so both
-    are longer: its tasks are rerun on the other worker); when the host comes
-    back, its late results are not taken a second time."""
+    """Both partitions outlast the peer timeout here (3 heartbeats of 0.2 s): the
+    cut-off worker's tasks are rerun on the other one, and when its host comes
+    back its late results are not taken a second time."""
     farm = SecureFarm(tmp_path, peers=PEERS)
     client = None
     try:
