@@ -8,9 +8,6 @@ what each role may send is its handler table (``self.handlers``), which the
 gate also reads.
 """
 
-import ctypes
-import ctypes.util
-import gc
 import logging
 import os
 import secrets
@@ -26,21 +23,12 @@ from ..wire.certificates import generated_keys
 from ..wire.protocol import Code, Msg
 from .gate import Grant, secure_router
 from .logrouting import LogRouter, start_forwarder, stop_forwarder
+from .memory import Memory
 from .outbox import Outbox
 from .refusals import Refusals
 from .state import Effects, State
 
 log = logging.getLogger(__name__)
-
-
-def _find_malloc_trim():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):   # not glibc: freed memory stays with the process
-        return None
-
-
-_malloc_trim = _find_malloc_trim()
 
 
 class TaskManager(Service):
@@ -76,13 +64,10 @@ class TaskManager(Service):
         self.refusals = Refusals()
         self.internal_errors = 0         # bugs met handling a message (logged with traceback)
         self.received = 0                # messages taken from the port
-        self.peak_tasks = 0
-        self.reclaiming = []             # steps of a memory hand-back, one per iteration
+        self.memory = None               # memory.Memory: collections and hand-backs
         self.iterations = 0
         self.longest_turn = 0.0          # seconds: the longest loop iteration's work
         self.longest_phases = {}         # what that iteration spent in each phase (s)
-        self.next_full_gc = 0.0
-        self.gc_threshold = None         # Python's, restored at shutdown
         self.assign_cost = defaults.SCHEDULE_TIME / defaults.SCHEDULE_BUDGET  # s, measured
         common = {Msg.HELLO: self.on_hello, Msg.HEARTBEAT: _nothing, Msg.BYE: self.on_bye}
         self.handlers = {
@@ -96,16 +81,11 @@ class TaskManager(Service):
     # -- lifecycle -------------------------------------------------------------
     def initialize(self):
         now = self.clock()
-        # Python's automatic full collections walk every object: with a million
-        # queued tasks that is a pause of a second. Young generations stay
-        # automatic (cheap); full collections run at ticks when few tasks are held.
-        self.gc_threshold = gc.get_threshold()
-        gc.set_threshold(*self.gc_threshold[:2], 1 << 30)
-        self.next_full_gc = now + defaults.GC_FULL_INTERVAL
         self.state = State(self.config.max_attempts,
                            recovery_until=now + self.config.recovery_grace,
                            policies=self.policies, default_policy=self.default_policy,
                            placement=self.placement)
+        self.memory = Memory(self.state, now)
         sock = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, defaults.LINGER_MS)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -164,8 +144,8 @@ class TaskManager(Service):
                         self.outbox.count - sent, (flushed - scheduled) * 1000)
         if now >= self.next_heartbeat:
             self.tick(now)
-        elif self.reclaiming:                   # one step of a memory hand-back
-            self.reclaiming.pop(0)()
+        else:
+            self.memory.step()                  # of a hand-back under way, if any
         ended = clock()
         self.iterations += 1
         if ended - started > self.longest_turn:
@@ -175,6 +155,8 @@ class TaskManager(Service):
 
     def shutdown(self):
         if self.socket is None:
+            if self.memory is not None:          # it never bound its port
+                self.memory.close()
             return
         self.hand_over_logs()
         # A stop is a handover: running tasks go on, and their results reach the
@@ -193,8 +175,7 @@ class TaskManager(Service):
             self.zap.close()
         if self.logs.forwarder is not None:
             stop_forwarder(self.logs.forwarder)
-        if self.gc_threshold is not None:
-            gc.set_threshold(*self.gc_threshold)
+        self.memory.close()
         log.info("TaskManager: stopped")
 
     def start_forwarder(self, now):
@@ -425,40 +406,8 @@ class TaskManager(Service):
             self.apply(self.state.remove_peer, peer, "it stopped reading")
 
     # -- timers ----------------------------------------------------------------
-    def reclaim_memory(self):
-        """After a large queue drained, hand the memory it used back to the system.
-
-        Python keeps freed memory in its own pools and glibc in its heap; a
-        TaskManager that once held 100,000 tasks would otherwise stay that size.
-        It waits until few are left (an eighth of the peak, and under
-        ``RECLAIM_AFTER``), then rebuilds one table per loop iteration (each step
-        costs what the table once held), then collects and trims.
-        """
-        if self.reclaiming:
-            return
-        size = len(self.state.tasks)
-        self.peak_tasks = max(self.peak_tasks, size)
-        if self.peak_tasks < defaults.RECLAIM_AFTER or \
-                size > min(self.peak_tasks // 8, defaults.RECLAIM_AFTER):
-            return
-        self.peak_tasks = size
-        self.reclaiming = self.state.compaction() + [self.trim]
-
-    @staticmethod
-    def trim():
-        gc.collect()
-        if _malloc_trim is not None:
-            _malloc_trim(0)
-
-    def collect_garbage(self, now):
-        """A full collection now and then, only while few tasks are held."""
-        if now >= self.next_full_gc and len(self.state.tasks) < defaults.RECLAIM_AFTER:
-            self.next_full_gc = now + defaults.GC_FULL_INTERVAL
-            gc.collect()
-
     def tick(self, now):
-        self.reclaim_memory()
-        self.collect_garbage(now)
+        self.memory.tick(now)
         self.logs.tidy()
         self.watch_forwarder(now)
         self.refusals.tidy(now)

@@ -88,6 +88,8 @@ def _cut(kept, dropped):
 class Run:
     """Base of every run; ``fds`` maps each polled descriptor to its stream name."""
 
+    lasting_tree = False              # True: its tree (a slot's) outlives the task
+
     def __init__(self, task_id, attempt, timeout, now):
         self.task_id = task_id
         self.attempt = attempt

@@ -60,6 +60,7 @@ class FarmWorker(Service):
         self.unsent = []               # results not sent since the last (re)connection
         self.output = []               # OUTPUT items waiting for the next flush
         self.records = None            # TaskRecords: the trees of our running tasks
+        self.recorded_slots = set()    # process groups of slots recorded there
         self.poller = None
         self.link = None
         self.wakeup = None
@@ -153,6 +154,8 @@ class FarmWorker(Service):
             self.link.close(bye={"reason": "worker shutting down", "handed_back": handed_back})
         for plugin in self.plugins.values():
             plugin.close()
+        for pgid in self.recorded_slots:
+            self.records.remove("python slot %d" % pgid)
         if self.wakeup is not None:
             signal.set_wakeup_fd(-1)
             for fd in self.wakeup:
@@ -217,8 +220,11 @@ class FarmWorker(Service):
         run.captured, run.captured_size, run.truncated = [], 0, 0
         run.on_close_fd = self._unwatch
         self.runs[task_id] = run
-        if run.tree is not None:
+        if run.tree is not None and not run.lasting_tree:
             self.records.add(task_id, attempt, run.tree)
+        elif run.tree is not None and run.tree.pgid not in self.recorded_slots:
+            self.recorded_slots.add(run.tree.pgid)     # a slot, recorded on its first task
+            self.records.add("python slot %d" % run.tree.pgid, 0, run.tree)
         for fd in run.fds:
             self.fd_runs[fd] = run
             self.poller.register(fd, zmq.POLLIN)

@@ -64,6 +64,8 @@ class Slot:
 class SlotRun(Run):
     """One task on one slot; the slot's pipes are polled only while it runs."""
 
+    lasting_tree = True               # the slot's: recorded once, not per task
+
     def __init__(self, pool, slot, task, request, now):
         super().__init__(task.id, task.attempt, task.timeout, now)
         self.pool = pool
