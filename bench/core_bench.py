@@ -4,8 +4,13 @@
                                [--queued 100000] [--slots 1]
 
 Measures, on this machine:
-  1. python no-op tasks/s with many in flight (FarmExecutor-style submissions);
-  2. round-trip latency p50/p99 with one task in flight;
+  0. the limit: a bare pyzmq ROUTER broker with 2 DEALER workers and msgpack
+     (bench/barebroker.py), no-op tasks/s and round trip, in the same run;
+  1. python no-op tasks/s with many in flight: ``Client.submit`` with a payload
+     pickled once, and ``FarmExecutor.submit(noop)`` as a user calls it; each
+     as a share of the bare broker's rate;
+  2. round-trip latency p50/p99 with one task in flight (both ways), and as a
+     multiple of the bare broker's;
   3. shell ``true`` tasks/s against ``doit -n 2`` running the same command actions;
   4. TaskManager memory (RSS) with --queued requests waiting, and after they ran.
 Everything runs on 127.0.0.1; every process started is stopped.
@@ -20,8 +25,9 @@ import time
 
 import cloudpickle
 import psutil
+from barebroker import BareBroker
 
-from computefarm.client import Client, LocalFarm
+from computefarm.client import Client, FarmExecutor, LocalFarm
 
 
 def noop():
@@ -35,6 +41,36 @@ def python_throughput(client, count):
     for future in futures:
         assert future.result(300).ok
     return count / (time.perf_counter() - started)
+
+
+def executor_throughput(executor, count):
+    started = time.perf_counter()
+    futures = [executor.submit(noop) for _ in range(count)]
+    for future in futures:
+        future.result(300)
+    return count / (time.perf_counter() - started)
+
+
+def executor_latency(executor, count):
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        executor.submit(noop).result(60)
+        samples.append(time.perf_counter() - started)
+    samples.sort()
+    return samples[len(samples) // 2] * 1000, samples[int(len(samples) * 0.99)] * 1000
+
+
+def bare_broker(tasks, rounds):
+    """The bare broker's no-op rate and round trip (p50, p99 ms)."""
+    broker = BareBroker(cloudpickle.dumps((noop, (), {})))
+    try:
+        broker.throughput(1000)                     # warm up
+        rate = broker.throughput(tasks)
+        p50, p99 = broker.latency(rounds)
+    finally:
+        broker.close()
+    return rate, p50, p99
 
 
 def cpu_seconds(farm):
@@ -150,6 +186,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     print("machine: %d cores, Python %s, CURVE %s" % (os.cpu_count(), sys.version.split()[0],
                                                      "on" if args.curve else "off"))
+    bare_rate, bare_p50, bare_p99 = bare_broker(args.tasks, args.latency)
+    print("bare pyzmq broker, 2 DEALER workers, msgpack: %.0f tasks/s, round trip p50 %.3f ms, "
+          "p99 %.3f ms" % (bare_rate, bare_p50, bare_p99))
     keydir = tempfile.TemporaryDirectory()
     config, curve = (curve_config(keydir.name) if args.curve else (None, None))
     farm = LocalFarm(["python", "shell"], slots=args.slots, workers=2, config=config)
@@ -160,17 +199,27 @@ def main(argv=None):
             before = cpu_seconds(farm)
             rate = python_throughput(client, args.tasks)
             after = cpu_seconds(farm)
-            print("python no-op: %.0f tasks/s (%d tasks, 2 workers x %d slot(s))"
-                  % (rate, args.tasks, args.slots))
+            print("python no-op: %.0f tasks/s (%d tasks, 2 workers x %d slot(s)), %.0f%% "
+                  "of the bare broker" % (rate, args.tasks, args.slots,
+                                          100.0 * rate / bare_rate))
             print("  CPU microseconds per task: " + ", ".join(
                 "%s %.0f" % (name, (after[name] - before[name]) * 1e6 / args.tasks)
                 for name in sorted(after)))
             payload = cloudpickle.dumps((noop, (), {}))
             p50, p99 = latency(client, "python", {"payload": payload}, args.latency)
-            print("python round trip, one in flight: p50 %.3f ms, p99 %.3f ms" % (p50, p99))
+            print("python round trip, one in flight: p50 %.3f ms, p99 %.3f ms, p50 %.1fx the "
+                  "bare broker's" % (p50, p99, p50 / bare_p50))
             p50, p99 = latency(client, "shell", {"cmd": "true"}, min(args.latency, 500))
             print("shell `true` round trip, one in flight: p50 %.3f ms, p99 %.3f ms" % (p50, p99))
             shell = shell_throughput(client, args.shell)
+        with FarmExecutor(farm.address, curve=curve) as executor:
+            executor_throughput(executor, 1000)
+            rate = executor_throughput(executor, args.tasks)
+            print("FarmExecutor.submit(noop): %.0f tasks/s, %.0f%% of the bare broker"
+                  % (rate, 100.0 * rate / bare_rate))
+            p50, p99 = executor_latency(executor, args.latency)
+            print("FarmExecutor round trip, one in flight: p50 %.3f ms, p99 %.3f ms, p50 %.1fx "
+                  "the bare broker's" % (p50, p99, p50 / bare_p50))
     finally:
         farm.stop()
     doit = doit_throughput(args.shell)
