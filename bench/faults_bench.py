@@ -253,6 +253,7 @@ def fuzz(where, tasks, seed):
             peer.close(0)
         return {"alive": farm.taskmanager.poll() is None, "rss": peak,
                 "loop_ms": status["loop"]["longest_ms"], "bugs": status["internal_errors"],
+                "loop_cpu_ms": status["loop"]["longest_cpu_ms"],
                 "refused": status["refused_messages"],
                 "right": [r.stdout for r in results] == [[str(i)] for i in range(tasks)]}
     finally:
@@ -296,13 +297,14 @@ def main(argv=None):
         if "fuzz" in faults:
             outcomes = [fuzz(tmp / ("fuzz-%d" % n), args.tasks, n) for n in range(args.runs)]
             print("%-22s alive in %d of %d, build right in %d; peak RSS %d MB (max), longest "
-                  "loop %.0f ms (max), %.0f ms (median); internal errors %d; refused %d "
-                  "messages a run (median)" % (
+                  "loop %.0f ms (max), %.0f ms (median), in CPU time %.0f ms (max); internal "
+                  "errors %d; refused %d messages a run (median)" % (
                       "fuzz, 12,000 messages", sum(o["alive"] for o in outcomes),
                       len(outcomes), sum(o["right"] for o in outcomes),
                       max(o["rss"] for o in outcomes) // (1 << 20),
                       max(o["loop_ms"] for o in outcomes),
                       statistics.median(o["loop_ms"] for o in outcomes),
+                      max(o["loop_cpu_ms"] for o in outcomes),
                       sum(o["bugs"] for o in outcomes),
                       statistics.median(o["refused"] for o in outcomes)), flush=True)
         if "local-user" in faults:

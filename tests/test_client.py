@@ -2,7 +2,7 @@
 
 import re
 
-from support import wait_until
+from support import pid_alive, wait_until
 
 from computefarm.client import FarmExecutor
 
@@ -128,3 +128,25 @@ def test_priority_orders_the_queue(farm, tmp_path):
 def _payload(fn, *args):
     import cloudpickle
     return cloudpickle.dumps((fn, args, {}))
+
+
+def test_farm_executor_cancel_stops_the_task_on_the_farm(farm, tmp_path):
+    """A FarmExecutor future is the one the client resolves: cancel() stops its
+    task on the worker (the slot running it is killed and replaced), and
+    shutdown(cancel_futures=True) does so for what is left."""
+    farm.start_worker("python", slots=2)
+    slow = lambda path: (open(path, "w").write(str(__import__("os").getpid())),  # noqa: E731
+                         __import__("time").sleep(60))
+    executor = FarmExecutor(farm.address)
+    try:
+        first, second = tmp_path / "first", tmp_path / "second"
+        futures = [executor.submit(slow, str(first)), executor.submit(slow, str(second))]
+        wait_until(lambda: first.exists() and first.read_text() and second.exists()
+                   and second.read_text(), what="both tasks running")
+        assert futures[0].cancel() and futures[0].cancelled()
+        wait_until(lambda: not pid_alive(int(first.read_text())), what="first slot stopped")
+        assert pid_alive(int(second.read_text()))
+    finally:
+        executor.shutdown(cancel_futures=True)
+    wait_until(lambda: not pid_alive(int(second.read_text())), what="second slot stopped")
+    assert futures[1].cancelled()

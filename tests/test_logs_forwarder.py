@@ -186,7 +186,7 @@ def test_a_log_flood_is_rate_limited_and_the_records_file_rotates(tmp_path):
         assert client.submit("shell", {"cmd": "echo alive"}).result(30).stdout == ["alive"]
         wait_until(lambda: client.status()["logs"]["dropped_lines"] > 0, what="records dropped")
         status = client.status()
-        assert status["loop"]["longest_ms"] < 100, status["loop"]
+        assert status["loop"]["longest_cpu_ms"] < 100, status["loop"]   # its work, not the host's
         farm.stop(farm.taskmanager)          # and its forwarder: the files stay still
         files = sorted(tmp_path.glob("records.jsonl*"))
         assert files

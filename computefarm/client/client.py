@@ -68,14 +68,15 @@ class TaskResult:
 
 
 class _Pending:
-    __slots__ = ("future", "spec", "on_output", "on_start", "sent")
+    __slots__ = ("future", "spec", "on_output", "on_start", "sent", "settle")
 
-    def __init__(self, future, spec, on_output, on_start):
+    def __init__(self, future, spec, on_output, on_start, settle=None):
         self.future = future
         self.spec = spec
         self.on_output = on_output
         self.on_start = on_start
         self.sent = False
+        self.settle = settle          # (future, RESULT item) -> None; None: a TaskResult
 
 
 class TaskFuture(Future):
@@ -150,7 +151,7 @@ class Client:
     # -- the caller's side -------------------------------------------------------
     def submit(self, capability, request, requires=None, priority=0, timeout=None,
                max_attempts=None, on_output=None, on_start=None, estimated_load=None,
-               label=None):
+               label=None, _settle=None):
         """Queue a task; returns a TaskFuture of its TaskResult.
 
         ``request`` is the plugin's request map (see workers/); ``requires`` maps
@@ -159,6 +160,8 @@ class Client:
         ``on_start(host)`` each time a worker is given the task;
         ``estimated_load``: cores' worth of CPU the task uses (placement, default 1);
         ``label``: a name for people, shown in logs and status (e.g. the doit task).
+        ``_settle(future, result item)`` (for FarmExecutor): resolves the future
+        itself, so a task needs no second future to turn its result into a value.
         """
         if not isinstance(capability, str) or not capability:
             raise UsageError("submit: capability must be a non-empty string")
@@ -187,7 +190,7 @@ class Client:
             spec["label"] = str(label)
         future = TaskFuture(self, task_id)
         with self._lock:
-            self._pending[task_id] = _Pending(future, spec, on_output, on_start)
+            self._pending[task_id] = _Pending(future, spec, on_output, on_start, _settle)
             self._incoming.append(task_id)
             self.stats["submitted"] += 1
         self._wake()
@@ -397,7 +400,11 @@ class Client:
             self.stats["duplicate_results"] += 1
             return
         self.stats["results"] += 1
-        if not pending.future.done():
+        if pending.future.done():
+            return
+        if pending.settle is not None:
+            pending.settle(pending.future, body)
+        else:
             pending.future.set_result(TaskResult(body))
 
     def _fail_all(self, text, error=FarmUnreachable, permanent=True):

@@ -1,7 +1,8 @@
 """FarmExecutor: a ``concurrent.futures.Executor`` over the farm's python workers."""
 
+import concurrent.futures
 import threading
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, InvalidStateError
 
 import cloudpickle
 
@@ -20,44 +21,52 @@ class FarmExecutor(Executor):
         self._lock = threading.Lock()
 
     def submit(self, fn, /, *args, **kwargs):
+        """A future of ``fn(*args, **kwargs)`` run on a python worker: the one the
+        client resolves (one future and one lock a task, no callback between).
+        Its ``cancel()`` stops the task on the farm too, until it has finished."""
         payload = cloudpickle.dumps((fn, args, kwargs))
-        inner = self.client.submit("python", {"payload": payload}, requires=self.requires,
-                                   timeout=self.timeout)
-        outer = Future()
-        outer.set_running_or_notify_cancel()
+        future = self.client.submit("python", {"payload": payload}, requires=self.requires,
+                                    timeout=self.timeout, _settle=self._settle)
         with self._lock:
-            self._futures.add(outer)
-        inner.add_done_callback(lambda f: self._settle(f, outer))
-        return outer
+            self._futures.add(future)
+        return future
 
-    def _settle(self, inner, outer):
+    def _settle(self, future, body):
+        """In the client's thread: the RESULT item of ``future``'s task."""
         with self._lock:
-            self._futures.discard(outer)
+            self._futures.discard(future)
         try:
-            result = inner.result()
-        except BaseException as exc:
-            outer.set_exception(exc)
-            return
-        if result.ok:
-            outer.set_result(cloudpickle.loads(result.value))
-            return
-        remote = None
-        if result.value:
-            try:
-                remote = cloudpickle.loads(result.value)
-            except Exception:
-                remote = None
-        if isinstance(remote, BaseException):
-            remote.__cause__ = RemoteError(result.error or result.status)
-            outer.set_exception(remote)
-        else:
-            outer.set_exception(RemoteError("task %s %s on %s: %s" % (
-                result.id, result.status, result.host, result.error)))
+            if body["status"] == "ok":
+                future.set_result(cloudpickle.loads(body.get("value")))
+            else:
+                future.set_exception(_remote_error(body))
+        except InvalidStateError:         # cancelled by its caller meanwhile
+            pass
 
     def shutdown(self, wait=True, *, cancel_futures=False):
-        if wait and not cancel_futures:
-            with self._lock:
-                futures = list(self._futures)
-            from concurrent.futures import wait as wait_for
-            wait_for(futures)
+        """Wait for the outstanding tasks (``wait``), or stop them on the farm
+        (``cancel_futures``), then close the client."""
+        with self._lock:
+            futures = list(self._futures)
+        if cancel_futures:
+            for future in futures:
+                future.cancel()
+        elif wait:
+            concurrent.futures.wait(futures)
         self.client.close()
+
+
+def _remote_error(body):
+    """The exception a failed task's RESULT item stands for: the one the callable
+    raised (pickled by the slot), or a RemoteError saying how the task ended."""
+    remote = None
+    if body.get("value"):
+        try:
+            remote = cloudpickle.loads(body["value"])
+        except Exception:
+            remote = None
+    if isinstance(remote, BaseException):
+        remote.__cause__ = RemoteError(body.get("error") or body["status"])
+        return remote
+    return RemoteError("task %s %s on %s: %s" % (body["id"], body["status"], body.get("host"),
+                                                 body.get("error")))
