@@ -134,7 +134,7 @@ class Client:
         self._connected = threading.Event()
         self._error = None
         self._refused = None             # why the TaskManager will not let this key in
-        self._away = None                # (until when, why): the TaskManager said goodbye
+        self._away = None                # (until when, wait, why): the TaskManager said goodbye
         self._thread = threading.Thread(target=self._run, name="farm-client", daemon=True)
         self._thread.start()
         if connect_timeout is not None and self._connected.wait(connect_timeout) \

@@ -137,7 +137,7 @@ class FarmSession:
         if self.client is not None:
             self.client.close()
             twice = self.client.stats["duplicate_results"]
-            if twice:          # taken once (the first); said, as it should not happen
+            if twice:          # taken once (the first); said, so a fault bench can count them
                 sys.stderr.write("majordomo: the farm sent %d duplicate result(s); each "
                                  "was taken once\n" % twice)
             self.client = None
@@ -184,11 +184,10 @@ def port_taken(address):
     """True when a socket of this machine listens at ``address`` already (so a
     TaskManager could not bind it)."""
     host, port = addresses.split(address)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    probe = socket.socket(family, socket.SOCK_STREAM)
+    probe = socket.socket(socket.AF_INET6 if addresses.is_ipv6(address) else socket.AF_INET)
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as ZeroMQ binds
     try:
-        probe.bind(("" if host in addresses.WILDCARD else host.strip("[]"), port))
+        probe.bind(("" if host in addresses.WILDCARD else host, port))
     except OSError as exc:
         return exc.errno == errno.EADDRINUSE
     finally:
