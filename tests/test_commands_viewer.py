@@ -12,7 +12,6 @@ from computefarm.commands import viewer
                                              ("localhost:19996", "127.0.0.1"),
                                              ("[::1]:19997", "::1")])
 def test_cutelog_listens_where_the_forwarder_connects(tmp_path, monkeypatch, cutelog, listen):
-    pytest.importorskip("cutelog")
     config = tmp_path / "farm.yaml"
     config.write_text(yaml.safe_dump({"logging": {"cutelog": cutelog}}))
     started = []
