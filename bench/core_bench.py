@@ -1,11 +1,13 @@
 """Core benchmark: no-op tasks through a real TaskManager and two workers.
 
     python bench/core_bench.py [--tasks 20000] [--latency 2000] [--shell 2000]
-                               [--queued 100000] [--slots 1]
+                               [--queued 100000] [--slots 2] [--rounds 3] [--curve]
 
 Measures, on this machine:
   0. the limit: a bare pyzmq ROUTER broker with 2 DEALER workers and msgpack
-     (bench/barebroker.py), no-op tasks/s and round trip, in the same run;
+     (bench/barebroker.py), no-op tasks/s and round trip, in the same run: each
+     of --rounds rounds runs the broker, Client and FarmExecutor in turn, and
+     the figures are the medians (the machines here are shared and noisy);
   1. python no-op tasks/s with many in flight: ``Client.submit`` with a payload
      pickled once, and ``FarmExecutor.submit(noop)`` as a user calls it; each
      as a share of the bare broker's rate;
@@ -17,7 +19,9 @@ Everything runs on 127.0.0.1; every process started is stopped.
 """
 
 import argparse
+import collections
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,18 +63,6 @@ def executor_latency(executor, count):
         samples.append(time.perf_counter() - started)
     samples.sort()
     return samples[len(samples) // 2] * 1000, samples[int(len(samples) * 0.99)] * 1000
-
-
-def bare_broker(tasks, rounds):
-    """The bare broker's no-op rate and round trip (p50, p99 ms)."""
-    broker = BareBroker(cloudpickle.dumps((noop, (), {})))
-    try:
-        broker.throughput(1000)                     # warm up
-        rate = broker.throughput(tasks)
-        p50, p99 = broker.latency(rounds)
-    finally:
-        broker.close()
-    return rate, p50, p99
 
 
 def cpu_seconds(farm):
@@ -181,47 +173,66 @@ def main(argv=None):
     parser.add_argument("--shell", type=int, default=2000)
     parser.add_argument("--queued", type=int, default=100000)
     parser.add_argument("--slots", type=int, default=2, help="slots of each of the 2 workers")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the bare broker, Client and FarmExecutor, alternated")
     parser.add_argument("--curve", action="store_true",
                         help="CURVE on the port (keys made for the run with farm-keys)")
     args = parser.parse_args(argv)
-    print("machine: %d cores, Python %s, CURVE %s" % (os.cpu_count(), sys.version.split()[0],
-                                                     "on" if args.curve else "off"))
-    bare_rate, bare_p50, bare_p99 = bare_broker(args.tasks, args.latency)
-    print("bare pyzmq broker, 2 DEALER workers, msgpack: %.0f tasks/s, round trip p50 %.3f ms, "
-          "p99 %.3f ms" % (bare_rate, bare_p50, bare_p99))
+    print("machine: %d cores, Python %s, CURVE %s, medians of %d alternated rounds"
+          % (os.cpu_count(), sys.version.split()[0], "on" if args.curve else "off",
+             args.rounds))
     keydir = tempfile.TemporaryDirectory()
     config, curve = (curve_config(keydir.name) if args.curve else (None, None))
+    broker = BareBroker(cloudpickle.dumps((noop, (), {})))
     farm = LocalFarm(["python", "shell"], slots=args.slots, workers=2, config=config)
     farm.start()
+    median = statistics.median
     try:
-        with Client(farm.address, curve=curve) as client:
-            python_throughput(client, 1000)  # warm up slots and caches
-            before = cpu_seconds(farm)
-            rate = python_throughput(client, args.tasks)
-            after = cpu_seconds(farm)
+        with Client(farm.address, curve=curve) as client, \
+                FarmExecutor(farm.address, curve=curve) as executor:
+            broker.throughput(1000)                    # warm up: slots, caches, connections
+            python_throughput(client, 1000)
+            executor_throughput(executor, 1000)
+            rates = {"bare": [], "client": [], "executor": []}
+            used = collections.Counter()
+            for _ in range(args.rounds):               # each round all three, in turn
+                rates["bare"].append(broker.throughput(args.tasks))
+                before = cpu_seconds(farm)
+                rates["client"].append(python_throughput(client, args.tasks))
+                after = cpu_seconds(farm)
+                used.update({name: after[name] - before[name] for name in after})
+                rates["executor"].append(executor_throughput(executor, args.tasks))
+            bare = median(rates["bare"])
+            print("bare pyzmq broker, 2 DEALER workers, msgpack: %.0f tasks/s" % bare)
             print("python no-op: %.0f tasks/s (%d tasks, 2 workers x %d slot(s)), %.0f%% "
-                  "of the bare broker" % (rate, args.tasks, args.slots,
-                                          100.0 * rate / bare_rate))
+                  "of the bare broker" % (median(rates["client"]), args.tasks, args.slots,
+                                          100.0 * median(rates["client"]) / bare))
             print("  CPU microseconds per task: " + ", ".join(
-                "%s %.0f" % (name, (after[name] - before[name]) * 1e6 / args.tasks)
-                for name in sorted(after)))
+                "%s %.0f" % (name, used[name] * 1e6 / args.tasks / args.rounds)
+                for name in sorted(used)))
+            print("FarmExecutor.submit(noop): %.0f tasks/s, %.0f%% of the bare broker"
+                  % (median(rates["executor"]), 100.0 * median(rates["executor"]) / bare))
             payload = cloudpickle.dumps((noop, (), {}))
-            p50, p99 = latency(client, "python", {"payload": payload}, args.latency)
-            print("python round trip, one in flight: p50 %.3f ms, p99 %.3f ms, p50 %.1fx the "
-                  "bare broker's" % (p50, p99, p50 / bare_p50))
+            trips = {"bare": [], "client": [], "executor": []}
+            for _ in range(args.rounds):
+                trips["bare"].append(broker.latency(args.latency))
+                trips["client"].append(latency(client, "python", {"payload": payload},
+                                               args.latency))
+                trips["executor"].append(executor_latency(executor, args.latency))
+            p50s = {name: median(p50 for p50, _ in runs) for name, runs in trips.items()}
+            p99s = {name: median(p99 for _, p99 in runs) for name, runs in trips.items()}
+            print("bare broker round trip, one in flight: p50 %.3f ms, p99 %.3f ms"
+                  % (p50s["bare"], p99s["bare"]))
+            for name, label in (("client", "python"), ("executor", "FarmExecutor")):
+                print("%s round trip, one in flight: p50 %.3f ms, p99 %.3f ms, p50 %.1fx the "
+                      "bare broker's" % (label, p50s[name], p99s[name],
+                                         p50s[name] / p50s["bare"]))
             p50, p99 = latency(client, "shell", {"cmd": "true"}, min(args.latency, 500))
             print("shell `true` round trip, one in flight: p50 %.3f ms, p99 %.3f ms" % (p50, p99))
             shell = shell_throughput(client, args.shell)
-        with FarmExecutor(farm.address, curve=curve) as executor:
-            executor_throughput(executor, 1000)
-            rate = executor_throughput(executor, args.tasks)
-            print("FarmExecutor.submit(noop): %.0f tasks/s, %.0f%% of the bare broker"
-                  % (rate, 100.0 * rate / bare_rate))
-            p50, p99 = executor_latency(executor, args.latency)
-            print("FarmExecutor round trip, one in flight: p50 %.3f ms, p99 %.3f ms, p50 %.1fx "
-                  "the bare broker's" % (p50, p99, p50 / bare_p50))
     finally:
         farm.stop()
+        broker.close()
     doit = doit_throughput(args.shell)
     print("shell `true`: farm %.0f tasks/s, doit -n 2 %.0f tasks/s: %.0f%% of doit"
           % (shell, doit, 100.0 * shell / doit))

@@ -1,6 +1,7 @@
 """Where each microsecond of a no-op python task goes, in each process of the farm.
 
     python bench/profile_bench.py [--tasks 20000] [--api executor|client] [--top 10]
+                                  [--inclusive]
 
 Starts an embedded farm (a TaskManager, 2 workers of 2 python slots), warms it
 up, then runs --tasks no-op tasks through ``FarmExecutor.submit`` (or
@@ -69,18 +70,28 @@ def stop(spies):
         proc.wait(60)
 
 
-def self_times(path):
-    """{innermost frame: samples} from py-spy's raw (collapsed stacks) output."""
+def self_times(path, inclusive=False):
+    """{innermost frame: samples} from py-spy's raw (collapsed stacks) output; with
+    ``inclusive``, {function: samples with it anywhere in the stack}."""
     counts = collections.Counter()
     try:
         with open(path) as stream:
             for line in stream:
                 stack, _, count = line.rstrip().rpartition(" ")
-                leaf = stack.rsplit(";", 1)[-1]
-                counts[leaf] += int(count)
+                if inclusive:
+                    for function in {_function(frame) for frame in stack.split(";")}:
+                        counts[function] += int(count)
+                else:
+                    counts[stack.rsplit(";", 1)[-1]] += int(count)
     except FileNotFoundError:
         pass
     return counts
+
+
+def _function(frame):
+    """``name (path:line)`` -> ``name (path)``."""
+    name, _, where = frame.partition(" (")
+    return "%s (%s)" % (name, where.rpartition(":")[0]) if where else name
 
 
 def main(argv=None):
@@ -88,6 +99,8 @@ def main(argv=None):
     parser.add_argument("--tasks", type=int, default=20000)
     parser.add_argument("--api", choices=("executor", "client"), default="executor")
     parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--inclusive", action="store_true",
+                        help="time per function including what it calls, not per line")
     args = parser.parse_args(argv)
     if shutil.which("py-spy") is None:
         print("ERROR: py-spy is not installed: pip install py-spy", file=sys.stderr)
@@ -123,8 +136,8 @@ def main(argv=None):
           % (args.tasks, "FarmExecutor.submit" if args.api == "executor" else "Client.submit",
              args.tasks / elapsed, RATE))
     for label, (_, path) in spies.items():
-        counts = self_times(path)
-        total = sum(counts.values())
+        total = sum(self_times(path).values())
+        counts = self_times(path, args.inclusive)
         per_task = total * 1e6 / RATE / args.tasks
         print("\n%s: %.0f us of CPU per task" % (label, per_task))
         for frame, count in counts.most_common(args.top):

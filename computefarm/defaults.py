@@ -49,6 +49,16 @@ ORPHAN_RESULT_TTL = 300.0
 # Longest sleep of any service loop: bounds how late a stop signal is seen.
 POLL_MAX = 0.1
 
+# Pipelining: a worker whose tasks take less than PIPELINE_WINDOW seconds (a
+# moving average of its recent results) is sent up to PIPELINE_WINDOW seconds of
+# them beyond its slots (at most PIPELINE_MAX a slot), to wait on the worker, so
+# a slot that finishes starts its next task without a round trip to the
+# TaskManager. A task never waits there longer than about the window.
+PIPELINE_WINDOW = 0.02
+PIPELINE_MAX = 16
+# Weight of the newest result in that moving average.
+PIPELINE_SMOOTHING = 0.2
+
 # Messages one TaskManager loop iteration handles, at most, and for how long (s),
 # before it schedules, flushes its replies and runs its timers.
 DRAIN_BUDGET = 2000

@@ -67,6 +67,16 @@ def proc_state(pid):
         return stream.read().rsplit(")", 1)[1].split()[0]
 
 
+def watched_worker(farm, owner):
+    """A one-slot shell worker on machine A, whose monitor watches ``owner``; a
+    client that has seen A idle."""
+    farm.start_worker("shell", machine="A")
+    farm.start_monitor("A", owner.pid)
+    client = farm.client()
+    wait_until(lambda: machine_state(client, "A") == "idle", what="A idle")
+    return client
+
+
 def test_busy_owner_is_avoided_and_bursts_spread(tmp_path, owners):
     farm = policy_farm(tmp_path)
     try:
@@ -92,10 +102,7 @@ def test_busy_owner_is_avoided_and_bursts_spread(tmp_path, owners):
 def test_suspend_stops_and_resumes_the_task(tmp_path, owners):
     farm = policy_farm(tmp_path, on_owner="suspend")
     try:
-        farm.start_worker("shell", machine="A")
-        farm.start_monitor("A", owners[0].pid)
-        client = farm.client()
-        wait_until(lambda: machine_state(client, "A") == "idle", what="A idle")
+        client = watched_worker(farm, owners[0])
         pidfile, go = tmp_path / "pid", tmp_path / "go"
         # it runs until told to finish (a fixed length could end before a loaded
         # machine's monitor has noticed the owner)
@@ -112,6 +119,31 @@ def test_suspend_stops_and_resumes_the_task(tmp_path, owners):
         go.write_text("")
         result = future.result(30)
         assert result.ok and result.stdout == ["finished"] and result.attempt == 1
+    finally:
+        farm.close()
+
+
+def test_a_task_waiting_on_a_suspended_machine_does_not_start(tmp_path, owners):
+    """A task sent ahead to wait on its worker (pipelining) is held with the
+    machine's running ones: a slot freed meanwhile does not start it."""
+    farm = policy_farm(tmp_path, on_owner="suspend")
+    try:
+        client = watched_worker(farm, owners[0])
+        assert all(f.result(30).ok for f in [client.submit("shell", {"cmd": "true"})
+                                             for _ in range(20)])   # a short pace
+        pidfile, marker = tmp_path / "pid", tmp_path / "ran"
+        blocker = client.submit("shell", {"cmd": "echo $$ > %s; exec sleep 60" % pidfile})
+        waiting = client.submit("shell", {"cmd": "touch %s" % marker})
+        wait_until(lambda: client.status()["workers"][0]["used"] == 2, what="sent ahead")
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="started")
+        toggle(owners[0])
+        wait_until(lambda: proc_state(int(pidfile.read_text())) == "T", what="suspended")
+        client.cancel(blocker)                # its slot frees while the owner is there
+        assert blocker.result(30).status == "cancelled"
+        # the worker decided what to start in the loop turn that sent that result
+        assert not marker.exists() and not waiting.done()
+        toggle(owners[0])
+        assert waiting.result(30).ok and marker.exists()
     finally:
         farm.close()
 

@@ -16,12 +16,13 @@ time and expiry. After every step:
 - a worker runs only what it was dispatched or said it runs, at that attempt; a
   RESULT is taken only from the worker and attempt running the task, and one for a
   task nobody had asked for is handed to a later SUBMIT at most once;
-- slots: a DISPATCH never takes a worker beyond its slots (the placement replay
-  below checks each one against the slots of the worker's last hello). A hello may
-  list more tasks than slots (its worker is the authority on what it runs); such a
+- slots: a DISPATCH never takes a worker beyond its capacity: the slots of its
+  last hello plus its pipelining depth, which the test computes itself from the
+  durations of the results the worker reported (``defaults.PIPELINE_*``), from 0
+  at registration (the placement replay below checks each DISPATCH). A hello may
+  list more tasks than that (its worker is the authority on what it runs); such a
   worker has no free slot, and the scheduler's ``free`` per capability must be the
-  sum of ``max(0, slots - running)`` over the registered workers offering it. (While
-  "hello-beyond-slots" is open the hellos generated list at most ``slots`` tasks.)
+  sum of ``max(0, capacity - running)`` over the registered workers offering it.
 - each DISPATCH goes to a registered worker offering the capability, with
   attributes matching the constraints, on an eligible machine (by the test's own
   reading of reports and policies), and is the worker a full scan picks: least
@@ -142,6 +143,9 @@ class Model:
         self.believed = {}                  # worker rid -> {task id: attempt} the process runs
         self.history = set()                # (worker rid, task id, attempt) it may report (again)
         self.slots = {}                     # worker rid -> slots of its last hello
+        self.registered = {}                # worker rid -> (slots, capabilities, machine)
+        self.pace = {}                      # worker rid -> moving average of its durations
+        self.depth = Counter()              # worker rid -> tasks it may hold beyond slots
         self.caps = {}                      # worker rid -> capabilities of its last hello
         self.order = {}                     # Peer -> registration order
         self.assigned = Counter()           # worker Peer -> DISPATCHes since it registered
@@ -183,6 +187,17 @@ class Model:
             first = (report["cpu_percent"] / 100.0 + load[machine] / cores,
                      -report["memory_available"])
         return first + (running / self.slots[worker.rid], assigned)
+
+    def capacity(self, worker):
+        return self.slots[worker.rid] + self.depth[worker.rid]
+
+    def paced(self, rid, duration):
+        """The pipelining depth after an accepted result that took ``duration``."""
+        pace = self.pace[rid] = duration if self.pace.get(rid) is None else \
+            self.pace[rid] + defaults.PIPELINE_SMOOTHING * (duration - self.pace[rid])
+        per_slot = min(defaults.PIPELINE_MAX, int(defaults.PIPELINE_WINDOW / pace)) \
+            if pace > 0 else defaults.PIPELINE_MAX
+        self.depth[rid] = per_slot * self.slots[rid]
 
     def offers(self, worker, task):
         attributes = self.caps[worker.rid].get(task.capability)
@@ -305,15 +320,16 @@ class Model:
             owned = {i: len(t.body) if t.client is client else len(t.revive[1]["body"])
                      for i, t in state.tasks.items() if t.client is client
                      or (t.revive is not None and t.revive[0] is client)}
-            assert set(client.tasks) == set(owned)
+            assert set(client.tasks) == set(owned) and len(client.tasks) == len(owned)
             assert client.tasks.bytes == sum(owned.values()) + len(owned) * TASK_OVERHEAD
         assert set(state.adopted) == {i for i, t in state.tasks.items()
                                       if t.client is None and t.state == RUNNING}
         free = {c: 0 for w in workers.values() for c in w.capabilities}
         for worker in workers.values():
             assert worker.slots == self.slots[worker.rid]
+            assert worker.depth == self.depth[worker.rid], (worker.name, worker.pace)
             for capability in worker.capabilities:
-                free[capability] += max(0, worker.slots - len(worker.running))
+                free[capability] += max(0, self.capacity(worker) - len(worker.running))
         assert state.scheduler.free == free, "scheduler.free %s, free slots %s" % (
             state.scheduler.free, free)
         for task_id, client in self.open:
@@ -344,6 +360,10 @@ class Model:
             if old is None:
                 self.order[peer] = next(self.orders)
             if body["role"] == "worker":
+                registered = (max(1, body["slots"]), body["capabilities"], body["machine"])
+                if old is None or self.registered.get(rid) != registered:
+                    self.pace[rid], self.depth[rid] = None, 0    # it starts anew
+                self.registered[rid] = registered
                 self.slots[rid] = max(1, body["slots"])
                 self.caps[rid] = body["capabilities"]
                 listed = {e["id"]: e["attempt"] for e in body["running"]}
@@ -414,14 +434,18 @@ class Model:
                     assert (task_id, client) not in self.open, (
                         "client %s may not cancel its own task %s" % (client.name, task_id))
 
-    def result(self, rid, task_id, attempt, status):
+    def result(self, rid, task_id, attempt, status, duration=0.0):
         worker = self.state.workers.get(rid)
         if worker is None:
             return                          # the server answers RECONNECT
+        task = worker.running.get(task_id)
+        if task is not None and task.attempt == attempt and status in ("ok", "failed"):
+            self.paced(rid, duration)
         with self.step() as fx:
             self.state.seen(worker, self.now)
             self.state.finish(worker, protocol.result_item(task_id, attempt, status,
-                                                           exit_code=int(status != "ok")),
+                                                           exit_code=int(status != "ok"),
+                                                           duration=duration),
                               self.now, fx)
             if not any(r["id"] == task_id for _, r in fx.results):
                 self.unanswered[(task_id, attempt, status)] += 1
@@ -484,7 +508,7 @@ class Model:
         for task in state.tasks.values():
             if task.state == QUEUED:
                 idle = [w.name for w in state.workers.values()
-                        if w.slots > len(w.running) and self.offers(w, task)
+                        if self.capacity(w) > len(w.running) and self.offers(w, task)
                         and self.eligible(self.machine_of[w.rid])]
                 assert not idle, "task %s stays queued while %s are free" % (task.id, idle)
         assert not (state.held and self.now >= state.recovery_until)
@@ -519,7 +543,7 @@ class Model:
         """Replay the DISPATCHes of one ``schedule`` against a full scan of the workers."""
         running, assigned, load = dict(running), Counter(self.assigned), Counter(self.load)
         for worker, task in dispatch:
-            candidates = [w for w in running if running[w] < self.slots[w.rid]
+            candidates = [w for w in running if running[w] < self.capacity(w)
                           and self.offers(w, task) and self.eligible(self.machine_of[w.rid])]
             assert worker in candidates, "task %s went to %s, which is not free, matching " \
                 "and eligible (%s are)" % (task.id, worker.name, [w.name for w in candidates])
@@ -659,8 +683,9 @@ class FarmMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.model.state.workers)
     @rule(data=st.data(), status=st.sampled_from(["ok", "failed", "cancelled", "timeout"]),
-          which=st.sampled_from(["running", "running", "sent before", "earlier attempt"]))
-    def worker_result(self, data, status, which):
+          which=st.sampled_from(["running", "running", "sent before", "earlier attempt"]),
+          duration=st.sampled_from([0.0, 0.0004, 0.003, 0.015, 0.5, 30.0]))
+    def worker_result(self, data, status, which, duration):
         """A result for a task a worker runs; or one it sent before (its ACK was lost),
         or of an earlier attempt of a task it runs again (stale)."""
         live = sorted((rid, i, a) for rid, tasks in self.model.believed.items()
@@ -673,7 +698,7 @@ class FarmMachine(RuleBasedStateMachine):
             rid, task_id, attempt = data.draw(st.sampled_from(pool))
             if (rid, task_id) in self.model.stopping and data.draw(st.booleans()):
                 status = "cancelled"        # as told; else it finished before the CANCEL came
-            self.model.result(rid, task_id, attempt, status)
+            self.model.result(rid, task_id, attempt, status, duration)
             self.loop(data)
 
     @precondition(lambda self: self.model.last_dispatch)

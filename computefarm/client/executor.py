@@ -6,8 +6,11 @@ from concurrent.futures import Executor, InvalidStateError
 
 import cloudpickle
 
+from .. import pickling
 from ..exceptions import RemoteError
 from .client import Client
+
+_EMPTY_ARGUMENTS = pickling.dumps(((), {}))
 
 
 class FarmExecutor(Executor):
@@ -17,15 +20,21 @@ class FarmExecutor(Executor):
         self.client = Client(address, connect_timeout=connect_timeout, **kwargs)
         self.requires = requires
         self.timeout = timeout
+        self._functions = pickling.FunctionPickles()
         self._futures = set()
         self._lock = threading.Lock()
 
     def submit(self, fn, /, *args, **kwargs):
         """A future of ``fn(*args, **kwargs)`` run on a python worker: the one the
         client resolves (one future and one lock a task, no callback between).
-        Its ``cancel()`` stops the task on the farm too, until it has finished."""
-        payload = cloudpickle.dumps((fn, args, kwargs))
-        future = self.client.submit("python", {"payload": payload}, requires=self.requires,
+        Its ``cancel()`` stops the task on the farm too, until it has finished.
+
+        ``fn`` is pickled once while it lives (``pickling.FunctionPickles``: a
+        function of ``__main__`` keeps the globals it had at its first submit)."""
+        request = {"function": self._functions.dumps(fn),
+                   "arguments": _EMPTY_ARGUMENTS if not args and not kwargs
+                   else pickling.dumps((args, kwargs))}
+        future = self.client.submit("python", request, requires=self.requires,
                                     timeout=self.timeout, _settle=self._settle)
         with self._lock:
             self._futures.add(future)

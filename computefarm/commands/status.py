@@ -42,9 +42,11 @@ def render(status, address):
             _mib(m["memory_available"])))
     lines += ["", "WORKERS"]
     for w in status["workers"]:
-        lines.append("  %-30s %-16s %-12s %d/%d  %s" % (w["name"][:30], w["host"][:16],
-                                                        w["machine"][:12], w["used"],
-                                                        w["slots"], ", ".join(w["capabilities"])))
+        waiting = w["used"] - w["slots"]     # pipelined: sent ahead, waiting for a slot
+        lines.append("  %-30s %-16s %-12s %d/%d  %s%s" % (
+            w["name"][:30], w["host"][:16], w["machine"][:12], min(w["used"], w["slots"]),
+            w["slots"], ", ".join(w["capabilities"]),
+            "  (+%d waiting there)" % waiting if waiting > 0 else ""))
     queues = ", ".join("%s: %d" % item for item in sorted(status["queues"].items())) or "empty"
     others = status.get("others_running", 0)
     lines += ["", "QUEUED  " + queues, "", "RUNNING (%d%s)" % (

@@ -68,6 +68,7 @@ class Membership:
             worker.machine_record.workers.discard(worker)
             worker.slots, worker.capabilities, worker.machine = slots, capabilities, body["machine"]
             worker.gone = False
+            worker.depth, worker.pace = 0, None      # its pipelining starts anew
             self._add_worker(worker)
 
     def _reconcile(self, worker, listed, now, effects):

@@ -26,6 +26,7 @@ class Peer:
                  "user", "admin", "scope",
                  # workers
                  "slots", "capabilities", "running", "assigned", "order", "version",
+                 "depth", "pace",
                  "profiles", "heaps", "machine_record", "gone",
                  # clients
                  "tasks", "told")
@@ -44,7 +45,9 @@ class Peer:
         self.last_seen = now
         self.slots = 0
         self.capabilities = {}        # capability -> {attribute: value}
-        self.running = None           # task id -> Task (workers)
+        self.running = None           # task id -> Task (workers): running, or waiting there
+        self.depth = 0                # tasks it may hold beyond its slots (pipelining)
+        self.pace = None              # moving average of its tasks' run times (s)
         self.assigned = 0             # tasks given to it since it registered
         self.order = order            # registration order: the last tie-break of placement
         self.version = 0              # bumped when it is offered anew to the scheduler
@@ -64,7 +67,7 @@ class Peer:
 
     @property
     def free(self):
-        return self.slots - len(self.running)
+        return self.slots + self.depth - len(self.running)
 
     def offers(self, capability, requires):
         attrs = self.capabilities.get(capability)
@@ -80,16 +83,19 @@ class Holdings:
     """A client's tasks (ids) and the bytes they hold in the TaskManager: their
     bodies, and a fixed estimate of each task's bookkeeping (``TASK_OVERHEAD``)."""
 
-    __slots__ = ("sizes", "bytes")
+    __slots__ = ("sizes", "bytes", "count")
 
     def __init__(self):
         self.sizes = ShardedDict()    # task id -> bytes charged for it
         self.bytes = 0
+        self.count = 0                # len(sizes), which the queue limit reads per task
 
     def add(self, task_id, size):
         previous = self.sizes.get(task_id)
         if previous is not None:
             self.bytes -= previous
+        else:
+            self.count += 1
         self.sizes[task_id] = size
         self.bytes += size
 
@@ -98,10 +104,12 @@ class Holdings:
         if size is not None:
             del self.sizes[task_id]
             self.bytes -= size
+            self.count -= 1
 
     def clear(self):
         self.sizes = ShardedDict()
         self.bytes = 0
+        self.count = 0
 
     def compact(self):
         self.sizes.compact()
@@ -110,7 +118,7 @@ class Holdings:
         return task_id in self.sizes
 
     def __len__(self):
-        return len(self.sizes)
+        return self.count
 
     def __iter__(self):
         return iter(self.sizes)

@@ -26,6 +26,7 @@ all this: matching workers, sorted by name, take turns.
 
 import heapq
 
+from .. import defaults
 from . import constraints
 
 
@@ -105,6 +106,24 @@ class Scheduler:
         if worker.free > 0:
             for profile in worker.profiles:
                 self.free[profile.capability] += 1
+            self.offer(worker)
+
+    def paced(self, worker, duration):
+        """``worker`` ran a task in ``duration`` seconds: the tasks it may hold
+        beyond its slots follow the moving average (``defaults.PIPELINE_*``)."""
+        pace = worker.pace = duration if worker.pace is None else \
+            worker.pace + defaults.PIPELINE_SMOOTHING * (duration - worker.pace)
+        per_slot = defaults.PIPELINE_MAX if pace * defaults.PIPELINE_MAX < \
+            defaults.PIPELINE_WINDOW else int(defaults.PIPELINE_WINDOW / pace)
+        depth = per_slot * worker.slots
+        if depth == worker.depth or worker.gone:
+            return
+        before = max(0, worker.free)
+        worker.depth = depth
+        change = max(0, worker.free) - before
+        for profile in worker.profiles:
+            self.free[profile.capability] += change
+        if change > 0:
             self.offer(worker)
 
     def offer(self, worker):

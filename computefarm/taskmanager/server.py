@@ -307,8 +307,9 @@ class TaskManager(Service):
 
     def on_hello(self, peer, body, now, sender=None, user=None):
         role = body["role"]
-        if len(body.get("running") or ()) > (body.get("slots") or 1):
-            raise ProtocolError("HELLO lists %d running tasks for %d slot(s)"
+        held = (body.get("slots") or 1) * (1 + defaults.PIPELINE_MAX)   # waiting ones too
+        if len(body.get("running") or ()) > held:
+            raise ProtocolError("HELLO lists %d running or waiting tasks for %d slot(s)"
                                 % (len(body["running"]), body.get("slots") or 1), Code.INVALID)
         rid = peer.rid if peer is not None else sender
         effects = Effects()

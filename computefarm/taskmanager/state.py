@@ -281,6 +281,8 @@ class State(Membership):
             return                             # stale: another attempt owns the task
         result["host"], result["worker"], result["machine"] = \
             worker.host, worker.name, worker.machine
+        if result["status"] in ("ok", "failed"):
+            self.scheduler.paced(worker, result.get("duration") or 0.0)
         if task.requeue and result["status"] == "cancelled" and task.client is not None:
             task.requeue = False
             task.max_attempts += 1             # the owner's return is not the task's failure
@@ -403,7 +405,7 @@ class State(Membership):
                                                          key=lambda m: m.id)],
             "workers": [{"name": w.name, "host": w.host, "machine": w.machine,
                          "capabilities": sorted(w.capabilities), "slots": w.slots,
-                         "used": len(w.running)} for w in workers],
+                         "used": len(w.running), "depth": w.depth} for w in workers],
             "queues": queues,
             "held": len(self.held),
             "running": [{"id": t.own_id or t.id, "label": t.label,

@@ -14,6 +14,8 @@ but still count against the message size limit of the port.
 
 import math
 
+from .. import defaults
+
 ROLES = ("client", "worker", "monitor", "logger")   # what a HELLO may say it is
 STATUSES = ("ok", "failed", "timeout", "cancelled", "lost", "error")
 
@@ -30,6 +32,7 @@ MAX_ATTRS = 1000          # keys of an attribute or constraint map
 MAX_CAPABILITIES = 200    # capabilities one worker offers
 MAX_CORES = 1 << 16
 MAX_SLOTS = 1024          # slots of one worker (tasks it runs at once)
+MAX_HELD = MAX_SLOTS * (1 + defaults.PIPELINE_MAX)   # tasks it holds, waiting ones too
 MAX_INT = (1 << 63) - 1   # msgpack's own range bounds the rest
 ANY_DEPTH = 8             # nesting of the free-form maps (``detail``, STATE)
 
@@ -305,7 +308,7 @@ SCHEMAS = {
         role=Str(20, ROLES), id=ID, host=NAME, machine=NAME, pid=Int(0, 1 << 31),
         version=Str(100), slots=Int(1, MAX_SLOTS),
         capabilities=Map(ATTRS, max=MAX_CAPABILITIES),
-        running=List(RUNNING_ENTRY, MAX_SLOTS),
+        running=List(RUNNING_ENTRY, MAX_HELD),
         finished=List(RUNNING_ENTRY, MAX_BATCH)),   # results it has not had acknowledged
     "WELCOME": record(("incarnation", "heartbeat", "liveness"),
                       incarnation=Str(100), heartbeat=Num(0.001, 3600.0),

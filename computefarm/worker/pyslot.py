@@ -12,6 +12,7 @@ busy one would run its task on, unsupervised, beside the task's rerun.
 
 import ctypes
 import os
+import pickle
 import signal
 import struct
 import sys
@@ -19,6 +20,9 @@ import traceback
 
 import cloudpickle
 import msgpack
+
+from computefarm import pickling
+from computefarm.pickling import LoadedFunctions
 
 _LENGTH = struct.Struct("!I")
 
@@ -64,13 +68,21 @@ def set_environment(wanted, base_env, previous):
     return set(wanted)
 
 
-def run_one(request, base_env, base_cwd, previous_env=()):
+def run_one(request, base_env, base_cwd, previous_env=(), functions=None):
+    """Run one request: ``payload`` (the callable and its arguments pickled
+    together), or ``function`` (the callable's pickle, unpickled once per slot
+    through ``functions``, a LoadedFunctions) and ``arguments`` ((args, kwargs))."""
     previous_env = set_environment(request.get("env") or {}, base_env, previous_env)
     cwd = request.get("cwd") or base_cwd
     if cwd != os.getcwd():
         os.chdir(cwd)
     try:
-        fn, args, kwargs = cloudpickle.loads(request["payload"])
+        if "function" in request:
+            fn = functions.load(request["function"]) if functions is not None \
+                else cloudpickle.loads(request["function"])
+            args, kwargs = pickle.loads(request["arguments"])
+        else:
+            fn, args, kwargs = cloudpickle.loads(request["payload"])
         value = fn(*args, **kwargs)
     except BaseException as exc:  # the task's failure is its result, whatever it raised
         error = traceback.format_exc()
@@ -80,7 +92,7 @@ def run_one(request, base_env, base_cwd, previous_env=()):
             blob = None
         return {"status": "failed", "value": blob, "error": error}, previous_env
     try:
-        return {"status": "ok", "value": cloudpickle.dumps(value)}, previous_env
+        return {"status": "ok", "value": pickling.dumps(value)}, previous_env
     except Exception as exc:
         return {"status": "failed", "value": None,
                 "error": "the result of the task cannot be pickled: %s" % exc}, previous_env
@@ -110,12 +122,12 @@ def main(argv=None):
     requests = os.fdopen(int(argv[1]), "rb", buffering=0)
     results = os.fdopen(int(argv[2]), "wb", buffering=0)
     base_env, base_cwd = dict(os.environ), os.getcwd()
-    added = set()
+    added, functions = set(), LoadedFunctions()
     while True:
         request = read_frame(requests)
         if request is None:
             return 0
-        reply, added = run_one(request, base_env, base_cwd, added)
+        reply, added = run_one(request, base_env, base_cwd, added, functions)
         sys.stdout.flush()
         sys.stderr.flush()
         results.write(frame(reply))

@@ -25,6 +25,8 @@ from ..service import Service, write_ready_file
 from ..wire import protocol
 from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg
+from . import capture
+from .backlog import Backlog
 from .plugin import PathMap, Task, load_plugin
 from .taskrecords import TaskRecords
 
@@ -55,6 +57,7 @@ class FarmWorker(Service):
         self.plugins = {}
         self.capabilities = {}
         self.runs = {}                 # task id -> Run
+        self.backlog = Backlog()       # dispatched tasks waiting for a slot
         self.fd_runs = {}              # polled fd -> Run
         self.outbox = OrderedDict()    # task id -> result, until acknowledged
         self.unsent = []               # results not sent since the last (re)connection
@@ -101,7 +104,9 @@ class FarmWorker(Service):
             capabilities=self.capabilities, version=_version(),
             running=[{"id": r.task_id, "attempt": r.attempt,
                       "capability": getattr(r, "capability", "")}
-                     for r in self.runs.values() if r.stopping is None],
+                     for r in self.runs.values() if r.stopping is None] +
+                    [{"id": s["id"], "attempt": s["attempt"], "capability": s["capability"]}
+                     for s in self.backlog.items()],
             # results not acknowledged yet: they are on their way, not lost
             finished=[{"id": r["id"], "attempt": r["attempt"]}
                       for r in itertools.islice(self.outbox.values(), protocol.MAX_BATCH)])
@@ -116,6 +121,7 @@ class FarmWorker(Service):
         if restarted:        # the new TaskManager knows nothing of tasks stopped for an owner
             for run in self.runs.values():
                 run.resume(self.clock())
+            self.backlog.resume()
 
     def loop(self, now=None):
         busy = any(run.busy() for run in self.runs.values())
@@ -132,6 +138,7 @@ class FarmWorker(Service):
                 run = self.fd_runs[sock]
                 self.emit(run, run.readable(sock))
         self.check_runs(now)
+        self.start_waiting(now)
         self.flush(now)
         self.link.tick(now)
         if self.link.refused:
@@ -140,7 +147,8 @@ class FarmWorker(Service):
     def shutdown(self):
         """Stop every run (their trees killed), hand them back, say goodbye."""
         now = self.clock()
-        handed_back = list(self.runs)
+        handed_back = list(self.runs) + [s["id"] for s in self.backlog.items()]
+        self.backlog = Backlog()
         for run in self.runs.values():
             run.stop(now, "cancelled", "worker shutting down")
         deadline = now + defaults.SHUTDOWN_WAIT
@@ -168,16 +176,24 @@ class FarmWorker(Service):
             for task_id in body.get("acks") or ():   # results it acknowledges on the way
                 self.outbox.pop(task_id, None)
             for task in body["tasks"]:
-                self.start(task, now)
+                self.take(task, now)
         elif mtype == Msg.CANCEL:
             for task_id in body["ids"]:
                 run = self.runs.get(task_id)
                 if run is not None:
                     run.stop(now, "cancelled", "cancelled by its client")
+                elif task_id in self.backlog:
+                    spec = self.backlog.remove(task_id)
+                    self.finished(protocol.result_item(task_id, spec["attempt"], "cancelled",
+                                                       "cancelled by its client"))
         elif mtype in (Msg.SUSPEND, Msg.RESUME):
             for task_id in body["ids"]:
                 run = self.runs.get(task_id)
                 if run is None:
+                    if mtype == Msg.SUSPEND:
+                        self.backlog.suspend(task_id)
+                    else:
+                        self.backlog.resume(task_id)
                     continue
                 if mtype == Msg.SUSPEND:
                     log.info("%s: suspending task %s: the machine's owner is back",
@@ -192,12 +208,25 @@ class FarmWorker(Service):
         elif mtype == Msg.ERROR:
             log.warning("%s: the TaskManager refused a message: %s", self.name, body["text"])
 
+    def take(self, spec, now):
+        """A dispatched task: started if a slot is free, else it waits its turn."""
+        running = self.runs.get(spec["id"])
+        if running is not None:          # dispatched again after a re-registration
+            running.attempt = spec["attempt"]
+        elif len(self.runs) < self.slots and not self.backlog:
+            self.start(spec, now)
+        else:
+            self.backlog.add(spec)
+
+    def start_waiting(self, now):
+        while self.backlog and len(self.runs) < self.slots:
+            spec = self.backlog.next()
+            if spec is None:
+                break                    # the rest are suspended for the owner
+            self.start(spec, now)
+
     def start(self, spec, now):
         task_id, attempt = spec["id"], spec["attempt"]
-        running = self.runs.get(task_id)
-        if running is not None:          # dispatched again after a re-registration
-            running.attempt = attempt
-            return
         plugin = self.plugins.get(spec["capability"])
         try:
             if plugin is None:
@@ -241,7 +270,7 @@ class FarmWorker(Service):
                 continue
             self.emit(run, run.drain())
             if run.captured_size > defaults.RESULT_OUTPUT_MAX:
-                self._trim_capture(run)
+                capture.trim(run)
             outcome = run.plugin.finish(run.request, outcome)
             self._forget(run)
             extra = {key: value for key, value in (
@@ -275,95 +304,9 @@ class FarmWorker(Service):
         self.unsent.append(result)
 
     def emit(self, run, lines):
-        if not lines:
-            return
-        by_stream = {}
-        for stream, line in lines:
-            by_stream.setdefault(stream, []).append(line)
-        for stream, text in by_stream.items():
-            pieces, records, start = [], [], 0
-            for index, line in enumerate(text):
-                record = run.plugin.records(stream, line)
-                if record is None:
-                    continue
-                if len(records) == protocol.MAX_RECORDS:   # the wire's limit per item
-                    pieces.append((text[start:index], records))
-                    records, start = [], index
-                record["index"] = index - start
-                records.append(record)
-            pieces.append((text[start:] if start else text, records))
-            for piece, piece_records in pieces:
-                item = {"id": run.task_id, "attempt": run.attempt, "stream": stream,
-                        "lines": piece, "level": run.plugin.default_level(stream),
-                        "time": time.time()}
-                tail = {"stream": stream, "lines": piece}
-                if piece_records:
-                    item["records"] = tail["records"] = piece_records
-                self.output.append(item)
-                self._capture(run, tail)
-
-    def _capture(self, run, tail):
-        """Keep the tail of the run's output for its result: about
-        ``RESULT_OUTPUT_MAX`` characters (trimmed from the front once it holds twice
-        that, so a flood costs linear time), consecutive lines of one stream in one
-        piece, and no more pieces than a RESULT may carry."""
-        captured = run.captured
-        records = tail.get("records") or ()
-        if captured and captured[-1]["stream"] == tail["stream"]:
-            last = captured[-1]
-            offset = len(last["lines"])
-            last["lines"].extend(tail["lines"])
-            if records:
-                kept = last.setdefault("records", [])
-                kept.extend(dict(record, index=record["index"] + offset) for record in records)
-                del kept[:-protocol.MAX_RECORDS]     # the wire's limit: the latest stay
-        else:
-            piece = {"stream": tail["stream"], "lines": list(tail["lines"])}
-            if records:
-                piece["records"] = list(records)
-            captured.append(piece)
-        run.captured_size += sum(len(line) + 1 for line in tail["lines"])
-        if run.captured_size > 2 * defaults.RESULT_OUTPUT_MAX or \
-                len(captured) > protocol.MAX_TAILS:
-            self._trim_capture(run)
-
-    @staticmethod
-    def _trim_capture(run):
-        captured = run.captured
-        if len(captured) > protocol.MAX_TAILS:      # merge the older half, by stream
-            half, merged = protocol.MAX_TAILS // 2, {}
-            for piece in captured[:half]:
-                into = merged.setdefault(piece["stream"], {"stream": piece["stream"],
-                                                           "lines": []})
-                offset = len(into["lines"])
-                into["lines"].extend(piece["lines"])
-                if piece.get("records"):
-                    into.setdefault("records", []).extend(
-                        dict(r, index=r["index"] + offset) for r in piece["records"])
-            for piece in merged.values():
-                if piece.get("records"):
-                    del piece["records"][:-protocol.MAX_RECORDS]
-            captured[:half] = list(merged.values())
-        while len(captured) > 1 and \
-                run.captured_size - _size(captured[0]["lines"]) >= defaults.RESULT_OUTPUT_MAX:
-            dropped = captured.pop(0)
-            run.captured_size -= _size(dropped["lines"])
-            run.truncated += len(dropped["lines"])
-        first = captured[0]
-        cut, excess = 0, run.captured_size - defaults.RESULT_OUTPUT_MAX
-        while excess > 0 and cut < len(first["lines"]) - 1:
-            excess -= len(first["lines"][cut]) + 1
-            cut += 1
-        if cut:
-            run.captured_size -= _size(first["lines"][:cut])
-            run.truncated += cut
-            first["lines"] = first["lines"][cut:]
-            records = [dict(r, index=r["index"] - cut) for r in first.get("records") or ()
-                       if r["index"] >= cut]
-            if records:
-                first["records"] = records
-            else:
-                first.pop("records", None)
+        """Queue what ``run`` printed for the next flush, and keep its tail."""
+        if lines:
+            self.output.extend(capture.output_items(run, lines, time.time()))
 
     def flush(self, now):
         if self.output:
@@ -385,10 +328,6 @@ class FarmWorker(Service):
         if dropped:
             log.warning("%s: TaskManager unreachable, dropped %d old output line(s)",
                         self.name, dropped)
-
-
-def _size(lines):
-    return sum(len(line) + 1 for line in lines)
 
 
 def _drain_pipe(fd):

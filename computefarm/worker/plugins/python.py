@@ -1,7 +1,10 @@
 """``python``: call a Python callable sent by a client.
 
-Request: ``{"payload": cloudpickle.dumps((fn, args, kwargs)), "cwd": ..., "env": ...}``.
-The payload is decoded only inside a slot process (``computefarm.worker.pyslot``), one
+Request: ``{"payload": cloudpickle.dumps((fn, args, kwargs)), "cwd": ..., "env": ...}``,
+or, instead of ``payload``, ``"function": cloudpickle.dumps(fn)`` and ``"arguments":
+pickle of (args, kwargs)``: the function's bytes are the same from task to task
+(FarmExecutor pickles each callable once), and a slot unpickles them once.
+Both are decoded only inside a slot process (``computefarm.worker.pyslot``), one
 per slot, started ahead and reused from task to task so a task costs no process
 start. Each slot is the leader of its own session: a timeout or cancel kills the
 slot's whole tree and a fresh slot takes its place. A slot dies with its worker
@@ -17,6 +20,8 @@ from computefarm.worker import pyslot
 from computefarm.worker.plugin import WorkerPlugin
 from computefarm.worker.processes import Tree, spawn
 from computefarm.worker.runs import LineSplitter, Outcome, Run
+
+_CALL = ("payload", "function", "arguments")   # what of a request the slot needs
 
 
 class Slot:
@@ -76,8 +81,9 @@ class SlotRun(Run):
         self.buffer = bytearray()      # the reply frame, growing in place (linear)
         self.reply = None
         self.dead = False
-        slot.send({"payload": request["payload"], "cwd": request.get("cwd"),
-                   "env": task.environ(request.get("env"), base={})})
+        call = {key: request[key] for key in _CALL if key in request}
+        call["cwd"], call["env"] = request.get("cwd"), task.environ(request.get("env"), base={})
+        slot.send(call)
 
     def readable(self, fd):
         if fd != self.slot.res_r:
@@ -154,8 +160,11 @@ class PythonWorker(WorkerPlugin):
         return attrs
 
     def start(self, request, task, now):
-        if not isinstance(request.get("payload"), bytes):
-            raise PluginError("python request needs 'payload' (cloudpickled callable)")
+        if not (isinstance(request.get("payload"), bytes) or (
+                isinstance(request.get("function"), bytes)
+                and isinstance(request.get("arguments"), bytes))):
+            raise PluginError("python request needs 'payload' (the pickled callable and its "
+                              "arguments), or 'function' and 'arguments' (bytes)")
         slot = self.idle.pop() if self.idle else Slot()
         return SlotRun(self, slot, task, request, now)
 

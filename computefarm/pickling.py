@@ -1,0 +1,87 @@
+"""Pickling for the ``python`` capability: cloudpickle where it is needed, no more.
+
+cloudpickle can pickle what the standard pickle cannot (lambdas, closures,
+functions and classes of ``__main__``) but costs tens of microseconds a call
+even for ``((), {})``. Plain data (None, bools, numbers, strings, bytes, and
+tuples, lists and dicts of them) pickles the same either way, so it takes the
+standard pickle's C path; everything else goes to cloudpickle. Only clients
+pickle and only python slots unpickle: the TaskManager and workers never do.
+"""
+
+import pickle
+import weakref
+from collections import OrderedDict
+
+import cloudpickle
+
+_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+_MAX_PLAIN = 10000          # items looked at before deciding it is not worth it
+
+
+def dumps(obj):
+    """``obj`` pickled: by the standard pickle when it is plain data, else cloudpickle."""
+    if _plain(obj, [_MAX_PLAIN]):
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return cloudpickle.dumps(obj)
+
+
+def _plain(obj, budget):
+    kind = type(obj)
+    if kind in _SCALARS:
+        return True
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    if kind is tuple or kind is list:
+        return all(_plain(item, budget) for item in obj)
+    if kind is dict:
+        return all(_plain(key, budget) and _plain(value, budget)
+                   for key, value in obj.items())
+    return False
+
+
+class FunctionPickles:
+    """Each callable pickled once (the client's side): ``dumps(fn)`` returns the
+    bytes of its first pickling while ``fn`` lives.
+
+    Like Dask's, this means a function pickled by value (one defined in
+    ``__main__`` or a notebook) carries the module globals it uses as they were
+    when it was first submitted. Callables that cannot be weakly referenced or
+    hashed (bound methods are new objects at each access) are pickled each time.
+    """
+
+    def __init__(self):
+        self.cache = weakref.WeakKeyDictionary()
+
+    def dumps(self, fn):
+        try:
+            blob = self.cache.get(fn)
+        except TypeError:               # not hashable, or no weak reference
+            return cloudpickle.dumps(fn)
+        if blob is None:
+            blob = cloudpickle.dumps(fn)
+            try:
+                self.cache[fn] = blob
+            except TypeError:
+                pass
+        return blob
+
+
+class LoadedFunctions:
+    """Callables unpickled once per slot (the slot's side), by their pickled bytes;
+    the least recently used go beyond ``size``."""
+
+    def __init__(self, size=64):
+        self.size = size
+        self.loaded = OrderedDict()
+
+    def load(self, blob):
+        fn = self.loaded.get(blob)
+        if fn is None:
+            fn = cloudpickle.loads(blob)
+            self.loaded[blob] = fn
+            if len(self.loaded) > self.size:
+                self.loaded.popitem(last=False)
+        else:
+            self.loaded.move_to_end(blob)
+        return fn

@@ -1,0 +1,111 @@
+"""Pipelining: short tasks sent ahead to wait on their worker, with real processes.
+
+A worker whose results come back faster than ``defaults.PIPELINE_WINDOW`` is sent
+tasks beyond its slots; they wait in its backlog (worker/backlog.py) and start as
+a slot frees, never more at once than its slots; they can be cancelled there,
+and go back to the queue when the worker leaves.
+"""
+
+import signal
+import time
+
+from support import wait_until
+
+from computefarm import defaults
+from computefarm.client import FarmExecutor
+
+
+def worker_entry(client):
+    workers = client.status()["workers"]
+    assert len(workers) == 1
+    return workers[0]
+
+
+def primed(client, count=20):
+    """Run ``count`` no-op shell tasks, so the worker's pace is short."""
+    assert all(f.result(30).ok for f in [client.submit("shell", {"cmd": "true"})
+                                         for _ in range(count)])
+
+
+def test_short_tasks_are_sent_ahead_and_still_run_one_per_slot(farm):
+    def spans():                 # nested: pickled by value (the slot cannot import tests)
+        started = time.time()
+        time.sleep(0.002)
+        return started, time.time()
+    farm.start_worker("python", slots=1)
+    with FarmExecutor(farm.address) as executor:
+        results = [f.result(30) for f in [executor.submit(spans) for _ in range(200)]]
+        entry = worker_entry(executor.client)
+    assert entry["depth"] > 0, entry                 # it was sent more than its one slot
+    results.sort()
+    for (_, end), (start, _) in zip(results, results[1:]):
+        assert start >= end, "two tasks ran at once on a worker of one slot"
+
+
+def test_a_task_waiting_on_its_worker_is_cancelled_there(farm, tmp_path):
+    farm.start_worker("shell", slots=1)
+    client = farm.client()
+    primed(client)
+    go, marker = tmp_path / "go", tmp_path / "ran"
+    blocker = client.submit("shell", {"cmd": "while [ ! -e %s ]; do sleep 0.02; done" % go})
+    waiting = client.submit("shell", {"cmd": "touch %s" % marker})
+    wait_until(lambda: worker_entry(client)["used"] == 2, what="the second task sent ahead")
+    client.cancel(waiting)                 # its result comes from the worker, once stopped
+    assert waiting.result(30).status == "cancelled"
+    go.write_text("")
+    assert blocker.result(30).ok
+    assert client.submit("shell", {"cmd": "true"}).result(30).ok   # the worker's next turn
+    assert not marker.exists(), "a task cancelled while it waited still ran"
+
+
+def test_long_tasks_are_not_sent_ahead(farm, tmp_path):
+    farm.start_worker("shell", slots=1)
+    client = farm.client()
+    slow = 2 * defaults.PIPELINE_WINDOW
+    assert client.submit("shell", {"cmd": "sleep %g" % slow}).result(30).ok
+    go = tmp_path / "go"
+    blocker = client.submit("shell", {"cmd": "while [ ! -e %s ]; do sleep 0.02; done" % go})
+    second = client.submit("shell", {"cmd": "true"})
+    wait_until(lambda: client.status()["queues"].get("shell") == 1, what="second task queued")
+    entry = worker_entry(client)
+    assert entry["depth"] == 0 and entry["used"] == 1, entry
+    go.write_text("")
+    assert blocker.result(30).ok and second.result(30).ok
+
+
+def test_tasks_waiting_on_a_worker_that_leaves_run_elsewhere(farm, tmp_path):
+    first = farm.start_worker("shell", slots=1, machine="first")
+    client = farm.client()
+    primed(client)
+    go = tmp_path / "go"
+    blocker = client.submit("shell", {"cmd": 'if [ "$COMPUTEFARM_ATTEMPT" = 1 ]; then '
+                                             'while [ ! -e %s ]; do sleep 0.02; done; fi' % go})
+    waiting = [client.submit("shell", {"cmd": "true"}) for _ in range(3)]
+    wait_until(lambda: worker_entry(client)["used"] == 4, what="three tasks sent ahead")
+    farm.stop(first)                       # SIGTERM: it hands back what it runs and holds
+    farm.start_worker("shell", slots=1, machine="second")
+    results = [f.result(30) for f in [blocker] + waiting]
+    assert all(r.ok and r.machine == "second" for r in results), results
+
+
+def test_a_restarted_taskmanager_takes_back_a_worker_holding_waiting_tasks(farm, tmp_path):
+    """Its hello lists more tasks than its slots (the waiting ones): accepted, and
+    every task still runs once."""
+    worker = farm.start_worker("shell", slots=1)
+    client = farm.client()
+    primed(client)
+    go, runs = tmp_path / "go", tmp_path / "runs"
+    runs.mkdir()
+    tasks = [client.submit("shell", {"cmd": "echo x >> %s/0; while [ ! -e %s ]; do "
+                                            "sleep 0.02; done" % (runs, go)})]
+    tasks += [client.submit("shell", {"cmd": "echo x >> %s/%d" % (runs, i)})
+              for i in range(1, 4)]
+    wait_until(lambda: worker_entry(client)["used"] == 4, what="three tasks sent ahead")
+    port = farm.address
+    farm.stop(farm.taskmanager, signal.SIGKILL)
+    farm.start_taskmanager(bind=port)
+    farm.wait_registered(worker, after=1)
+    assert worker_entry(client)["used"] == 4       # its hello's four, none lost
+    go.write_text("")
+    assert all(f.result(30).ok for f in tasks)
+    assert [len((runs / str(i)).read_text().split()) for i in range(4)] == [1, 1, 1, 1]
