@@ -16,6 +16,9 @@ RECONNECT_MAX = 1.0
 # Handshakes that fail without a reason (a wrong server key, another service on
 # the port) before a peer gives up with an error.
 HANDSHAKE_FAILURES = 3
+# Seconds between reads of a welcomed peer's handshake events (a refusal of its
+# key when it reconnects); before the welcome, every loop turn.
+HANDSHAKE_WATCH = 0.05
 
 # A task is tried this many times before it fails as lost.
 MAX_ATTEMPTS = 3
@@ -58,6 +61,11 @@ PIPELINE_WINDOW = 0.02
 PIPELINE_MAX = 16
 # Weight of the newest result in that moving average.
 PIPELINE_SMOOTHING = 0.2
+# While tasks wait on a worker for a slot, its results gather for up to this
+# long (s), or this many, before they are sent: the waiting tasks keep its
+# slots busy meanwhile, and both ways carry fewer, larger messages.
+RESULT_GATHER = 0.002
+RESULT_GATHER_COUNT = 64
 
 # Messages one TaskManager loop iteration handles, at most, and for how long (s),
 # before it schedules, flushes its replies and runs its timers.

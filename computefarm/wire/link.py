@@ -66,6 +66,7 @@ class Link:
         self.max_message = defaults.MAX_MESSAGE_SIZE   # the TaskManager's, once welcomed
         self.socket = None
         self.monitor = None          # the socket's handshake events
+        self.watched = None          # when they were last read
         self.refused = None          # why the TaskManager will not let this key in, once known
         self.failed_handshakes = 0
         self.local_keys = False      # the keys are this user's local set (none configured)
@@ -188,9 +189,15 @@ class Link:
         self.backoff = defaults.RECONNECT_INITIAL
         self.on_welcome(restarted)
 
-    def watch_handshakes(self):
+    def watch_handshakes(self, now=None):
         """Read the socket's handshake events: a refusal that retrying cannot cure
-        sets ``refused`` (the service then stops with one ERROR line)."""
+        sets ``refused`` (the service then stops with one ERROR line). Once
+        welcomed, at most every ``HANDSHAKE_WATCH`` seconds (a poll of its own
+        each loop turn would cost a busy worker a system call a task)."""
+        if now is not None and self.ready and self.watched is not None \
+                and now - self.watched < defaults.HANDSHAKE_WATCH:
+            return
+        self.watched = now
         while self.monitor is not None and self.monitor.poll(0):
             event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
             kind, value = event["event"], event["value"]
@@ -223,7 +230,7 @@ class Link:
 
     def tick(self, now):
         """Heartbeat, notice a silent TaskManager, reconnect when it is time."""
-        self.watch_handshakes()
+        self.watch_handshakes(now)
         if self.socket is None:
             if self.reopen_at is not None and now >= self.reopen_at:
                 self.open(now)

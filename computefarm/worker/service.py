@@ -61,6 +61,7 @@ class FarmWorker(Service):
         self.fd_runs = {}              # polled fd -> Run
         self.outbox = OrderedDict()    # task id -> result, until acknowledged
         self.unsent = []               # results not sent since the last (re)connection
+        self.gathering = None          # when the oldest of them was kept back (flush)
         self.output = []               # OUTPUT items waiting for the next flush
         self.records = None            # TaskRecords: the trees of our running tasks
         self.recorded_slots = set()    # process groups of slots recorded there
@@ -126,6 +127,9 @@ class FarmWorker(Service):
     def loop(self, now=None):
         busy = any(run.busy() for run in self.runs.values())
         timeout = 0.01 if busy else defaults.POLL_MAX
+        if self.gathering is not None:
+            timeout = min(timeout, max(0.0, self.gathering + defaults.RESULT_GATHER
+                                       - self.clock()))
         events = self.poller.poll(timeout * 1000)
         now = self.clock() if now is None else now
         for sock, _ in events:
@@ -313,10 +317,24 @@ class FarmWorker(Service):
             del self.output[:self.link.send_batched(Msg.OUTPUT, self.output, now,
                                                     protocol.WEIGHTS[Msg.OUTPUT])]
             self._trim_backlog()
-        if self.unsent:
+        if self.unsent and self._results_due(now):
             del self.unsent[:self.link.send_batched(Msg.RESULT, self.unsent, now,
                                                     protocol.WEIGHTS[Msg.RESULT])]
 
+
+    def _results_due(self, now):
+        """Results go at once, unless tasks wait here for a slot (pipelining): then
+        the TaskManager has nothing urgent to refill, and results gather for up
+        to ``RESULT_GATHER`` seconds, so both ways carry fewer, larger messages."""
+        if not self.backlog or len(self.unsent) >= defaults.RESULT_GATHER_COUNT:
+            self.gathering = None
+            return True
+        if self.gathering is None:
+            self.gathering = now
+        if now - self.gathering < defaults.RESULT_GATHER:
+            return False
+        self.gathering = None
+        return True
 
     def _trim_backlog(self):
         lines = sum(len(item["lines"]) for item in self.output)
