@@ -176,11 +176,12 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of the bare broker, Client and FarmExecutor, alternated")
     parser.add_argument("--curve", action="store_true",
-                        help="CURVE on the port (keys made for the run with farm-keys)")
+                        help="keys made for the run with farm-keys (else the embedded "
+                             "farm's: this user's local keys; CURVE either way)")
     args = parser.parse_args(argv)
-    print("machine: %d cores, Python %s, CURVE %s, medians of %d alternated rounds"
-          % (os.cpu_count(), sys.version.split()[0], "on" if args.curve else "off",
-             args.rounds))
+    print("machine: %d cores, Python %s, CURVE with %s, medians of %d alternated rounds"
+          % (os.cpu_count(), sys.version.split()[0], "keys made by farm-keys" if args.curve
+             else "this user's local keys", args.rounds))
     keydir = tempfile.TemporaryDirectory()
     config, curve = (curve_config(keydir.name) if args.curve else (None, None))
     broker = BareBroker(cloudpickle.dumps((noop, (), {})))

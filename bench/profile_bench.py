@@ -1,7 +1,7 @@
 """Where each microsecond of a no-op python task goes, in each process of the farm.
 
     python bench/profile_bench.py [--tasks 20000] [--api executor|client] [--top 10]
-                                  [--inclusive]
+                                  [--one] [--inclusive]
 
 Starts an embedded farm (a TaskManager, 2 workers of 2 python slots), warms it
 up, then runs --tasks no-op tasks through ``FarmExecutor.submit`` (or
@@ -99,6 +99,8 @@ def main(argv=None):
     parser.add_argument("--tasks", type=int, default=20000)
     parser.add_argument("--api", choices=("executor", "client"), default="executor")
     parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--one", action="store_true",
+                        help="one task in flight at a time (where a round trip's time goes)")
     parser.add_argument("--inclusive", action="store_true",
                         help="time per function including what it calls, not per line")
     args = parser.parse_args(argv)
@@ -113,15 +115,21 @@ def main(argv=None):
             runner = FarmExecutor(farm.address)
 
             def run(count):
-                for future in [runner.submit(noop) for _ in range(count)]:
+                if args.one:
+                    for _ in range(count):
+                        runner.submit(noop).result(300)
+                for future in [runner.submit(noop) for _ in range(0 if args.one else count)]:
                     future.result(300)
         else:
             runner = Client(farm.address)
             payload = cloudpickle.dumps((noop, (), {}))
 
             def run(count):
+                if args.one:
+                    for _ in range(count):
+                        assert runner.submit("python", {"payload": payload}).result(300).ok
                 for future in [runner.submit("python", {"payload": payload})
-                               for _ in range(count)]:
+                               for _ in range(0 if args.one else count)]:
                     assert future.result(300).ok
         run(1000)                                      # slots started, caches warm
         spies = sample(processes(farm), folder)
@@ -132,8 +140,8 @@ def main(argv=None):
         runner.shutdown() if args.api == "executor" else runner.close()
     finally:
         farm.stop()
-    print("%d no-op python tasks through %s: %.0f tasks/s while sampled at %d Hz"
-          % (args.tasks, "FarmExecutor.submit" if args.api == "executor" else "Client.submit",
+    print("%d no-op python tasks%s through %s: %.0f tasks/s while sampled at %d Hz"
+          % (args.tasks, ", one at a time," if args.one else "", "FarmExecutor.submit" if args.api == "executor" else "Client.submit",
              args.tasks / elapsed, RATE))
     for label, (_, path) in spies.items():
         total = sum(self_times(path).values())

@@ -281,8 +281,8 @@ class State(Membership):
             return                             # stale: another attempt owns the task
         result["host"], result["worker"], result["machine"] = \
             worker.host, worker.name, worker.machine
-        if result["status"] in ("ok", "failed"):
-            self.scheduler.paced(worker, result.get("duration") or 0.0)
+        if result["status"] in ("ok", "failed") and result.get("duration") is not None:
+            self.scheduler.paced(worker, result["duration"])   # none said: pace unknown
         if task.requeue and result["status"] == "cancelled" and task.client is not None:
             task.requeue = False
             task.max_attempts += 1             # the owner's return is not the task's failure
