@@ -19,6 +19,10 @@ HANDSHAKE_FAILURES = 3
 # Seconds between reads of a welcomed peer's handshake events (a refusal of its
 # key when it reconnects); before the welcome, every loop turn.
 HANDSHAKE_WATCH = 0.05
+# majordomo, after starting the configured TaskManager itself: how long its
+# workers (which reconnect on their own) have to come back before a task whose
+# capability none of them offers is an error.
+WORKERS_RETURN = 5.0
 
 # A task is tried this many times before it fails as lost.
 MAX_ATTEMPTS = 3

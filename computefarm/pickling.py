@@ -9,6 +9,7 @@ pickle and only python slots unpickle: the TaskManager and workers never do.
 """
 
 import pickle
+import types
 import weakref
 from collections import OrderedDict
 
@@ -75,13 +76,43 @@ class LoadedFunctions:
         self.size = size
         self.loaded = OrderedDict()
 
-    def load(self, blob):
+    def load(self, blob, origin=None):
+        """The callable pickled in ``blob`` (its file name given back: ``origin``)."""
         fn = self.loaded.get(blob)
         if fn is None:
-            fn = cloudpickle.loads(blob)
+            fn = restore_origin(cloudpickle.loads(blob), origin)
             self.loaded[blob] = fn
             if len(self.loaded) > self.size:
                 self.loaded.popitem(last=False)
         else:
             self.loaded.move_to_end(blob)
         return fn
+
+
+DYNAMIC = "<dynamic-code>"      # cloudpickle's file name for code it pickles by value
+
+
+def origin(fn):
+    """The file ``fn`` was defined in, when cloudpickle will pickle it by value (it
+    then replaces the file name with ``<dynamic-code>`` to keep its pickles
+    deterministic): sent beside it so tracebacks name the file again; or None."""
+    code = getattr(fn, "__code__", None)
+    if not isinstance(fn, types.FunctionType) or code is None:
+        return None
+    return code.co_filename if not code.co_filename.startswith("<") else None
+
+
+def restore_origin(fn, filename):
+    """Give ``fn``'s code (and the code nested in it: lambdas, comprehensions)
+    back its file name, in a slot, so a traceback shows file, line and source."""
+    if isinstance(fn, types.FunctionType) and isinstance(filename, str) and filename:
+        fn.__code__ = _renamed(fn.__code__, filename)
+    return fn
+
+
+def _renamed(code, filename):
+    if code.co_filename != DYNAMIC:
+        return code
+    consts = tuple(_renamed(c, filename) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)

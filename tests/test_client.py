@@ -2,9 +2,11 @@
 
 import re
 
+import pytest
 from support import pid_alive, wait_until
 
-from computefarm.client import FarmExecutor
+from computefarm.client import Client, FarmExecutor
+from computefarm.exceptions import ConfigError
 
 
 def test_routing_by_capability_and_constraint(farm):
@@ -150,3 +152,8 @@ def test_farm_executor_cancel_stops_the_task_on_the_farm(farm, tmp_path):
         executor.shutdown(cancel_futures=True)
     wait_until(lambda: not pid_alive(int(second.read_text())), what="second slot stopped")
     assert futures[1].cancelled()
+
+
+def test_a_malformed_address_is_refused_at_once():
+    with pytest.raises(ConfigError, match="expected tcp://HOST:PORT, got '127.0.0.1:5555'"):
+        Client("127.0.0.1:5555")

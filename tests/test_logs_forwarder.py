@@ -1,6 +1,7 @@
 """Logs over the one port to a real cutelog, a records file, and floods."""
 
 import json
+import signal
 import textwrap
 import time
 
@@ -9,6 +10,9 @@ import pytest
 import yaml
 from support import Farm, SecureFarm, run_tool, wait_until
 from viewer import Viewer
+
+from computefarm import defaults
+from computefarm.client import Client
 
 BROKEN_C = "int f(void) {\n  return nope;\n}\n"
 GOOD_C = "int g(void) { return 1; }\n"
@@ -56,12 +60,16 @@ def test_example_run_reaches_cutelog_with_tree_levels_and_gcc_error(tmp_path, vi
                       any(r.name == "majordomo.logdemo" for r in
                           viewer.records("majordomo.logdemo")), what="all records")
     talk = for_task(".shell.talk")
-    assert [(r.levelname, r.message) for r in talk] == [
-        ("INFO", "one"), ("INFO", "two"), ("INFO", "three"), ("WARNING", "warn")]
+    # plain lines are INFO on both streams; the stream tells them apart
+    assert [(r.levelname, r.stream, r.message) for r in talk] == [
+        ("INFO", "stdout", "one"), ("INFO", "stdout", "two"), ("INFO", "stdout", "three"),
+        ("INFO", "stderr", "warn")]
     bad = for_task(".gcc.compile:bad")
     errors = [r for r in bad if r.levelname == "ERROR" and r.file]
     assert errors and errors[0].file == "bad.c" and errors[0].line == 2
     assert "nope" in errors[0].message
+    carets = [r for r in bad if r.stream == "stderr" and r.message.strip().startswith("|")]
+    assert carets and all(r.levelname == "INFO" for r in carets)   # gcc's context lines
     assert any(r.levelname == "ERROR" and "task" in r.message and "failed" in r.message
                for r in bad)
     machine = talk[0].machine
@@ -230,3 +238,35 @@ def test_a_forwarder_that_dies_is_started_again_and_says_so(tmp_path):
         assert second.is_running()
     finally:
         farm.close()
+
+
+def test_a_taskmanager_stopped_at_once_hands_its_records_over_quickly(tmp_path):
+    """Stopped before its log forwarder connected, it waits for it (answering its
+    key check meanwhile: without that, CURVE's handshake never ended and every
+    short majordomo run took 10 s to stop), and the records reach the file."""
+    for attempt in range(5):            # until the forwarder is caught before it connects
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        farm = Farm(folder)
+        try:
+            farm.start_taskmanager()
+            forwarder = psutil.Process(farm.taskmanager.pid).children()[0]
+            forwarder.suspend()          # SIGSTOP: still starting when the stop comes
+            if forwarder.net_connections("tcp"):
+                continue                 # too late: its handshake may be done
+            with Client(farm.address) as client:     # its LOG, then its BYE
+                client.log("majordomo.quick", "INFO", "the only record")
+            watcher = farm.client()
+            wait_until(lambda: watcher.status()["clients"] == 1, what="the first client gone")
+            started = time.monotonic()
+            farm.taskmanager.send_signal(signal.SIGTERM)
+            wait_until(lambda: "waiting up to" in farm.taskmanager.log.read_text(),
+                       what="the TaskManager stopping")   # its loop has ended
+            forwarder.resume()
+            assert farm.taskmanager.wait(3 * defaults.LOG_HANDOVER) == 0
+            assert time.monotonic() - started < defaults.LOG_HANDOVER
+            assert '"msg":"the only record"' in (folder / "records.jsonl").read_text()
+            return
+        finally:
+            farm.close()
+    pytest.fail("the log forwarder had connected before every stop: the case was not seen")

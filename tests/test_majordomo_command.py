@@ -10,7 +10,9 @@ import time
 
 import psutil
 import pytest
-from support import pid_alive, read_doit_db, run_tool, tree, wait_until
+from support import command, pid_alive, read_doit_db, run_tool, tree, wait_until
+
+from computefarm import __version__
 
 SEMANTICS = textwrap.dedent('''
     import os
@@ -141,6 +143,7 @@ def test_failing_task_exit_code_output_and_continue(tmp_path):
     assert got.returncode == expected.returncode == 2
     assert (farm / "independent.txt").exists() and not (farm / "after.txt").exists()
     assert "python went wrong" in got.stdout + got.stderr
+    assert 'dodo.py", line ' in got.stdout + got.stderr     # not <dynamic-code>
     assert read_doit_db(farm) == read_doit_db(plain)
 
 
@@ -162,6 +165,73 @@ def test_missing_capability_is_reported_before_anything_runs(tmp_path):
     got = run_tool("majordomo", farm, "run")
     assert got.returncode == 3 and "no machine in" in got.stderr and "farm.yaml" in got.stderr
     assert not (farm / "first.txt").exists()
+
+
+def test_a_capability_no_worker_of_the_taskmanager_offers_is_an_error(tmp_path, farm):
+    """With --taskmanager (no machine list in farm.yaml), majordomo asks the
+    TaskManager who offers what, instead of letting the task wait for ever."""
+    farm.start_worker("python")
+    project = make_project(tmp_path / "project", textwrap.dedent('''
+        def task_first():
+            return {"actions": ["touch first.txt"], "targets": ["first.txt"]}
+    '''))
+    started = time.monotonic()
+    got = run_tool("majordomo", project, "run", "--taskmanager", farm.address)
+    assert time.monotonic() - started < 10
+    assert got.returncode == 3
+    assert got.stderr.strip().splitlines()[-1] == (
+        "ERROR: capability 'shell' is needed by task(s) first, but no worker of the "
+        "TaskManager at %s offers it; nothing was run" % farm.address)
+    assert not (project / "first.txt").exists()
+    farm.start_worker("shell")
+    assert run_tool("majordomo", project, "run", "--taskmanager", farm.address).returncode == 0
+    assert (project / "first.txt").exists()
+
+
+def test_command_line_mistakes_are_one_line_and_doit_options_are_used_or_said(tmp_path):
+    project = make_project(tmp_path / "project", textwrap.dedent('''
+        def task_first():
+            return {"actions": ["touch first.txt"], "targets": ["first.txt"]}
+    '''))
+    started = time.monotonic()
+    got = run_tool("majordomo", project, "run", "--taskmanager", "127.0.0.1:5555")
+    assert time.monotonic() - started < 5 and got.returncode == 3
+    assert got.stderr.strip() == ("ERROR: --taskmanager: expected tcp://HOST:PORT, got "
+                                  "'127.0.0.1:5555'")
+    got = run_tool("majordomo", project, "run", "--slots", "0")
+    assert got.returncode == 3 and got.stderr.strip() == (
+        "ERROR: --slots must be at least 1 (without it: -n, else the CPU count)")
+    assert not (project / "first.txt").exists()
+    got = run_tool("majordomo", project, "run", "-n", "3", "-P", "thread")
+    assert got.returncode == 0, got.stderr
+    assert ", 3 slot(s)" in got.stderr                    # -n sizes the embedded worker
+    assert "-P thread is not used" in got.stderr
+    version = run_tool("majordomo", project, "--version")
+    assert version.stdout.splitlines()[0] == "majordomo (ComputeFarm) %s" % __version__
+    for name in ("farm-status", "farm-keys", "farm-worker", "farm-taskmanager",
+                 "farm-monitor", "farm-viewer"):
+        shown = subprocess.run(command(name) + ["--version"], capture_output=True, text=True)
+        assert shown.stdout.strip() == "%s (ComputeFarm) %s" % (name, __version__)
+
+
+def test_a_target_never_created_is_as_in_doit_and_said(tmp_path):
+    """doit does not check a task's targets after it ran: it succeeds, and runs
+    again next time. majordomo does the same, says so, and does not wait for a
+    target of a task that ran on this machine."""
+    text = textwrap.dedent('''
+        def task_forgets():
+            return {"actions": ["echo ran >> runs.txt"], "targets": ["never.txt"]}
+    ''')
+    plain, project = make_project(tmp_path / "plain", text), make_project(tmp_path / "farm", text)
+    for _ in range(2):
+        assert run_tool("doit", plain, "run").returncode == 0
+        started = time.monotonic()
+        got = run_tool("majordomo", project, "run")
+        assert got.returncode == 0, got.stderr
+        assert time.monotonic() - started < 5 + 3        # no wait: it ran here
+        assert "task 'forgets' succeeded but did not create its target 'never.txt'" \
+            in got.stderr
+    assert (project / "runs.txt").read_text() == (plain / "runs.txt").read_text() == "ran\nran\n"
 
 
 def test_bad_meta_names_the_task(tmp_path):

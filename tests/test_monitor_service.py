@@ -4,9 +4,14 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from support import Farm, wait_until
+
+from computefarm.client import Client, LocalFarm
+from computefarm.hostinfo import machine_id
+from computefarm.wire.protocol import Code
 
 # An owner process that burns one core while toggled on by SIGUSR1.
 OWNER = """
@@ -58,6 +63,13 @@ def machine_state(client, machine):
     return None
 
 
+def report_age(client, machine):
+    for entry in client.status()["machines"]:
+        if entry["id"] == machine and entry["report_age"] is not None:
+            return entry["report_age"]
+    return float("inf")
+
+
 def toggle(owner):
     owner.send_signal(signal.SIGUSR1)
 
@@ -103,19 +115,27 @@ def test_suspend_stops_and_resumes_the_task(tmp_path, owners):
     farm = policy_farm(tmp_path, on_owner="suspend")
     try:
         client = watched_worker(farm, owners[0])
+        notices = []
+        client.on_notice = lambda level, code, text, ids: notices.append((code, ids, text))
         pidfile, go = tmp_path / "pid", tmp_path / "go"
         # it runs until told to finish (a fixed length could end before a loaded
         # machine's monitor has noticed the owner)
         future = client.submit("shell", {"cmd": "echo $$ > %s; while [ ! -e %s ]; do "
                                                 "sleep 0.05; done; echo finished"
-                                                % (pidfile, go)})
+                                                % (pidfile, go)}, label="waits-for-go")
         wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="started")
         pid = int(pidfile.read_text())
         toggle(owners[0])
         wait_until(lambda: proc_state(pid) == "T", what="task stopped (SIGSTOP)")
         assert client.status()["running"][0]["suspended"] is True
+        wait_until(lambda: notices, what="the client told")      # the user is told, by name
+        assert notices[0][:2] == (Code.SUSPENDED, [future.task_id])
+        assert "the owner of machine A is back" in notices[0][2]
+        assert client.labels(notices[0][1]) == ["waits-for-go"]
         toggle(owners[0])
         wait_until(lambda: proc_state(pid) != "T", what="task continued (SIGCONT)")
+        wait_until(lambda: len(notices) == 2, what="the client told again")
+        assert notices[1][:2] == (Code.RESUMED, [future.task_id])
         go.write_text("")
         result = future.result(30)
         assert result.ok and result.stdout == ["finished"] and result.attempt == 1
@@ -217,3 +237,35 @@ def test_farm_status_json_reports_the_farm(tmp_path, owners):
         assert not any(f.done() for f in waiting)
     finally:
         farm.close()
+
+
+def test_the_embedded_farm_never_suspends_the_run_of_its_owner(owners, tmp_path):
+    """majordomo's embedded farm has a monitor (farm-status shows the machine's
+    load), but on your own machine, for your own run, the owner is you: other
+    programs' load neither stops nor holds its tasks."""
+    farm = LocalFarm([], slots=1, monitor=True)
+    farm.start_taskmanager()
+    try:
+        farm.start_workers(["shell"])
+        notices = []
+        with Client(farm.address, on_notice=lambda *notice: notices.append(notice)) as client:
+            for owner in owners:            # two busy cores: over the owner's 50%
+                toggle(owner)
+            wait_until(lambda: machine_state(client, machine_id()) == "owner-active",
+                       what="the other programs seen as the owner")
+            pidfile, go = tmp_path / "pid", tmp_path / "go"
+            future = client.submit("shell", {"cmd": "echo $$ > %s; while [ ! -e %s ]; do "
+                                                    "sleep 0.05; done; echo done" % (pidfile, go)})
+            wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="started")
+            started = time.monotonic()
+            wait_until(lambda: report_age(client, machine_id()) < time.monotonic() - started,
+                       what="a report while the task runs")
+            assert machine_state(client, machine_id()) == "owner-active"
+            assert client.status()["running"][0]["suspended"] is False
+            assert proc_state(int(pidfile.read_text())) != "T"
+            go.write_text("")
+            result = future.result(30)
+            assert result.ok and result.stdout == ["done"]
+            assert not [n for n in notices if n[1] == Code.SUSPENDED]
+    finally:
+        farm.stop()

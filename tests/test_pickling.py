@@ -74,3 +74,20 @@ def test_farm_executor_runs_every_kind_of_callable(farm):
                 return self.start + n
         counter = Counter(100)
         assert [executor.submit(counter.add, n).result(30) for n in (5, 6)] == [105, 106]
+
+
+def test_a_traceback_from_a_slot_names_the_file_and_line_of_the_function(farm):
+    """cloudpickle names code it pickles by value ``<dynamic-code>``; the slot
+    gives it back its file, so the traceback shows where it went wrong."""
+    farm.start_worker("python")
+
+    def fails():
+        return [1 / n for n in (1, 0)]         # the error is in a nested comprehension
+    line = fails.__code__.co_firstlineno + 1
+    with FarmExecutor(farm.address) as executor:
+        error = executor.submit(fails).exception(30)
+    assert isinstance(error, ZeroDivisionError)
+    text = str(error.__cause__)
+    assert '"%s", line %d' % (__file__, line) in text, text
+    assert "return [1 / n for n in (1, 0)]" in text     # its source line, read again
+    assert "<dynamic-code>" not in text

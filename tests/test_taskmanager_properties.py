@@ -80,7 +80,8 @@ TIMEOUT = 3.0                                    # heartbeat 1 s x liveness 3
 GRACE = 3.0
 LIMIT = 10 ** 6
 MIB = 1024 * 1024
-NOTICE_CODES = {Code.NO_CAPABILITY, Code.NO_MATCH, Code.ID_IN_USE, Code.NOT_YOURS}
+NOTICE_CODES = {Code.NO_CAPABILITY, Code.NO_MATCH, Code.ID_IN_USE, Code.NOT_YOURS,
+                Code.SUSPENDED, Code.RESUMED}
 
 policies = st.builds(Policy, on_owner=st.sampled_from(["suspend", "requeue", "continue"]),
                      stale=st.sampled_from(["hold", "run"]),
@@ -245,9 +246,16 @@ class Model:
         assert {i for _, i in self.suspended} & running == set().union(
             *(m.suspended for m in state.machines.values())) & running, "suspended: %s, %s" % (
             self.suspended, [m.suspended for m in state.machines.values()])
-        for client, _level, code, _text, _ids in fx.notices:
+        told = {Code.SUSPENDED: set(), Code.RESUMED: set()}
+        for client, _level, code, _text, ids in fx.notices:
             assert code in NOTICE_CODES, code
             assert before.get(client.rid) is client, "NOTICE to an unregistered client"
+            if code in told:
+                told[code].update(client.scope + i for i in ids)
+        # each client hears of its own tasks suspended and resumed, exactly those
+        for code, effects in ((Code.SUSPENDED, fx.suspend), (Code.RESUMED, fx.resume)):
+            owned = {i for _, i in effects if getattr(state.tasks.get(i), "client", None)}
+            assert told[code] == owned, (code, told[code], owned)
         for client, result in fx.results:
             key = (result["id"], client)
             sub = self.open.pop(key, None)

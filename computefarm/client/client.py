@@ -18,6 +18,7 @@ from concurrent.futures import Future, TimeoutError
 import zmq
 
 from .. import defaults, localkeys
+from ..config import check_address
 from ..exceptions import AccessRefused, FarmUnreachable, UsageError
 from ..hostinfo import host_name, machine_id
 from ..wire import protocol
@@ -106,7 +107,7 @@ class Client:
 
     def __init__(self, address, connect_timeout=10.0, on_notice=None, context=None,
                  clock=time.monotonic, curve=None):
-        self.address = address
+        self.address = check_address(address, "the TaskManager's address")
         # (public, secret, TaskManager public) keys; None: this user's local set when
         # the address is loopback (localkeys), else none; False: none
         self.curve = curve
@@ -219,6 +220,14 @@ class Client:
         except TimeoutError:
             raise FarmUnreachable("the TaskManager at %s did not answer a status request"
                                   % self.address) from None
+
+    def labels(self, ids):
+        """The label each task of ``ids`` was submitted with (its id if it had none
+        or is no longer outstanding): to name tasks of a NOTICE to people."""
+        with self._lock:
+            pending = [self._pending.get(task_id) for task_id in ids]
+        return [(p.spec.get("label") if p is not None else None) or task_id
+                for p, task_id in zip(pending, ids)]
 
     def cancel(self, future):
         """Stop the task on the farm; its future then resolves with status ``cancelled``

@@ -34,6 +34,9 @@ class FarmExecutor(Executor):
         request = {"function": self._functions.dumps(fn),
                    "arguments": _EMPTY_ARGUMENTS if not args and not kwargs
                    else pickling.dumps((args, kwargs))}
+        origin = pickling.origin(fn)
+        if origin is not None:
+            request["origin"] = origin
         future = self.client.submit("python", request, requires=self.requires,
                                     timeout=self.timeout, _settle=self._settle)
         with self._lock:

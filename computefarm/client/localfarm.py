@@ -34,7 +34,8 @@ class LocalFarm:
         self.bind = bind
         self.config = config       # the farm.yaml its processes read (None: the usual search)
         # A monitor reports this machine's load (farm-status shows it); the one
-        # machine then takes every task in turn: the owner is the one running it.
+        # machine then takes every task in turn and none is ever suspended: the
+        # owner is the one running it.
         self.monitor = monitor
         self.log_level = log_level
         self.log_dir = log_dir
@@ -68,7 +69,8 @@ class LocalFarm:
         self._ready = os.path.join(self._tmp.name, "ready")
         self._manager = self._spawn("taskmanager", ["--bind", self.address,
                                                     "--ready-file", self._ready] +
-                                    (["--placement", "round-robin"] if self.monitor else []))
+                                    (["--placement", "round-robin", "--on-owner",
+                                      "continue"] if self.monitor else []))
         return self.address
 
     def wait_ready(self, workers=(), timeout=defaults.START_TIMEOUT):

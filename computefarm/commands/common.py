@@ -16,7 +16,14 @@ from ..exceptions import ConfigError, FarmError
 log = logging.getLogger(__name__)
 
 
+def add_version(parser):
+    from .. import __version__
+    parser.add_argument("--version", action="version",
+                        version="%(prog)s (ComputeFarm) " + __version__)
+
+
 def add_common_options(parser):
+    add_version(parser)
     parser.add_argument("--config", metavar="FILE",
                         help="farm.yaml to read (default: ./farm.yaml, $COMPUTEFARM_CONFIG, "
                              "~/.config/computefarm/farm.yaml)")

@@ -23,6 +23,7 @@ from .. import defaults
 from ..exceptions import FarmError, UsageError
 from ..wire.certificates import KEY_ROLES as ROLES
 from ..wire.certificates import read_certificate, write_certificate
+from .common import add_version
 
 
 def init(directory, out):
@@ -100,6 +101,7 @@ def list_keys(directory, out):
 def main(argv=None, out=None):
     out = out or sys.stdout
     parser = argparse.ArgumentParser(prog="farm-keys", description=__doc__.splitlines()[0])
+    add_version(parser)
     parser.add_argument("--dir", default=defaults.KEYS_DIR, help="the key directory [%(default)s]")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("init", help="create the TaskManager's keys")

@@ -2,7 +2,7 @@
 
 import argparse
 
-from ..config import check_address
+from ..config import ON_OWNER, check_address
 from ..service import run_service
 from ..taskmanager.server import TaskManager
 from .common import add_common_options, run_command, setup
@@ -25,6 +25,9 @@ def main(argv=None):
         parser.add_argument("--placement", choices=("load", "round-robin"),
                             help="rank workers by machine load (default) or take turns "
                                  "ignoring load and policy (default: farm.yaml load.placement)")
+        parser.add_argument("--on-owner", choices=ON_OWNER,
+                            help="what running tasks do when a machine's owner is back, "
+                                 "for every machine (default: farm.yaml's policies)")
         args = parser.parse_args(argv)
         config = setup(args, "taskmanager")
         bind = args.bind
@@ -33,6 +36,9 @@ def main(argv=None):
         elif args.taskmanager:
             bind = config.taskmanager.address
         policies = {name: machine.policy for name, machine in config.machines.items()}
+        if args.on_owner:
+            for policy in list(policies.values()) + [config.load.policy]:
+                policy.on_owner = args.on_owner
         manager = TaskManager(config.taskmanager, bind=bind, ready_file=args.ready_file,
                               policies=policies, default_policy=config.load.policy,
                               placement=args.placement or config.load.placement,

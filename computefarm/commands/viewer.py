@@ -30,6 +30,9 @@ def main(argv=None):
                 from None
         # the forwarder connects to the configured host: an IPv6 one is only on ::1
         listen = "::1" if ":" in host else "127.0.0.1"
-        os.execv(sys.executable, [sys.executable, "-m", "cutelog", "--listen_host",
+        # cutelog's own entry point, as its console script calls it: "-m cutelog"
+        # makes runpy warn on every start (its package imports its __main__)
+        os.execv(sys.executable, [sys.executable, "-c", "import sys; from cutelog.__main__ "
+                                  "import main; sys.exit(main())", "--listen_host",
                                   listen, "--listen_port", str(port)] + rest)
     return run_command("farm-viewer", build, argv)

@@ -40,7 +40,7 @@ def output_records(item, created):
     it). The fields all lines share are encoded once: a flood costs little per line."""
     name = logger_name("farm", item.get("machine"), item.get("capability"),
                        item.get("label") or item["id"])
-    level = item.get("level") or ("WARNING" if item["stream"] == "stderr" else "INFO")
+    level = item.get("level") or "INFO"
     base = {"name": name, "levelname": level, "created": item.get("time", created),
             "task": item["id"], "attempt": item["attempt"], "host": item.get("host"),
             "worker": item.get("worker"), "machine": item.get("machine"),

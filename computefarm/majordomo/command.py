@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 import cloudpickle
 import psutil
@@ -19,13 +20,14 @@ from doit.doit_cmd import DoitMain
 
 from .. import addresses, defaults
 from ..client import Client, LocalFarm
-from ..config import load_config
+from ..config import check_address, load_config
 from ..exceptions import FarmError, FarmUnreachable
 from ..wire.protocol import Code, logger_name
 from . import runner
 from .progress import Progress
 
 WAITING = (Code.NO_CAPABILITY, Code.NO_MATCH)   # notices that tasks wait for workers
+NAMED = (Code.SUSPENDED, Code.RESUMED)          # notices shown with their tasks' names
 
 
 class FarmSession:
@@ -44,10 +46,24 @@ class FarmSession:
         self.project = os.getcwd()
         self._shipped = set()
         self.config = load_config(options.get("config"))
-        self.slots = options.get("slots")
         self.address = options.get("taskmanager") or (
             self.config.taskmanager.address if self.config.taskmanager.configured else None)
-        if options.get("embedded") or self.address is None:
+        if options.get("taskmanager"):
+            check_address(self.address, "--taskmanager")
+        embedded = options.get("embedded") or self.address is None
+        # doit's -n N (tasks at once) sizes the embedded worker; a farm's own
+        # workers have the slots their machines give them
+        processes = options.get("processes") or 0
+        self.slots = options.get("slots") or (processes if embedded and processes else None)
+        if processes and not embedded:
+            self.progress.note("-n %d is not used: the farm's workers decide how many tasks "
+                               "run at once" % processes)
+        elif processes and options.get("slots"):
+            self.progress.note("-n %d is not used: --slots %d sizes the embedded worker"
+                               % (processes, options["slots"]))
+        if options.get("threads"):
+            self.progress.note("-P thread is not used: tasks run in the workers' processes")
+        if embedded:
             self.local = LocalFarm([], slots=self.slots, config=self.config.path, monitor=True)
             self.address = self.local.start_taskmanager()
 
@@ -89,11 +105,14 @@ class FarmSession:
         try:
             self.client = Client(address, connect_timeout=defaults.CONNECT_TIMEOUT,
                                  on_notice=self._notice, curve=config.keys.peer_curve())
-            return
         except FarmUnreachable:
             if not is_this_machine(address):
                 raise FarmUnreachable("no TaskManager answers at %s (waited %gs)"
                                       % (address, defaults.CONNECT_TIMEOUT)) from None
+        else:
+            if not config.machines:          # the TaskManager knows who offers what
+                self._check_offered(needed, time.monotonic())
+            return
         if port_taken(address):
             raise FarmUnreachable(
                 "something listens at %s, but no TaskManager there let this process in "
@@ -106,6 +125,25 @@ class FarmSession:
         self.progress.note("started a TaskManager at %s for this run" % address)
         self.client = Client(address, connect_timeout=defaults.CONNECT_TIMEOUT, on_notice=self._notice,
                              curve=config.keys.peer_curve())
+        if not config.machines:              # its workers reconnect to it: give them time
+            self._check_offered(needed, time.monotonic() + defaults.WORKERS_RETURN)
+
+    def _check_offered(self, needed, until):
+        """FarmError unless a worker of the TaskManager offers every ``needed``
+        capability (by ``until``, a time.monotonic()): a task nobody can run would
+        wait for ever."""
+        while True:
+            status = self.client.status()
+            offered = {c for worker in status["workers"] for c in worker["capabilities"]}
+            missing = sorted(set(needed) - offered)
+            if not missing:
+                return
+            if time.monotonic() >= until:
+                capability = missing[0]
+                raise FarmError(_missing(capability, needed[capability],
+                                         "no worker of the TaskManager at %s offers it"
+                                         % self.address))
+            time.sleep(0.2)
 
     def check(self):
         """FarmError if the embedded farm lost a process."""
@@ -121,6 +159,9 @@ class FarmSession:
     def _notice(self, level, code, text, ids):
         if self.local is not None and self.local.workers and code in WAITING:
             return     # the embedded workers are still starting: the tasks just wait
+        if code in NAMED and self.client is not None and ids:
+            names = self.client.labels(ids)
+            text = "%s: %s%s" % (text, ", ".join(names[:10]), " ..." if len(names) > 10 else "")
         self.progress.note("TaskManager: %s" % text)
 
     def ship_by_value(self, fn):
@@ -201,6 +242,13 @@ class MajordomoRun(runner.FarmRun):
 
 class Majordomo(DoitMain):
     BIN_NAME = "majordomo"
+
+    @staticmethod
+    def print_version():
+        """majordomo's version, then the doit it runs (``majordomo --version``)."""
+        from .. import __version__
+        print("majordomo (ComputeFarm) %s" % __version__)
+        DoitMain.print_version()
 
     def get_cmds(self):
         commands = super().get_cmds()

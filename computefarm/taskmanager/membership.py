@@ -160,9 +160,12 @@ class Membership:
                     self.scheduler.offer(worker)
                 self.dirty = True
             if machine.suspended:
-                for worker in machine.workers:
-                    effects.resume.extend((worker, t) for t in worker.running
-                                          if t in machine.suspended)
+                resumed = [(w, t) for w in machine.workers for t in w.running.values()
+                           if t.id in machine.suspended]
+                effects.resume.extend((w, t.id) for w, t in resumed)
+                _tell_owners(effects, [t for _, t in resumed], Code.RESUMED,
+                             "%%d task(s) go on: the monitor of machine %s is silent"
+                             % machine.id)
                 machine.suspended.clear()
 
     # -- machines --------------------------------------------------------------
@@ -185,9 +188,10 @@ class Membership:
                    if t.state == RUNNING]
         if not machine.owner_active():
             machine.owner_since = None
-            for worker, task in running:
-                if task.id in machine.suspended:
-                    effects.resume.append((worker, task.id))
+            resumed = [(w, t) for w, t in running if t.id in machine.suspended]
+            effects.resume.extend((w, t.id) for w, t in resumed)
+            _tell_owners(effects, [t for _, t in resumed], Code.RESUMED,
+                         "%%d task(s) go on: the owner of machine %s left" % machine.id)
             machine.suspended.clear()
             return
         if machine.owner_since is None:
@@ -196,10 +200,13 @@ class Membership:
                      machine.owner_cpu())
         policy = machine.policy
         if policy.on_owner == "suspend":
-            for worker, task in running:
-                if task.id not in machine.suspended:
-                    machine.suspended.add(task.id)
-                    effects.suspend.append((worker, task.id))
+            stopped = [(w, t) for w, t in running if t.id not in machine.suspended]
+            for worker, task in stopped:
+                machine.suspended.add(task.id)
+                effects.suspend.append((worker, task.id))
+            _tell_owners(effects, [t for _, t in stopped], Code.SUSPENDED,
+                         "%%d task(s) suspended: the owner of machine %s is back (its "
+                         "policy's on_owner: suspend)" % machine.id)
         elif policy.on_owner == "requeue" and now - machine.owner_since >= policy.requeue_grace:
             for worker, task in running:
                 if not task.requeue:
@@ -231,3 +238,13 @@ class Membership:
             if now - since < defaults.ORPHAN_RESULT_TTL:
                 break
             del self.orphans[task_id]
+
+
+def _tell_owners(effects, tasks, code, text):
+    """A NOTICE to each client of ``tasks`` (``text`` takes their count)."""
+    by_client = {}
+    for task in tasks:
+        if task.client is not None:
+            by_client.setdefault(task.client, []).append(task.own_id)
+    for client, ids in by_client.items():
+        effects.notices.append((client, "warning", code, text % len(ids), ids))

@@ -213,8 +213,13 @@ class TaskManager(Service):
         """Before stopping: let a forwarder that is still starting connect and take
         the records kept for it, so a short run's log is not lost."""
         deadline = self.clock() + patience
+        if self.logs.waiting():
+            log.info("TaskManager: waiting up to %gs for the log forwarder, still starting, "
+                     "to take %d record(s)", patience, len(self.logs.backlog))
         while self.logs.waiting() and self.clock() < deadline:
             if self.poller.poll(20):
+                if self.zap is not None:       # its handshake needs the key check
+                    self.zap.handle(self.clock())
                 self.drain(self.clock(), self.clock())
             self.outbox.flush()
         self.outbox.flush()

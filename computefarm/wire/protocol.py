@@ -61,6 +61,8 @@ class Code:
     NO_MATCH = "no-match"             # no worker with that capability matches their constraints
     ID_IN_USE = "id-in-use"           # the task id belongs to another client
     NOT_YOURS = "not-yours"           # a CANCEL of another client's task
+    SUSPENDED = "suspended"           # their machine's owner is back: they are stopped
+    RESUMED = "resumed"               # ... and go on again
     # ERROR: the message was dropped
     MALFORMED = "malformed"           # does not decode, or does not fit its schema
     INVALID = "invalid"               # fits the schema, but a value is not acceptable

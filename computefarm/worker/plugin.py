@@ -86,8 +86,11 @@ class WorkerPlugin:
         return None
 
     def default_level(self, stream):
-        """The log level of a plain output line: stdout INFO, stderr WARNING."""
-        return "WARNING" if stream == "stderr" else "INFO"
+        """The log level of a plain output line: INFO on both streams (a record's
+        ``stream`` tells them apart; a program's stderr holds progress, context and
+        compilers' caret lines, not only warnings); lines ``records`` recognises
+        carry their own level."""
+        return "INFO"
 
     def finish(self, request, outcome):
         """Adjust the Outcome once the run ended (e.g. add details)."""

@@ -78,11 +78,13 @@ def run_one(request, base_env, base_cwd, previous_env=(), functions=None):
         os.chdir(cwd)
     try:
         if "function" in request:
-            fn = functions.load(request["function"]) if functions is not None \
-                else cloudpickle.loads(request["function"])
+            fn = functions.load(request["function"], request.get("origin")) \
+                if functions is not None else pickling.restore_origin(
+                    cloudpickle.loads(request["function"]), request.get("origin"))
             args, kwargs = pickle.loads(request["arguments"])
         else:
             fn, args, kwargs = cloudpickle.loads(request["payload"])
+            pickling.restore_origin(fn, request.get("origin"))
         value = fn(*args, **kwargs)
     except BaseException as exc:  # the task's failure is its result, whatever it raised
         error = traceback.format_exc()

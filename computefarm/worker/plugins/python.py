@@ -21,7 +21,7 @@ from computefarm.worker.plugin import WorkerPlugin
 from computefarm.worker.processes import Tree, spawn
 from computefarm.worker.runs import LineSplitter, Outcome, Run
 
-_CALL = ("payload", "function", "arguments")   # what of a request the slot needs
+_CALL = ("payload", "function", "arguments", "origin")   # what of a request the slot needs
 
 
 class Slot:
