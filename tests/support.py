@@ -5,14 +5,19 @@ heartbeat so failures are noticed quickly), waits for conditions with deadlines,
 and stops every process it started, by pid.
 """
 
+import fcntl
 import io
 import json
 import os
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 
+import pyte
 import yaml
 import zmq
 
@@ -248,3 +253,51 @@ def tree(directory, skip=(".doit.db",)):
         if path.is_file() and not path.name.startswith(skip) and "__pycache__" not in path.parts:
             files[str(path.relative_to(directory))] = path.read_bytes()
     return files
+
+
+class Terminal:
+    """A program on a pseudo-terminal of its own (stdin, stdout and stderr), and
+    what it wrote there, rendered by pyte as a user's screen would show it."""
+
+    def __init__(self, args, cwd=None, env=None, columns=160, lines=60):
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+        env = {k: v for k, v in (env or os.environ).items() if k not in ("COLUMNS", "LINES")}
+        self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=slave, stdout=slave,
+                                     stderr=slave, start_new_session=True)
+        os.close(slave)
+        self.master = master
+        self.output = bytearray()
+        self.screen = pyte.Screen(columns, lines)
+        self.stream = pyte.ByteStream(self.screen)
+
+    def read_until(self, condition, timeout=60.0):
+        """Read what it writes until ``condition(output)`` or it closes the terminal."""
+        deadline = time.monotonic() + timeout
+        while not condition(bytes(self.output)):
+            left = deadline - time.monotonic()
+            assert left > 0, "timed out; the terminal shows:\n" + "\n".join(self.lines())
+            if not select.select([self.master], [], [], min(left, 0.5))[0]:
+                continue
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:                   # EIO: every writer closed the terminal
+                chunk = b""
+            if not chunk:
+                return
+            self.output += chunk
+            self.stream.feed(chunk)
+
+    def wait(self, timeout=60.0):
+        """Read to the end; its exit code."""
+        self.read_until(lambda output: False, timeout)
+        return self.proc.wait(timeout)
+
+    def lines(self):
+        return [line.rstrip() for line in self.screen.display]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)

@@ -157,3 +157,23 @@ def test_farm_executor_cancel_stops_the_task_on_the_farm(farm, tmp_path):
 def test_a_malformed_address_is_refused_at_once():
     with pytest.raises(ConfigError, match="expected tcp://HOST:PORT, got '127.0.0.1:5555'"):
         Client("127.0.0.1:5555")
+
+
+TASKS = 600
+
+
+def test_a_task_s_lines_reach_its_client_before_its_result(farm):
+    """The TaskManager sends a client's OUTPUT before its RESULTs of one loop turn:
+    a client forgets a task once its result is in, so later lines were lost."""
+    farm.start_worker("shell", slots=2)
+    client = farm.client()
+    events = []
+    futures = []
+    for index in range(TASKS):
+        future = client.submit("shell", {"cmd": "echo line-%d" % index},
+                               on_output=lambda stream, line: events.append(line))
+        future.add_done_callback(lambda f, index=index: events.append("done-%d" % index))
+        futures.append(future)
+    assert all(f.result(60).ok for f in futures)
+    for index in range(TASKS):
+        assert events.index("line-%d" % index) < events.index("done-%d" % index), index

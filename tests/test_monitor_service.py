@@ -233,7 +233,8 @@ def test_farm_status_json_reports_the_farm(tmp_path, owners):
         text = subprocess.run([sys.executable, "-m", "computefarm.commands", "status",
                                "--taskmanager", farm.address], capture_output=True, text=True,
                               timeout=30)
-        assert text.returncode == 0 and "RUNNING (1)" in text.stdout and "gcc: 2" in text.stdout
+        assert text.returncode == 0 and "\nRUNNING   1\n" in text.stdout
+        assert "by capability: gcc 2" in text.stdout
         assert not any(f.done() for f in waiting)
     finally:
         farm.close()

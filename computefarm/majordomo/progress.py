@@ -1,8 +1,12 @@
 """What majordomo shows while it runs: a live progress line and a closing summary.
 
-The line (on a terminal only) reads ``done / running / queued / failed`` and which
-hosts run what; the summary (always, on stderr) gives tasks and task time per
-host. Notes (the farm used, the TaskManager's notices) go on their own lines.
+The line (on a terminal only) reads ``done/total, running, queued, failed, ETA``
+and which hosts run what. ``total`` counts the tasks with actions that this run
+executes: up-to-date tasks leave it, and tasks without actions are neither in it
+nor counted done. Anything else written to the terminal while the line is shown
+(task output, doit's reporter, notes) goes through ``Progress.writer``: the line
+is cleared first, under the same lock, so the screen is never garbled. The
+summary (always, on stderr) gives tasks and task time per host.
 """
 
 import threading
@@ -20,8 +24,9 @@ class Progress:
         self.stream = stream
         self.live = stream.isatty() if live is None else live
         self.clock = clock
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.began = clock()
+        self.total = 0             # tasks with actions this run executes (up to date: out)
         self.queued = set()
         self.running = {}          # task name -> host
         self.since = {}            # task name -> when it started
@@ -31,6 +36,11 @@ class Progress:
         self.hosts = {}            # host -> [tasks, seconds of task time]
         self.shown = False
         self.last_draw = 0.0
+
+    def expect(self, count):
+        """``count`` tasks with actions may run (those selected and their dependencies)."""
+        with self.lock:
+            self.total = count
 
     def submitted(self, name):
         with self.lock:
@@ -57,7 +67,11 @@ class Progress:
         for name, host in due:
             self.events("INFO", name, "started on %s" % host, host=host)
 
-    def up_to_date(self, name):
+    def up_to_date(self, name, counted=True):
+        """``name`` needs no run (``counted``: it has actions, so it leaves the total)."""
+        if counted:
+            with self.lock:
+                self.total -= 1
         self.events("INFO", name, "up to date")
 
     def ran(self, name, result):
@@ -66,25 +80,28 @@ class Progress:
             stats = self.hosts.setdefault(result.host or "?", [0, 0.0])
             stats[1] += result.duration or 0.0
 
-    def finished(self, name, ok, hosts, seconds):
+    def finished(self, name, ok, hosts, seconds, counted=True):
+        """``name`` ended after ``seconds`` of run time on its ``hosts`` (one per
+        action; a task without actions ran nowhere and is not ``counted``)."""
         with self.lock:
             self.queued.discard(name)
             self.running.pop(name, None)
             self.since.pop(name, None)
             self.announced.discard(name)
-            if ok:
+            if counted and ok:
                 self.done += 1
-            else:
+            elif counted:
                 self.failed += 1
-            if hosts:
-                self.hosts.setdefault(hosts[-1] or "?", [0, 0.0])[0] += 1
-        host = hosts[-1] if hosts else None
+            host = next((h for h in reversed(hosts) if h), None)
+            if host is not None:
+                self.hosts.setdefault(host, [0, 0.0])[0] += 1
+        where = " on %s" % host if host else ""
         if ok:
-            self.events("INFO", name, "finished on %s in %.2fs" % (host, seconds), host=host,
+            self.events("INFO", name, "finished%s in %.2fs" % (where, seconds), host=host,
                         seconds=seconds)
         else:
-            self.events("ERROR", name, "failed%s after %.2fs" % (
-                " on %s" % host if host else "", seconds), host=host, seconds=seconds)
+            self.events("ERROR", name, "failed%s after %.2fs" % (where, seconds), host=host,
+                        seconds=seconds)
         self.refresh()
 
     def line(self):
@@ -92,8 +109,13 @@ class Progress:
         for host in self.running.values():
             per_host[host] = per_host.get(host, 0) + 1
         hosts = ", ".join("%s: %d" % item for item in sorted(per_host.items()))
-        return "majordomo: %d done, %d running, %d queued, %d failed%s" % (
-            self.done, len(self.running), len(self.queued), self.failed,
+        ended = self.done + self.failed
+        left = max(0, self.total - ended)
+        eta = ""
+        if ended and left:
+            eta = ", ETA %s" % _duration((self.clock() - self.began) / ended * left)
+        return "majordomo: %d/%d done, %d running, %d queued, %d failed%s%s" % (
+            self.done, self.total, len(self.running), len(self.queued), self.failed, eta,
             " | " + hosts if hosts else "")
 
     def refresh(self, force=False):
@@ -109,6 +131,10 @@ class Progress:
             self.stream.write("\r\033[K" + self.line()[:200])
             self.stream.flush()
             self.shown = True
+
+    def writer(self, stream):
+        """A file-like ``stream`` whose writes clear the progress line first."""
+        return _Clearing(self, stream)
 
     def note(self, text):
         with self.lock:
@@ -132,4 +158,26 @@ class Progress:
     def _clear(self):
         if self.shown:
             self.stream.write("\r\033[K")
+            self.stream.flush()
             self.shown = False
+
+
+class _Clearing:
+    """A stream that clears the progress line before each write, under its lock."""
+
+    def __init__(self, progress, stream):
+        self.progress = progress
+        self.stream = stream
+
+    def write(self, text):
+        with self.progress.lock:
+            self.progress._clear()
+            return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _duration(seconds):
+    seconds = int(seconds + 0.5)
+    return "%dm%02ds" % divmod(seconds, 60) if seconds >= 60 else "%ds" % seconds

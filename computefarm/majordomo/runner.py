@@ -111,7 +111,7 @@ class Job:
     """One task being executed on the farm, an action at a time."""
 
     __slots__ = ("node", "task", "placement", "index", "future", "hosts", "machines",
-                 "started")
+                 "started", "ran")
 
     def __init__(self, node, placement, now):
         self.node = node
@@ -122,6 +122,7 @@ class Job:
         self.hosts = []
         self.machines = set()         # where its actions ran
         self.started = now
+        self.ran = 0.0                # seconds its actions ran (not queued)
 
 
 class FarmRunner(Runner):
@@ -172,7 +173,7 @@ class FarmRunner(Runner):
     def select_task(self, node, tasks_dict):
         selected = super().select_task(node, tasks_dict)
         if node.run_status == "up-to-date":
-            self.session.progress.up_to_date(node.task.name)
+            self.session.progress.up_to_date(node.task.name, counted=bool(node.task.actions))
         return selected
 
     def _next_done(self):
@@ -209,7 +210,9 @@ class FarmRunner(Runner):
                                                 exc)))
             return
         out, err = self.stream._get_out_err(job.task.verbosity)
-        on_output = _live_writer(out, err) if (out or err) else None
+        progress = self.session.progress
+        on_output = _live_writer(out and progress.writer(out), err and progress.writer(err)) \
+            if (out or err) else None
         requires = job.placement.requires if capability == job.placement.capability else None
         name = job.task.name
         future = self.session.client.submit(
@@ -263,6 +266,7 @@ class FarmRunner(Runner):
                 else:
                     job.hosts.append(result.host)
                     job.machines.add(result.machine)
+                    job.ran += result.duration or 0.0
                     self.session.progress.ran(task.name, result)
                     action = task.actions[job.index]
                     error = self._apply(action, result)
@@ -276,8 +280,8 @@ class FarmRunner(Runner):
         del self.jobs[id(job)]
         if error is None:
             self._check_targets(task, job.machines - {self.here})
-        self.session.progress.finished(task.name, error is None, job.hosts,
-                                       time.monotonic() - job.started)
+        self.session.progress.finished(task.name, error is None, job.hosts, job.ran,
+                                       counted=bool(task.actions))
         self.process_task_result(job.node, error)
         return True
 
@@ -434,8 +438,12 @@ class FarmRun(Run):
             if isinstance(outfile, str) else outfile
         self.outstream = outstream
         tasks = reachable(self.control, self.control.selected_tasks)
+        progress = self.session.progress
+        progress.expect(sum(1 for task in tasks if task.actions))
         try:
-            reporter_obj = reporter_cls(outstream, {"failure_verbosity": failure_verbosity}) \
+            # what doit's reporter writes clears the progress line first
+            reporter_obj = reporter_cls(progress.writer(outstream),
+                                        {"failure_verbosity": failure_verbosity}) \
                 if isinstance(reporter_cls, type) else reporter_cls
             stream = Stream(verbosity, force_verbosity)
             try:

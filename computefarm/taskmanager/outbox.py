@@ -92,11 +92,14 @@ class Outbox:
         self.sent_before, self.sent = self.sent, set()
 
     def flush(self):
-        """One message per (peer, type); waiting acknowledgements ride on a
-        DISPATCH to the same worker (one message where a busy farm would send two
-        per task)."""
+        """One message per (peer, type), RESULTs last; waiting acknowledgements ride
+        on a DISPATCH to the same worker (one message where a busy farm would send
+        two per task)."""
         pending, self.pending = self.pending, {}
-        for (rid, mtype), items in pending.items():
+        # a task's lines and its start before its result: a client forgets a task
+        # once its result is in, so OUTPUT sent after it would be dropped
+        for (rid, mtype), items in sorted(pending.items(),
+                                          key=lambda entry: entry[0][1] == Msg.RESULT):
             for body in protocol.batches(mtype, items, protocol.WEIGHTS.get(mtype)):
                 if mtype == Msg.DISPATCH and rid in self.acks:
                     body["acks"] = self.acks.pop(rid)

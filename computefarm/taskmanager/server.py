@@ -26,6 +26,7 @@ from .logrouting import LogRouter, start_forwarder, stop_forwarder
 from .memory import Memory
 from .outbox import Outbox
 from .refusals import Refusals
+from .snapshot import snapshot
 from .state import Effects, State
 
 log = logging.getLogger(__name__)
@@ -351,7 +352,7 @@ class TaskManager(Service):
         self.apply(self.state.cancel, client, body["ids"], now)
 
     def on_status(self, client, body, now):
-        status = self.state.snapshot(now, client)
+        status = snapshot(self.state, now, client)
         status["logs"] = {"forwarders": len(self.logs.forwarders),
                           "dropped_lines": self.logs.dropped}
         status["refused_messages"] = self.refusals.count

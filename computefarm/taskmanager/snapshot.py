@@ -1,0 +1,61 @@
+"""What farm-status sees: a STATE body made from the TaskManager's ``State``.
+
+A ``viewer`` (a client Peer) that is not admin sees its own key's tasks and
+failures, and only counts of everyone else's (users other than its own summed
+as "other users"). Its cost grows with peers and running tasks, never with the
+queue: queued counts come from the queues and each client's holdings.
+"""
+
+
+def snapshot(state, now, viewer=None):
+    """Machines, workers, queues (per capability and per user), running tasks and
+    recent failures, as ``viewer`` may see them (None: everything)."""
+    def visible(task_id):
+        return viewer is None or viewer.admin or task_id.startswith(viewer.scope)
+    queues = {}
+    for queue in state.queues.values():
+        queues[queue.capability] = queues.get(queue.capability, 0) + queue.live
+    workers = state.workers.values()
+    running = [(w, t) for w in workers for t in w.running.values()]
+    shown = [(w, t) for w, t in running if visible(t.id)]
+    failures = [f for f in state.failures if visible(f["task"])]
+    users = {}                    # user -> its queued and running tasks
+    for client in state.clients.values():
+        users.setdefault(client.user or "-", {"queued": 0, "running": 0})["queued"] += \
+            len(client.tasks)
+    for _, task in running:
+        if task.client is not None:
+            counts = users.setdefault(task.client.user or "-", {"queued": 0, "running": 0})
+            counts["queued"] -= 1
+            counts["running"] += 1
+    if viewer is not None and not viewer.admin:   # the others as one
+        mine = viewer.user or "-"
+        others = [c for user, c in users.items() if user != mine]
+        users = {user: c for user, c in users.items() if user == mine}
+        if others:
+            users["other users"] = {key: sum(c[key] for c in others)
+                                    for key in ("queued", "running")}
+    return {
+        "machines": [m.describe(now) for m in sorted(state.machines.values(),
+                                                     key=lambda m: m.id)],
+        "workers": [{"name": w.name, "host": w.host, "machine": w.machine,
+                     "capabilities": sorted(w.capabilities), "slots": w.slots,
+                     "used": len(w.running), "depth": w.depth} for w in workers],
+        "queues": queues,
+        "users": users,
+        "held": len(state.held),
+        "running": [{"id": t.own_id or t.id, "label": t.label,
+                     "user": t.client.user if t.client is not None else None,
+                     "capability": t.capability, "host": w.host,
+                     "machine": w.machine, "attempt": t.attempt,
+                     "age": now - (t.started or now),
+                     "suspended": t.id in w.machine_record.suspended}
+                    for w, t in shown],
+        "others_running": len(running) - len(shown),
+        "failures": [{k: v for k, v in f.items() if k not in ("time", "task")} |
+                     {"age": now - f["time"]} for f in failures],
+        "others_failures": len(state.failures) - len(failures),
+        "clients": len(state.clients),
+        "placement": state.scheduler.placement,
+        "expired": dict(state.expired),
+    }

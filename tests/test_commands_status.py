@@ -1,0 +1,75 @@
+"""farm-status: the live view on a real terminal (a pty, rendered by pyte), and plain text."""
+
+import os
+import re
+import signal
+import subprocess
+
+import cloudpickle
+from support import Terminal, command, wait_until
+
+from computefarm.commands.statusview import reason
+
+TRACEBACK = ('Traceback (most recent call last):\n  File "x.py", line 3, in f\n'
+             '    1 / 0\nZeroDivisionError: division by zero\n')
+
+
+def test_the_reason_of_a_failure_is_the_line_that_says_it():
+    assert reason(TRACEBACK) == "ZeroDivisionError: division by zero"
+    assert reason("the python process running the task exited with code -9\n") == \
+        "the python process running the task exited with code -9"
+    assert reason(None) == ""
+
+
+def busy_farm(farm, tmp_path):
+    """A farm with one task running (label "long-one") and one that failed."""
+    farm.start_worker("shell", "python", slots=2, machine="m1")
+    farm.start_monitor("m1", os.getpid())
+    client = farm.client()
+    wait_until(lambda: any(m["cpu_percent"] is not None
+                           for m in client.status()["machines"]), what="a load report")
+    go = tmp_path / "go"
+    running = client.submit("shell", {"cmd": "while [ ! -e %s ]; do sleep 0.05; done" % go},
+                            label="long-one")
+    fails = lambda: 1 / 0                        # noqa: E731  (by value: slots import no tests)
+    failed = client.submit("python", {"payload": cloudpickle.dumps((fails, (), {}))},
+                           label="divides")
+    assert failed.result(30).status == "failed"
+    wait_until(lambda: client.status()["running"], what="the long task running")
+    return client, running, go
+
+
+def test_watch_redraws_in_place_with_names_headers_and_reasons(farm, tmp_path):
+    client, running, go = busy_farm(farm, tmp_path)
+    terminal = Terminal(command("farm-status") + ["--taskmanager", farm.address, "--watch"],
+                        columns=150, lines=50)
+    try:
+        terminal.read_until(lambda output: output.count(b"\x1b[H") >= 2, timeout=30)
+        terminal.proc.send_signal(signal.SIGINT)          # Ctrl-C ends it
+        assert terminal.wait(15) == 0
+    finally:
+        terminal.close()
+    lines = terminal.lines()
+    text = "\n".join(lines)
+    assert len([line for line in lines if line.startswith("ComputeFarm ")]) == 1   # in place
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", lines[0]), lines[0]
+    for heading in ("MACHINES", "WORKERS", "QUEUED", "RUNNING", "FAILED"):
+        assert any(line.startswith(heading) for line in lines), heading
+    assert re.search(r"\[[#.]{10}\] +\d+%", text), text              # a CPU bar
+    long_line = next(line for line in lines if "long-one" in line)
+    assert "shell" in long_line and re.search(r"\d+\.\ds", long_line)
+    failure = next(line for line in lines if "divides" in line)
+    assert "ZeroDivisionError: division by zero" in failure
+    assert "Traceback" not in text
+    assert "by user:" in text and "1 running" in text
+    go.write_text("")
+    assert running.result(30).ok
+
+
+def test_without_a_terminal_it_is_plain_text(farm, tmp_path):
+    busy_farm(farm, tmp_path)
+    got = subprocess.run(command("farm-status") + ["--taskmanager", farm.address],
+                         capture_output=True, text=True, timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert "\x1b" not in got.stdout
+    assert "long-one" in got.stdout and "ZeroDivisionError: division by zero" in got.stdout
