@@ -43,6 +43,7 @@ import zmq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from computefarm import localkeys  # noqa: E402
 from computefarm.wire import protocol  # noqa: E402  (this tree's wire format, always)
 from computefarm.wire.protocol import Msg  # noqa: E402
 
@@ -67,19 +68,26 @@ class LightPeer:
     """One DEALER speaking the protocol by hand: HELLO until welcomed, HEARTBEAT after an
     interval of sending nothing, HELLO again on RECONNECT; notes its longest silence."""
 
-    def __init__(self, context, address, identity, hello):
+    def __init__(self, context, address, identity, hello, curve=None):
         self.identity, self.hello = identity, hello
         self.socket = context.socket(zmq.DEALER)
         for option, value in ((zmq.IDENTITY, identity.encode()), (zmq.LINGER, 0),
                               (zmq.SNDHWM, HWM), (zmq.RCVHWM, HWM)):
             self.socket.setsockopt(option, value)
+        if curve:                     # (public, secret, server public): as a farm's peers
+            (self.socket.curve_publickey, self.socket.curve_secretkey,
+             self.socket.curve_serverkey) = curve
         self.socket.connect(address)
+        self.last_sent = 0.0          # a HELLO not sent yet goes at the next tick
         self.interval, self.welcomed, self.reconnects = 1.0, False, 0
         self.last_recv, self.longest_gap = None, 0.0
         self.send(Msg.HELLO, hello)
 
     def send(self, mtype, body):
-        protocol.send(self.socket, mtype, body)
+        try:
+            protocol.send(self.socket, mtype, body)
+        except zmq.Again:             # not connected yet (its handshake): tick sends again
+            return
         self.last_sent = time.monotonic()
 
     def receive(self):
@@ -114,7 +122,7 @@ class LightPeer:
         return max(self.longest_gap, now - self.last_recv) if self.last_recv else 0.0
 
 
-def worker_group(address, first, count, slots, conn, lifetime):
+def worker_group(address, first, count, slots, conn, lifetime, curve=None):
     """A worker process: light workers first..first+count-1 until "stop" on `conn`.
     At low priority: they stand for other machines, and share these 2 cores with
     the TaskManager under test."""
@@ -126,7 +134,7 @@ def worker_group(address, first, count, slots, conn, lifetime):
         peer = LightPeer(context, address, identity, {
             "role": "worker", "id": identity, "host": "bench", "machine": "bench-%d" % index,
             "pid": os.getpid(), "version": "bench", "slots": slots, "running": [],
-            "capabilities": {"shell": attributes}})
+            "capabilities": {"shell": attributes}}, curve)
         peer.outbox = {}              # results sent, not yet ACKed: resent after a WELCOME
         peers[peer.socket] = peer
         poller.register(peer.socket, zmq.POLLIN)
@@ -174,14 +182,14 @@ def worker_group(address, first, count, slots, conn, lifetime):
 class Workers:
     """`count` light workers spread over up to `procs` OS processes."""
 
-    def __init__(self, address, count, slots, procs, lifetime):
+    def __init__(self, address, count, slots, procs, lifetime, curve=None):
         spawn = multiprocessing.get_context("spawn")
         share = -(-count // min(procs, count))
         self.groups = []
         for first in range(0, count, share):
             parent, child = spawn.Pipe()
             proc = spawn.Process(target=worker_group, daemon=True, args=(
-                address, first, min(share, count - first), slots, child, lifetime))
+                address, first, min(share, count - first), slots, child, lifetime, curve))
             proc.start()
             child.close()
             self.groups.append((proc, parent))
@@ -238,6 +246,10 @@ class TaskManagerProcess:
             time.sleep(0.05)
         with open(ready) as stream:
             self.address = stream.read().strip()
+        # since the hardening a TaskManager on loopback speaks CURVE with this user's
+        # local keys, as the embedded farm does; the first release spoke none
+        keyed = os.path.exists(os.path.join(source, "computefarm", "localkeys.py"))
+        self.curve = localkeys.peer_curve(self.address) if keyed else None
 
     def check(self):
         if self.proc.poll() is not None:
@@ -265,7 +277,8 @@ class Run:
         self.context, self.poller = zmq.Context(), zmq.Poller()
         identity = "client-bench-%d-%s" % (os.getpid(), secrets.token_hex(3))
         self.client = LightPeer(self.context, self.tm.address, identity, {
-            "role": "client", "id": identity, "host": "bench", "machine": "bench-client"})
+            "role": "client", "id": identity, "host": "bench", "machine": "bench-client"},
+            self.tm.curve)
         self.poller.register(self.client.socket, zmq.POLLIN)
         self.state, self.asking, self.expired = None, False, False
         self.expect(0, [{}])
@@ -312,7 +325,7 @@ class Run:
         """Start `count` light workers; seconds until all are welcomed."""
         started = time.monotonic()
         pool = Workers(self.tm.address, count, self.args.slots, self.args.procs,
-                       self.args.deadline * 3 + 300)
+                       self.args.deadline * 3 + 300, self.tm.curve)
         self.pools.append(pool)
         if not self.wait(lambda: pool.stats()["welcomed"] >= count, WELCOME_WAIT):
             raise RuntimeError("%d workers not all welcomed in %d s" % (count, WELCOME_WAIT))

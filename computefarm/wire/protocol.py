@@ -271,18 +271,18 @@ def recv_router(socket, with_user=False):
     the caller can log it.
     """
     user = None
-    sender = socket.recv(zmq.NOBLOCK)
-    frames = 0
-    while socket.rcvmore:                # a Frame only for the last one (its metadata)
-        frame = socket.recv(copy=False)  # a message arrives whole: no waiting here
-        frames += 1
-    if frames != 1:
-        raise BadMessage(sender, "%d frames, expected 1" % frames)
     if with_user:
-        user = frame.get("User-Id")
+        parts = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+        user = parts[-1].get("User-Id")
         user = user.encode() if user else None
+        frames = [part.bytes for part in parts]
+    else:
+        frames = socket.recv_multipart(zmq.NOBLOCK)
+    sender = frames[0]
+    if len(frames) != 2:
+        raise BadMessage(sender, "%d frames, expected 1" % (len(frames) - 1))
     try:
-        mtype, body = decode(frame.bytes)
+        mtype, body = decode(frames[1])
     except ProtocolError as exc:
         raise BadMessage(sender, str(exc)) from None
     return sender, mtype, body, user
