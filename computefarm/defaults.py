@@ -145,6 +145,10 @@ CUTELOG_BUFFER = 100000
 RECORDS_FILE = "~/.cache/computefarm/records.jsonl"
 RECORDS_FILE_SIZE = 10 * 1024 * 1024
 RECORDS_FILE_BACKUPS = 5
+# Where majordomo keeps each run's timeline (a folder per project), unless
+# --report says where; $COMPUTEFARM_RUNS moves it.
+RUNS_DIR = "~/.cache/computefarm/runs"
+RUNS_ENV = "COMPUTEFARM_RUNS"
 # A full disk pauses the records file: records are lost (and counted) and
 # writing is tried again after this many seconds; the first record written
 # then says how many were lost.

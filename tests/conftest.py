@@ -19,6 +19,8 @@ def quiet_farm_config(tmp_path_factory):
     os.environ["COMPUTEFARM_LOCAL_KEYS"] = str(directory / "local-keys")
     # ... and their workers record their task trees here, not in this user's folder
     os.environ["COMPUTEFARM_TASK_RECORDS"] = str(directory / "task-records")
+    # ... and majordomo's timelines here
+    os.environ["COMPUTEFARM_RUNS"] = str(directory / "runs")
     yield config
     if previous is None:
         del os.environ["COMPUTEFARM_CONFIG"]

@@ -23,6 +23,7 @@ def test_cutelog_listens_where_the_forwarder_connects(tmp_path, monkeypatch, cut
     argv = started[0]
     assert argv[argv.index("--listen_host") + 1] == listen
     assert argv[argv.index("--listen_port") + 1] == cutelog.rsplit(":", 1)[1]
+    assert argv[argv.index("--single_tab_mode_default") + 1] == "true"   # a tab, not one a run
 
 
 def test_a_network_address_is_refused(tmp_path, capsys):

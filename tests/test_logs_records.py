@@ -157,6 +157,8 @@ def test_a_full_disk_pauses_the_forwarder_and_the_farm_goes_on(tmp_path):
         during = [r for r in lines[:after] if r["msg"].startswith("during-")]
         assert len(during) < 200 and len(during) + notices[0]["lost"] >= 200, len(during)
         assert all(r["msg"].startswith("after-") for r in lines[after + 1:])
-        assert "were lost while it could not" in farm.taskmanager.log.read_text()
+        # said in its log too, right after the notice record was written
+        wait_until(lambda: "were lost while it could not" in farm.taskmanager.log.read_text(),
+                   what="the forwarder's log line")
     finally:
         farm.close()

@@ -1,5 +1,6 @@
 """majordomo run: doit's semantics kept exactly, executed on the farm."""
 
+import json
 import os
 import shutil
 import signal
@@ -371,3 +372,27 @@ def test_another_program_on_the_port_is_named_not_a_failed_bind(tmp_path):
     assert "ERROR: something listens at %s, but no TaskManager there let this process in" \
         % address in got.stderr
     assert "Address already in use" not in got.stderr
+
+
+def test_a_lost_task_leaves_an_error_record_saying_where_and_why(tmp_path, farm):
+    """Its worker killed under it, out of attempts: the run fails, and the log
+    viewer's records hold an ERROR for the task naming the worker and why."""
+    farm.start_worker("shell")
+    project = make_project(tmp_path / "project", textwrap.dedent('''
+        def task_doomed():
+            return {"actions": ["kill -9 $PPID"], "meta": {"max_attempts": 1}}
+    '''))
+    got = run_tool("majordomo", project, "run", "--taskmanager", farm.address)
+    assert got.returncode != 0
+    assert "farm: task lost: task" in got.stdout + got.stderr
+    records = tmp_path / "records.jsonl"
+
+    def errors():
+        lines = [json.loads(line) for line in records.read_text().splitlines()] \
+            if records.exists() else []
+        return [r for r in lines if r["levelname"] == "ERROR"
+                and r["name"] == "majordomo.project.doomed"]
+    wait_until(errors, what="the task's ERROR record")
+    message = errors()[0]["msg"]
+    assert "failed after" in message and "lost" in message, message
+    assert "stopped answering" in message and "worker-" in message, message

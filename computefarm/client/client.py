@@ -33,8 +33,8 @@ class TaskResult:
     """How a task ended. A failed task is a value, not an exception."""
 
     __slots__ = ("id", "status", "exit_code", "value", "error", "attempt", "duration",
-                 "host", "worker", "machine", "detail", "stdout", "stderr", "records",
-                 "truncated")
+                 "started", "host", "worker", "machine", "detail", "stdout", "stderr",
+                 "records", "truncated")
 
     def __init__(self, body):
         self.id = body["id"]
@@ -44,6 +44,7 @@ class TaskResult:
         self.error = body.get("error")
         self.attempt = body.get("attempt")
         self.duration = body.get("duration")
+        self.started = body.get("started")   # its worker's clock (s since the epoch)
         self.host = body.get("host")
         self.worker = body.get("worker")
         self.machine = body.get("machine")

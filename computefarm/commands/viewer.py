@@ -32,7 +32,11 @@ def main(argv=None):
         listen = "::1" if ":" in host else "127.0.0.1"
         # cutelog's own entry point, as its console script calls it: "-m cutelog"
         # makes runpy warn on every start (its package imports its __main__)
+        # one tab for every run: each run's forwarder is a new connection, which
+        # cutelog would give a tab of its own (unless the user says otherwise)
+        tabs = [] if any(a.startswith("--single_tab_mode_default") for a in rest) else \
+            ["--single_tab_mode_default", "true"]
         os.execv(sys.executable, [sys.executable, "-c", "import sys; from cutelog.__main__ "
                                   "import main; sys.exit(main())", "--listen_host",
-                                  listen, "--listen_port", str(port)] + rest)
+                                  listen, "--listen_port", str(port)] + tabs + rest)
     return run_command("farm-viewer", build, argv)

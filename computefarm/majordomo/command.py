@@ -16,14 +16,16 @@ import time
 
 import cloudpickle
 import psutil
+from doit.cmd_base import Command
 from doit.doit_cmd import DoitMain
+from doit.exceptions import InvalidCommand
 
 from .. import addresses, defaults
 from ..client import Client, LocalFarm
 from ..config import check_address, load_config
 from ..exceptions import FarmError, FarmUnreachable
 from ..wire.protocol import Code, logger_name
-from . import runner
+from . import runner, timeline
 from .progress import Progress
 
 WAITING = (Code.NO_CAPABILITY, Code.NO_MATCH)   # notices that tasks wait for workers
@@ -41,6 +43,8 @@ class FarmSession:
     def __init__(self, options, out=None):
         self.progress = Progress(out or sys.stderr)
         self.progress.events = self._events
+        self.timeline = timeline.Timeline()
+        self.report = options.get("report")   # where the timeline goes (None: the cache)
         self.local = None
         self.client = None
         self.project = os.getcwd()
@@ -175,6 +179,8 @@ class FarmSession:
             cloudpickle.register_pickle_by_value(module)
 
     def close(self):
+        if self.timeline is not None and self.client is not None:
+            self._write_timeline()
         if self.client is not None:
             self.client.close()
             twice = self.client.stats["duplicate_results"]
@@ -192,6 +198,18 @@ class FarmSession:
                     cloudpickle.unregister_pickle_by_value(module)
                 except ValueError:
                     pass
+
+    def _write_timeline(self):
+        path = self.report or timeline.new_path(self.project)
+        try:
+            self.timeline.write(path)
+        except OSError as exc:            # the run's own result stands; say it once
+            self.progress.note("the timeline could not be written to %s: %s"
+                               % (path, exc.strerror))
+        else:
+            self.progress.note("timeline: %s (open it in https://ui.perfetto.dev or "
+                               "chrome://tracing)" % path)
+        self.timeline = None
 
     def __enter__(self):
         return self
@@ -240,6 +258,27 @@ class MajordomoRun(runner.FarmRun):
     session_factory = FarmSession
 
 
+class Timeline(Command):
+    """``majordomo timeline``: where the last run's timeline of this project is.
+    Not "report": doit forbids tasks named like a command, and many projects (our
+    examples/pipeline too) have a task called report."""
+
+    name = "timeline"
+    doc_purpose = "print the path of the last run's timeline (Chrome trace JSON)"
+    doc_usage = ""
+    doc_description = ("Each majordomo run writes its timeline (open it in "
+                       "https://ui.perfetto.dev or chrome://tracing); this prints the "
+                       "newest one of the project in this directory.")
+
+    def execute(self, params, args):
+        path = timeline.last_path(os.getcwd())
+        if path is None:
+            raise InvalidCommand("no timeline of a majordomo run in %s yet (they are kept "
+                                 "in %s)" % (os.getcwd(), timeline.runs_folder(os.getcwd())))
+        print(path)
+        return 0
+
+
 class Majordomo(DoitMain):
     BIN_NAME = "majordomo"
 
@@ -252,6 +291,7 @@ class Majordomo(DoitMain):
 
     def get_cmds(self):
         commands = super().get_cmds()
+        commands["timeline"] = Timeline
         commands["run"] = MajordomoRun   # last, so no plugin replaces it
         return commands
 

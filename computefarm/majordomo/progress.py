@@ -80,9 +80,10 @@ class Progress:
             stats = self.hosts.setdefault(result.host or "?", [0, 0.0])
             stats[1] += result.duration or 0.0
 
-    def finished(self, name, ok, hosts, seconds, counted=True):
+    def finished(self, name, ok, hosts, seconds, counted=True, why=None):
         """``name`` ended after ``seconds`` of run time on its ``hosts`` (one per
-        action; a task without actions ran nowhere and is not ``counted``)."""
+        action; a task without actions ran nowhere and is not ``counted``);
+        ``why`` it failed, for its ERROR record."""
         with self.lock:
             self.queued.discard(name)
             self.running.pop(name, None)
@@ -100,8 +101,8 @@ class Progress:
             self.events("INFO", name, "finished%s in %.2fs" % (where, seconds), host=host,
                         seconds=seconds)
         else:
-            self.events("ERROR", name, "failed%s after %.2fs" % (where, seconds), host=host,
-                        seconds=seconds)
+            self.events("ERROR", name, "failed%s after %.2fs%s" % (
+                where, seconds, ": %s" % why if why else ""), host=host, seconds=seconds)
         self.refresh()
 
     def line(self):

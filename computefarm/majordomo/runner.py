@@ -111,9 +111,9 @@ class Job:
     """One task being executed on the farm, an action at a time."""
 
     __slots__ = ("node", "task", "placement", "index", "future", "hosts", "machines",
-                 "started", "ran")
+                 "ran", "submitted")
 
-    def __init__(self, node, placement, now):
+    def __init__(self, node, placement):
         self.node = node
         self.task = node.task
         self.placement = placement
@@ -121,8 +121,8 @@ class Job:
         self.future = None
         self.hosts = []
         self.machines = set()         # where its actions ran
-        self.started = now
         self.ran = 0.0                # seconds its actions ran (not queued)
+        self.submitted = None         # when its current action was sent (wall time)
 
 
 class FarmRunner(Runner):
@@ -192,7 +192,7 @@ class FarmRunner(Runner):
         self.reporter.execute_task(task)
         task.executed = True
         task.init_options()
-        job = Job(node, Placement(task), time.monotonic())
+        job = Job(node, Placement(task))
         if not task.actions:
             self.jobs[id(job)] = job
             self.done.put((job, None, None))
@@ -222,6 +222,7 @@ class FarmRunner(Runner):
             on_output=on_output, estimated_load=job.placement.estimated_load,
             on_start=lambda host, name=name: self.session.progress.started(name, host))
         job.future = future
+        job.submitted = time.time()
         self.jobs[id(job)] = job
         self.session.progress.submitted(job.task.name)
         future.add_done_callback(lambda f, job=job: self.done.put((job, f, None)))
@@ -267,6 +268,7 @@ class FarmRunner(Runner):
                     job.hosts.append(result.host)
                     job.machines.add(result.machine)
                     job.ran += result.duration or 0.0
+                    self.session.timeline.add(task.name, job.submitted, result)
                     self.session.progress.ran(task.name, result)
                     action = task.actions[job.index]
                     error = self._apply(action, result)
@@ -281,7 +283,8 @@ class FarmRunner(Runner):
         if error is None:
             self._check_targets(task, job.machines - {self.here})
         self.session.progress.finished(task.name, error is None, job.hosts, job.ran,
-                                       counted=bool(task.actions))
+                                       counted=bool(task.actions),
+                                       why=_first_line(error) if error is not None else None)
         self.process_task_result(job.node, error)
         return True
 
@@ -290,8 +293,9 @@ class FarmRunner(Runner):
         err = "".join(line + "\n" for line in result.stderr)
         action.out, action.err = out, err
         if result.status in ("timeout", "lost", "cancelled", "error"):
-            return TaskError("farm: task %s on %s: %s" % (result.status, result.host,
-                                                          result.error))
+            # a lost task's error says where and why (its workers, their fate)
+            return TaskError("farm: task %s%s: %s" % (
+                result.status, " on %s" % result.host if result.host else "", result.error))
         if isinstance(action, PythonAction):
             return _python_outcome(action, result)
         return _cmd_outcome(action, result, out, err)
@@ -331,6 +335,13 @@ class FarmRunner(Runner):
     def _interrupt(self):
         self.session.progress.note("interrupted: stopping %d remote task(s)" % len(self.jobs))
         self._cancel_running("interrupted")
+
+
+def _first_line(error):
+    """What a doit TaskError or TaskFailed says, on one line (for the log viewer)."""
+    text = error.get_msg() if hasattr(error, "get_msg") else str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def _live_writer(out, err):
@@ -388,6 +399,9 @@ FARM_OPTIONS = (
              "~/.config/computefarm/farm.yaml)"},
     {"name": "embedded", "long": "embedded", "type": bool, "default": False,
      "help": "run on an embedded local farm even if farm.yaml names a TaskManager"},
+    {"name": "farm_report", "long": "report", "type": str, "default": None,
+     "help": "write this run's timeline (Chrome trace JSON) to this file [default: "
+             "the user's cache; `majordomo timeline` prints its path]"},
     {"name": "farm_slots", "long": "slots", "type": int, "default": None,
      "help": "slots of each embedded worker [default: -n, else the CPU count]"},
 )
@@ -403,7 +417,7 @@ class FarmRun(Run):
     def execute(self, params, args):
         options = {"taskmanager": params.get("farm_taskmanager"),
                    "config": params.get("farm_config"), "embedded": params.get("embedded"),
-                   "slots": params.get("farm_slots"),
+                   "slots": params.get("farm_slots"), "report": params.get("farm_report"),
                    "processes": params.get("num_process") or 0,
                    "threads": params.get("par_type") == "thread"}
         try:

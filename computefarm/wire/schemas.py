@@ -297,7 +297,7 @@ RESULT_ITEM = record(
     id=TASK_ID, attempt=ATTEMPT,
     status=Str(20, STATUSES),
     exit_code=Opt(Int(-(1 << 31), 1 << 31)), value=Opt(Bytes()), error=Opt(TEXT),
-    duration=SECONDS, detail=Map(Plain(), max=100), output=List(OUTPUT_TAIL, MAX_TAILS),
+    duration=SECONDS, started=Num(0.0, 1e11), detail=Map(Plain(), max=100), output=List(OUTPUT_TAIL, MAX_TAILS),
     truncated=Int(0), host=NAME, worker=NAME, machine=NAME, code=NAME,
 )
 RUNNING_ENTRY = record(("id",), id=TASK_ID, attempt=ATTEMPT, capability=ID)

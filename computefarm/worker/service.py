@@ -283,7 +283,8 @@ class FarmWorker(Service):
                 if value}                    # small results for the many tiny tasks
             self.finished(protocol.result_item(
                 run.task_id, run.attempt, outcome.status, outcome.error or None,
-                outcome.exit_code, duration=now - run.started, **extra))
+                outcome.exit_code, duration=now - run.started,
+                started=time.time() - (now - run.started), **extra))   # the run's, for a timeline
 
     def _forget(self, run):
         self.runs.pop(run.task_id, None)

@@ -1,0 +1,134 @@
+"""A run's timeline in the Chrome trace event format (Perfetto, chrome://tracing).
+
+Every action of every task that reached a worker is one complete event (``ph``
+``X``) named by its doit task, on the track of the machine (a process) and of
+the slot (a thread) it ran in, with its attempt, host, worker, status, queue
+wait and run time in ``args``. Slots are not on the wire: each worker's actions
+are packed into lanes, the lowest lane free at an action's start, so the lanes
+of a worker are never more than the tasks it ran at once (its slots). Times
+are the client's: an action's start is its worker's (RESULT ``started``) moved
+by that worker's clock offset (the least gap between a result's arrival and
+its run's end there), and it lasts its ``duration``.
+
+``majordomo run`` writes one per run (``--report PATH``, else in the user's
+cache, ``runs/<project>-<hash>/``); ``majordomo timeline`` prints the last path.
+"""
+
+import hashlib
+import json
+import os
+import time
+
+from .. import defaults
+
+
+class Timeline:
+    def __init__(self, clock=time.time):
+        self.clock = clock
+        self.began = clock()
+        self.actions = []        # (name, submitted, ended, result)
+
+    def add(self, name, submitted, result, ended=None):
+        """An action of task ``name`` sent at ``submitted`` (wall time) ended with
+        ``result`` (a client TaskResult) now (or at ``ended``)."""
+        self.actions.append((name, submitted, self.clock() if ended is None else ended,
+                             result))
+
+    def events(self):
+        """The trace events: metadata naming machines and slots, then the actions."""
+        machines, lanes, workers, events = {}, {}, {}, []
+        offsets = self._offsets()
+        for name, submitted, ended, result in sorted(
+                self.actions, key=lambda action: self._start(action, offsets)):
+            if result.machine is None and result.host is None:
+                continue                          # never reached a worker
+            machine = result.machine or result.host
+            pid = machines.setdefault(machine, len(machines) + 1)
+            run = max(0.0, min(result.duration or 0.0, ended - submitted))
+            start = self._start((name, submitted, ended, result), offsets)
+            worker_lanes = lanes.setdefault((machine, result.worker), [])
+            index = workers.setdefault((machine, result.worker), len(workers))
+            lane = next((i for i, free in enumerate(worker_lanes) if free <= start), None)
+            if lane is None:
+                lane = len(worker_lanes)
+                worker_lanes.append(0.0)
+            worker_lanes[lane] = start + run
+            tid = _tid(index, lane)
+            events.append({
+                "name": name, "cat": "task", "ph": "X", "pid": pid, "tid": tid,
+                "ts": round((start - self.began) * 1e6), "dur": round(run * 1e6),
+                "args": {"attempt": result.attempt, "host": result.host,
+                         "worker": result.worker, "machine": machine,
+                         "status": result.status, "queued_s": round(start - submitted, 6),
+                         "run_s": round(run, 6), "id": result.id}})
+        meta = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
+                 "args": {"name": "machine %s" % machine}} for machine, pid in machines.items()]
+        for (machine, worker), worker_lanes in lanes.items():
+            for lane in range(len(worker_lanes)):
+                meta.append({"name": "thread_name", "ph": "M", "pid": machines[machine],
+                             "tid": _tid(workers[(machine, worker)], lane),
+                             "args": {"name": "%s slot %d" % (worker, lane + 1)}})
+        return meta + events
+
+    def _offsets(self):
+        """Per worker, its clock's offset to ours: the least (result here - run's
+        end there) of its actions, its clock's skew plus the quickest delivery."""
+        offsets = {}
+        for _, _, ended, result in self.actions:
+            if result.started is not None:
+                gap = ended - (result.started + (result.duration or 0.0))
+                key = result.worker
+                offsets[key] = min(offsets.get(key, gap), gap)
+        return offsets
+
+    @staticmethod
+    def _start(action, offsets):
+        """When an action started, on our clock: its worker's start plus that
+        worker's offset (its runs keep their order and never overlap in a slot);
+        without one, its end here less its run time."""
+        _, submitted, ended, result = action
+        if result.started is not None and result.worker in offsets:
+            return max(submitted, result.started + offsets[result.worker])
+        return ended - (result.duration or 0.0)
+
+    def write(self, path):
+        """Write the trace to ``path`` (a temporary name, then renamed)."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        partial = path + ".partial"
+        with open(partial, "w") as stream:
+            json.dump({"traceEvents": self.events(), "displayTimeUnit": "ms",
+                       "otherData": {"began": self.began, "tool": "majordomo"}}, stream)
+        os.replace(partial, path)
+        return path
+
+
+
+
+def _tid(worker_index, lane):
+    return worker_index * 1000 + lane + 1
+
+
+def runs_folder(project):
+    """Where the timelines of runs in ``project`` (a directory) go."""
+    digest = hashlib.blake2s(os.path.abspath(project).encode(), digest_size=4).hexdigest()
+    return os.path.join(os.path.expanduser(os.environ.get(defaults.RUNS_ENV) or
+                                           defaults.RUNS_DIR),
+                        "%s-%s" % (os.path.basename(os.path.abspath(project)), digest))
+
+
+def new_path(project, wall_time=None):
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(wall_time or time.time()))
+    return os.path.join(runs_folder(project), "timeline-%s-%d.json" % (stamp, os.getpid()))
+
+
+def last_path(project):
+    """The newest timeline of ``project``, or None."""
+    folder = runs_folder(project)
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith("timeline-")
+                 and n.endswith(".json")]
+    except FileNotFoundError:
+        return None
+    if not names:
+        return None
+    return max((os.path.join(folder, n) for n in names), key=os.path.getmtime)

@@ -1,0 +1,74 @@
+"""Every majordomo run writes its timeline in the Chrome trace event format."""
+
+import json
+import pathlib
+import textwrap
+
+from support import run_tool
+
+DODO = textwrap.dedent('''
+    def task_step():
+        for i in range(8):
+            yield {"name": str(i), "actions": ["sleep 0.2"]}
+
+    def task_quick():
+        return {"actions": ["true", "true"]}
+''')
+TASKS = ["step:%d" % i for i in range(8)] + ["quick"]
+
+
+def check_trace(path):
+    """The trace's events, checked against the trace event format: metadata naming
+    each process (machine) and thread (slot), one complete event per action."""
+    trace = json.loads(path.read_text())
+    events = trace["traceEvents"]
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
+             if e["ph"] == "M" and e["name"] == "thread_name"}
+    machines = {e["pid"]: e["args"]["name"] for e in events
+                if e["ph"] == "M" and e["name"] == "process_name"}
+    actions = [e for e in events if e["ph"] == "X"]
+    for event in actions:
+        assert set(event) >= {"name", "ph", "ts", "dur", "pid", "tid", "args"}
+        assert isinstance(event["ts"], int) and isinstance(event["dur"], int)
+        assert event["ts"] >= 0 and event["dur"] >= 0
+        assert machines[event["pid"]] == "machine %s" % event["args"]["machine"]
+        assert names[(event["pid"], event["tid"])].endswith(" slot %d" % (
+            event["tid"] % 1000))
+        assert event["args"]["status"] == "ok" and event["args"]["attempt"] == 1
+    return actions
+
+
+def test_a_run_writes_a_timeline_of_every_task_on_its_slots(tmp_path):
+    (tmp_path / "dodo.py").write_text(DODO)
+    report = tmp_path / "out" / "trace.json"
+    got = run_tool("majordomo", tmp_path, "run", "--slots", "2", "--report", str(report))
+    assert got.returncode == 0, got.stderr
+    assert "timeline: %s" % report in got.stderr
+    actions = check_trace(report)
+    assert sorted(e["name"] for e in actions) == sorted(TASKS + ["quick"])   # two actions
+    for event in actions:
+        if event["name"].startswith("step:"):     # its run time, not its time queued
+            assert 0.2 <= event["dur"] / 1e6 < 2.0, event
+    by_slot = {}
+    for event in actions:
+        by_slot.setdefault((event["pid"], event["tid"]), []).append(event)
+    assert 1 <= len(by_slot) <= 2                    # one worker of 2 slots
+    for events in by_slot.values():                   # a slot runs one task at a time
+        events.sort(key=lambda e: e["ts"])
+        for first, second in zip(events, events[1:]):
+            assert first["ts"] + first["dur"] <= second["ts"], (first, second)
+
+
+def test_majordomo_timeline_prints_the_last_timeline(tmp_path):
+    (tmp_path / "dodo.py").write_text(DODO)
+    none = run_tool("majordomo", tmp_path, "timeline")
+    assert none.returncode != 0 and "no timeline of a majordomo run" in none.stderr
+    for _ in range(2):
+        assert run_tool("majordomo", tmp_path, "run", "quick").returncode == 0
+    shown = run_tool("majordomo", tmp_path, "timeline")
+    assert shown.returncode == 0, shown.stderr
+    path = pathlib.Path(shown.stdout.strip())
+    written = sorted(path.parent.glob("timeline-*.json"), key=lambda p: p.stat().st_mtime)
+    assert len(written) == 2 and path == written[-1]     # the newest of this project's
+    actions = check_trace(path)
+    assert [e["name"] for e in actions] == ["quick", "quick"]
