@@ -275,15 +275,19 @@ class Run:
         self.args, self.pools, self.sample = args, [], lambda: None
         self.tm = TaskManagerProcess(source, tempfile.mkdtemp(dir=root))
         self.context, self.poller = zmq.Context(), zmq.Poller()
-        identity = "client-bench-%d-%s" % (os.getpid(), secrets.token_hex(3))
-        self.client = LightPeer(self.context, self.tm.address, identity, {
-            "role": "client", "id": identity, "host": "bench", "machine": "bench-client"},
-            self.tm.curve)
-        self.poller.register(self.client.socket, zmq.POLLIN)
-        self.state, self.asking, self.expired = None, False, False
-        self.expect(0, [{}])
-        if not self.wait(lambda: self.client.welcomed, 30):
-            raise RuntimeError("the client was not welcomed in 30 s")
+        try:                          # a run that cannot start stops its TaskManager
+            identity = "client-bench-%d-%s" % (os.getpid(), secrets.token_hex(3))
+            self.client = LightPeer(self.context, self.tm.address, identity, {
+                "role": "client", "id": identity, "host": "bench",
+                "machine": "bench-client"}, self.tm.curve)
+            self.poller.register(self.client.socket, zmq.POLLIN)
+            self.state, self.asking, self.expired = None, False, False
+            self.expect(0, [{}])
+            if not self.wait(lambda: self.client.welcomed, 30):
+                raise RuntimeError("the client was not welcomed in 30 s")
+        except BaseException:
+            self.close()
+            raise
 
     def expect(self, count, groups):
         self.seen, self.results, self.last_result, self.sent = bytearray(count), 0, None, 0
