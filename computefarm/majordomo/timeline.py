@@ -28,24 +28,23 @@ class Timeline:
         self.began = clock()
         self.actions = []        # (name, submitted, ended, result)
 
-    def add(self, name, submitted, result, ended=None):
+    def add(self, name, submitted, result):
         """An action of task ``name`` sent at ``submitted`` (wall time) ended with
-        ``result`` (a client TaskResult) now (or at ``ended``)."""
-        self.actions.append((name, submitted, self.clock() if ended is None else ended,
-                             result))
+        ``result`` (a client TaskResult), which arrived now."""
+        self.actions.append((name, submitted, self.clock(), result))
 
     def events(self):
         """The trace events: metadata naming machines and slots, then the actions."""
         machines, lanes, workers, events = {}, {}, {}, []
         offsets = self._offsets()
-        for name, submitted, ended, result in sorted(
-                self.actions, key=lambda action: self._start(action, offsets)):
+        started = sorted(((self._start(action, offsets), action) for action in self.actions),
+                         key=lambda pair: pair[0])
+        for start, (name, submitted, ended, result) in started:
             if result.machine is None and result.host is None:
                 continue                          # never reached a worker
             machine = result.machine or result.host
             pid = machines.setdefault(machine, len(machines) + 1)
             run = max(0.0, min(result.duration or 0.0, ended - submitted))
-            start = self._start((name, submitted, ended, result), offsets)
             worker_lanes = lanes.setdefault((machine, result.worker), [])
             index = workers.setdefault((machine, result.worker), len(workers))
             lane = next((i for i, free in enumerate(worker_lanes) if free <= start), None)
