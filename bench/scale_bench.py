@@ -2,7 +2,8 @@
 
     python bench/scale_bench.py [--only scale|rate|burst ...] [--workers 1000] [--slots 8]
         [--tasks 100000] [--rate-tasks 20000] [--repeat 3] [--burst 1000000]
-        [--burst-workers 200] [--procs 4] [--chunk 1000] [--deadline 600] [--baseline DIR]
+        [--burst-workers 200] [--procs 4] [--chunk 1000] [--users 1] [--clients N]
+        [--deadline 600] [--baseline DIR]
 
 Each run starts a real TaskManager (`python -m computefarm.commands taskmanager`, or
 `computefarm.cli` in an older tree given with --baseline DIR) on 127.0.0.1 port 0. Its
@@ -11,7 +12,9 @@ as DEALERs in one poll loop each (HELLO with `slots` and `shell` attributes rack
 version 1.0/2.0/3.1; HEARTBEAT after an interval of sending nothing; HELLO again on
 RECONNECT; RESULT ok at once for each dispatched task; at nice 10, since they stand for
 other machines but share this one's cores); one client sends SUBMITs of
---chunk tasks and, expired, resubmits what has no result. All speak this tree's wire module.
+--chunk tasks and, expired, resubmits what has no result (--clients N: N clients take
+turns, each saying hello as user uK, K = its number modulo --users, with the local admin
+key: fair share's cost against that of more clients). All speak this tree's wire module.
 
   scale  --workers x --slots register; --tasks tasks over 100 `requires` maps drain:
          tasks/s from first SUBMIT to last RESULT; the TaskManager's longest loop and
@@ -276,15 +279,23 @@ class Run:
         self.tm = TaskManagerProcess(source, tempfile.mkdtemp(dir=root))
         self.context, self.poller = zmq.Context(), zmq.Poller()
         try:                          # a run that cannot start stops its TaskManager
-            identity = "client-bench-%d-%s" % (os.getpid(), secrets.token_hex(3))
-            self.client = LightPeer(self.context, self.tm.address, identity, {
-                "role": "client", "id": identity, "host": "bench",
-                "machine": "bench-client"}, self.tm.curve)
-            self.poller.register(self.client.socket, zmq.POLLIN)
+            self.clients = []         # one per user (--users): task n goes to n % users
+            users = max(1, getattr(args, "users", 1))
+            for number in range(max(users, getattr(args, "clients", None) or 1)):
+                identity = "client-bench-%d-%s" % (os.getpid(), secrets.token_hex(3))
+                hello = {"role": "client", "id": identity, "host": "bench",
+                         "machine": "bench-client"}
+                if users > 1:             # (a tree before fair share refuses the field)
+                    hello["user"] = "u%d" % (number % users)
+                client = LightPeer(self.context, self.tm.address, identity, hello,
+                                   self.tm.curve)
+                self.poller.register(client.socket, zmq.POLLIN)
+                self.clients.append(client)
+            self.client = self.clients[0]
             self.state, self.asking, self.expired = None, False, False
             self.expect(0, [{}])
-            if not self.wait(lambda: self.client.welcomed, 30):
-                raise RuntimeError("the client was not welcomed in 30 s")
+            if not self.wait(lambda: all(c.welcomed for c in self.clients), 30):
+                raise RuntimeError("the clients were not welcomed in 30 s")
         except BaseException:
             self.close()
             raise
@@ -294,20 +305,26 @@ class Run:
         self.statuses, self.groups = collections.Counter(), groups
 
     def pump(self, timeout):
-        for mtype, body in self.client.receive() if self.poller.poll(timeout * 1000) else ():
-            if mtype == Msg.RESULT:
-                for result in body["results"]:
-                    number = int(result["id"].rpartition(":")[2])
-                    if not self.seen[number]:
-                        self.seen[number] = 1
-                        self.results += 1
-                        self.statuses[result["status"]] += 1
-                self.last_result = time.monotonic()
-            elif mtype == Msg.STATE:
-                self.state = body["status"]
-            elif mtype == Msg.WELCOME and self.client.reconnects:
-                self.expired = True        # the TaskManager dropped our tasks
-        self.client.tick(time.monotonic())
+        ready = dict(self.poller.poll(timeout * 1000))
+        for client in self.clients:
+            if client.socket not in ready:
+                continue
+            for mtype, body in client.receive():
+                if mtype == Msg.RESULT:
+                    for result in body["results"]:
+                        number = int(result["id"].rpartition(":")[2])
+                        if not self.seen[number]:
+                            self.seen[number] = 1
+                            self.results += 1
+                            self.statuses[result["status"]] += 1
+                    self.last_result = time.monotonic()
+                elif mtype == Msg.STATE:
+                    self.state = body["status"]
+                elif mtype == Msg.WELCOME and client.reconnects:
+                    self.expired = True        # the TaskManager dropped our tasks
+        now = time.monotonic()
+        for client in self.clients:
+            client.tick(now)
         self.tm.check()
         self.sample()
 
@@ -344,12 +361,16 @@ class Run:
 
     def send_tasks(self, numbers, resume=False):
         """SUBMITs of --chunk tasks, as fast as they are built, reading between them."""
+        users = len(self.clients)
         for first in range(0, len(numbers), self.args.chunk):
             part = numbers[first:first + self.args.chunk]
-            self.client.send(Msg.SUBMIT, {"tasks": [
-                {"id": "%s:%d" % (self.client.identity, n), "capability": "shell",
-                 "body": BODY, "requires": self.groups[n % len(self.groups)], "priority": 0,
-                 "resume": resume} for n in part]})
+            for index, client in enumerate(self.clients):
+                mine = part if users == 1 else [n for n in part if n % users == index]
+                if mine:
+                    client.send(Msg.SUBMIT, {"tasks": [
+                        {"id": "%s:%d" % (client.identity, n), "capability": "shell",
+                         "body": BODY, "requires": self.groups[n % len(self.groups)],
+                         "priority": 0, "resume": resume} for n in mine]})
             self.sent = max(self.sent, part[-1] + 1)
             self.pump(0)
 
@@ -390,9 +411,11 @@ class Run:
             ("peers expired (STATUS)", "n/a" if expired is None else
              ", ".join("%s %s" % item for item in sorted(expired.items())) or "none"),
             ("RECONNECTs received by peers",
-             "%d" % (sum(p["reconnects"] for p in peers) + self.client.reconnects)),
+             "%d" % (sum(p["reconnects"] for p in peers) +
+                     sum(c.reconnects for c in self.clients))),
             ("longest silence, any worker", ms(max(p["gap"] for p in peers))),
-            ("longest silence, the client", ms(self.client.gap(time.monotonic())))]
+            ("longest silence, a client", ms(max(c.gap(time.monotonic())
+                                                 for c in self.clients)))]
 
     def settle(self, seconds):
         """Serve the client until the TaskManager used under 5% CPU in each of 3 seconds
@@ -505,6 +528,10 @@ def main(argv=None):
     add("--burst-workers", type=int, default=200, help="burst: workers that drain them")
     add("--procs", type=int, default=4, help="OS processes holding the light workers")
     add("--chunk", type=int, default=1000, help="tasks per SUBMIT")
+    add("--users", type=int, default=1, help="users (u0, u1, ...) of the clients, which "
+        "share the tasks (fair share's cost)")
+    add("--clients", type=int, default=None, help="light clients, client k of user k %% "
+        "--users [default: one per user]")
     add("--deadline", type=float, default=600,
         help="seconds one drain or one burst's arrival may take (then partial figures)")
     add("--baseline", metavar="DIR", help="run the TaskManager of this source tree instead")
@@ -513,8 +540,10 @@ def main(argv=None):
         parser.error("--workers must be at least 30 (every rack and version combination)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # run the clean-ups on TERM
     source = os.path.abspath(args.baseline or ROOT)
-    titles = {"scale": "scale: %d workers x %d slots, %d tasks over 100 constraint groups"
-                       % (args.workers, args.slots, args.tasks),
+    titles = {"scale": "scale: %d workers x %d slots, %d tasks over 100 constraint groups, "
+                       "%d client(s) of %d user(s)" % (args.workers, args.slots, args.tasks,
+                                                       max(args.users, args.clients or 1),
+                                                       args.users),
               "rate": "rate: %d unconstrained tasks, medians of %d" % (args.rate_tasks,
                                                                        args.repeat),
               "burst": "burst: %d tasks with no worker, then %d workers x %d"

@@ -32,6 +32,15 @@ class Policy:
 
 
 @dataclass
+class UserPolicy:
+    weight: float = 1.0             # share of the farm against other users' weights
+    max_slots: int = None           # slots its tasks may hold at once (None: any)
+    max_queued: int = None          # its tasks queued or running, all its clients together
+    max_queued_bytes: int = None    # ... and the bytes they may hold in the TaskManager
+    priority: bool = True           # may submit tasks with priority above 0
+
+
+@dataclass
 class TaskManagerConfig:
     address: str = defaults.TASKMANAGER_ADDRESS
     bind: str = None
@@ -44,6 +53,7 @@ class TaskManagerConfig:
     max_queued_per_client: int = defaults.MAX_QUEUED_PER_CLIENT
     max_queued_bytes_per_client: int = defaults.MAX_QUEUED_BYTES_PER_CLIENT
     max_log_rate: int = defaults.MAX_LOG_RATE
+    usage_half_life: float = defaults.USAGE_HALF_LIFE   # fair share's memory (s)
     configured: bool = False  # whether farm.yaml named an address at all
 
     @property
@@ -110,6 +120,7 @@ class FarmConfig:
     load: LoadConfig = field(default_factory=LoadConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
+    users: dict = field(default_factory=dict)    # user name -> UserPolicy
 
     def machine(self, name):
         """The machine entry called ``name`` (or whose host is ``name``), else None."""
@@ -165,10 +176,11 @@ _POLICY_KEYS = ("max_load", "min_free_memory", "owner_cpu_limit", "on_owner", "r
 # The keys each section may hold: the reference farm.yaml lists every one
 # (tests/test_config.py checks it against this table).
 SCHEMA = {
-    "": ("taskmanager", "machines", "logging", "load", "keys"),
+    "": ("taskmanager", "machines", "logging", "load", "keys", "users"),
     "taskmanager": ("address", "bind", "heartbeat_interval", "heartbeat_liveness",
                     "max_attempts", "max_message_size", "recovery_grace", "handover_wait",
-                    "max_queued_per_client", "max_queued_bytes_per_client", "max_log_rate"),
+                    "max_queued_per_client", "max_queued_bytes_per_client", "max_log_rate",
+                    "usage_half_life"),
     "machines.NAME": ("host", "workers", "path_map", "policy"),
     "machines.NAME.workers[]": ("capabilities", "slots", "attributes"),
     "machines.NAME.policy": _POLICY_KEYS,
@@ -176,6 +188,7 @@ SCHEMA = {
     "load.policy": _POLICY_KEYS,
     "logging": ("level", "file", "cutelog", "records", "buffer"),
     "keys": ("server", "server_secret", "authorized", "secret"),
+    "users.NAME": ("weight", "max_slots", "max_queued", "max_queued_bytes", "priority"),
 }
 
 
@@ -211,6 +224,10 @@ def parse_config(data, path="farm.yaml"):
                                          % machine.name, config.load.policy)
     if "logging" in top:
         config.logging = _logging(check, top["logging"])
+    if "users" in top:
+        users = check.mapping(top["users"], "users")
+        config.users = {str(name): _user(check, spec, "users.%s" % name)
+                        for name, spec in users.items()}
     return config
 
 
@@ -228,7 +245,7 @@ def _taskmanager(check, data):
         tm.configured = True
     if section.get("bind") is not None:
         tm.bind = check.address(section["bind"], "taskmanager.bind", allow_port_zero=True)
-    for key in ("heartbeat_interval", "recovery_grace", "handover_wait"):
+    for key in ("heartbeat_interval", "recovery_grace", "handover_wait", "usage_half_life"):
         if key in section:
             setattr(tm, key, check.number(section[key], "taskmanager." + key))
     for key in ("heartbeat_liveness", "max_attempts", "max_message_size",
@@ -267,6 +284,22 @@ def _machine(check, data, where, name):
             worker.attributes = check.str_map(wsec["attributes"], wpath + ".attributes")
         machine.workers.append(worker)
     return machine
+
+
+def _user(check, data, where):
+    section = check.mapping({} if data is None else data, where, SCHEMA["users.NAME"])
+    user = UserPolicy()
+    if "weight" in section:
+        user.weight = check.number(section["weight"], where + ".weight")
+    for key in ("max_slots", "max_queued", "max_queued_bytes"):
+        if section.get(key) is not None:
+            setattr(user, key, check.integer(section[key], "%s.%s" % (where, key), minimum=1))
+    if "priority" in section:
+        if not isinstance(section["priority"], bool):
+            check.fail(where + ".priority", "expected true or false, got %s"
+                       % _show(section["priority"]))
+        user.priority = section["priority"]
+    return user
 
 
 def _policy(check, data, where, base):

@@ -154,6 +154,16 @@ RUNS_ENV = "COMPUTEFARM_RUNS"
 # then says how many were lost.
 DISK_RETRY = 5.0
 
+# Fair share (taskmanager/fairshare.py): a user's usage (slot-seconds) halves
+# every USAGE_HALF_LIFE seconds (taskmanager.usage_half_life); each running task
+# counts at least its user's moving average run time (weight of the newest:
+# USAGE_SMOOTHING), USAGE_ESTIMATE seconds before any has finished.
+USAGE_HALF_LIFE = 3600.0
+USAGE_ESTIMATE = 1.0
+USAGE_SMOOTHING = 0.2
+# A user with no client, no task and less usage than this (slot-seconds) is forgotten.
+USAGE_FORGOTTEN = 0.01
+
 # Tasks one client may have queued or running; submissions beyond are refused
 # with an error result (taskmanager.max_queued_per_client).
 MAX_QUEUED_PER_CLIENT = 1000000

@@ -1,5 +1,7 @@
-"""Who this machine is: host name, a stable machine id, the platform tag."""
+"""Who this machine is: host name, a stable machine id, the platform tag, the user."""
 
+import getpass
+import os
 import platform
 import socket
 import sys
@@ -31,3 +33,11 @@ def machine_id():
 def platform_tag():
     """``linux-x86_64`` style: the OS and machine this process runs on."""
     return "%s-%s" % (sys.platform.rstrip("0123456789"), platform.machine().lower())
+
+
+def local_user():
+    """The name of the user running this process (the embedded farm's fair-share user)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):       # no name for this uid (a container)
+        return "uid%d" % os.getuid()

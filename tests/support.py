@@ -178,17 +178,19 @@ class SecureFarm(Farm):
 
     PEERS = (("w1", "worker"), ("c1", "client"), ("c2", "client"), ("doomed", "client"))
 
-    def __init__(self, tmp_path, peers=PEERS, **taskmanager):
+    def __init__(self, tmp_path, peers=PEERS, users=None, **taskmanager):
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.keydir = tmp_path / "keys"
         keys.main(["--dir", str(self.keydir), "init"], out=io.StringIO())
         for name, role in peers:
             keys.main(["--dir", str(self.keydir), "add", name, "--role", role],
                       out=io.StringIO())
-        super().__init__(tmp_path, extra={"keys": {
-            "server": str(self.keydir / "taskmanager.key"),
-            "server_secret": str(self.keydir / "taskmanager.key_secret"),
-            "authorized": str(self.keydir / "authorized")}}, **taskmanager)
+        extra = {"keys": {"server": str(self.keydir / "taskmanager.key"),
+                          "server_secret": str(self.keydir / "taskmanager.key_secret"),
+                          "authorized": str(self.keydir / "authorized")}}
+        if users:
+            extra["users"] = users          # farm.yaml users: name -> settings
+        super().__init__(tmp_path, extra=extra, **taskmanager)
         self.server = load_public(self.keydir / "taskmanager.key")
 
     def peer_config(self, name):

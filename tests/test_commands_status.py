@@ -9,6 +9,7 @@ import cloudpickle
 from support import Terminal, command, wait_until
 
 from computefarm.commands.statusview import reason
+from computefarm.hostinfo import local_user
 
 TRACEBACK = ('Traceback (most recent call last):\n  File "x.py", line 3, in f\n'
              '    1 / 0\nZeroDivisionError: division by zero\n')
@@ -53,7 +54,7 @@ def test_watch_redraws_in_place_with_names_headers_and_reasons(farm, tmp_path):
     text = "\n".join(lines)
     assert len([line for line in lines if line.startswith("ComputeFarm ")]) == 1   # in place
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", lines[0]), lines[0]
-    for heading in ("MACHINES", "WORKERS", "QUEUED", "RUNNING", "FAILED"):
+    for heading in ("MACHINES", "WORKERS", "QUEUED", "USERS", "RUNNING", "FAILED"):
         assert any(line.startswith(heading) for line in lines), heading
     assert re.search(r"\[[#.]{10}\] +\d+%", text), text              # a CPU bar
     long_line = next(line for line in lines if "long-one" in line)
@@ -61,7 +62,8 @@ def test_watch_redraws_in_place_with_names_headers_and_reasons(farm, tmp_path):
     failure = next(line for line in lines if "divides" in line)
     assert "ZeroDivisionError: division by zero" in failure
     assert "Traceback" not in text
-    assert "by user:" in text and "1 running" in text
+    user_line = next(line for line in lines if line.split()[:1] == [local_user()])
+    assert user_line.split()[1:3] == ["1", "0"] and user_line.endswith("100%"), user_line
     go.write_text("")
     assert running.result(30).ok
 

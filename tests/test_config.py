@@ -7,9 +7,15 @@ import sys
 import pytest
 import yaml
 
-from computefarm.config import SCHEMA, FarmConfig, find_config, load_config, parse_config
+from computefarm.config import (
+    SCHEMA,
+    FarmConfig,
+    UserPolicy,
+    find_config,
+    load_config,
+    parse_config,
+)
 from computefarm.exceptions import ConfigError
-
 
 REFERENCE = pathlib.Path(__file__).parent.parent / "farm.yaml"
 
@@ -33,6 +39,7 @@ def _sections(data):
                                         for k, v in w.items()}
     found["machines.NAME.policy"] = {k: v for m in machines
                                      for k, v in (m.get("policy") or {}).items()}
+    found["users.NAME"] = {k: v for u in data["users"].values() for k, v in u.items()}
     return found
 
 
@@ -44,7 +51,8 @@ def test_reference_farm_yaml_lists_every_key_with_its_default():
         assert set(found[section]) == set(keys) or section == "machines.NAME.policy", section
     defaults = FarmConfig()
     for section, record in (("taskmanager", defaults.taskmanager), ("logging", defaults.logging),
-                            ("keys", defaults.keys), ("load.policy", defaults.load.policy)):
+                            ("keys", defaults.keys), ("load.policy", defaults.load.policy),
+                            ("users.NAME", UserPolicy())):
         for key in SCHEMA[section]:
             assert found[section][key] == getattr(record, key), "%s.%s" % (section, key)
     for key in ("placement", "monitor_interval"):
@@ -61,6 +69,12 @@ def test_reference_farm_yaml_lists_every_key_with_its_default():
      "machines.m.workers[0].slots"),
     ({"logging": {"level": "LOUD"}}, "logging.level"),
     ({"colour": "blue"}, "colour: unknown key"),
+    ({"users": {"bob": {"weight": 0}}}, "users.bob.weight: expected a number > 0, got 0"),
+    ({"users": {"bob": {"weight": -2}}}, "users.bob.weight: expected a number > 0"),
+    ({"users": {"bob": {"max_slots": 0}}}, "users.bob.max_slots: expected a whole number >= 1"),
+    ({"users": {"bob": {"priority": "yes"}}}, "users.bob.priority: expected true or false"),
+    ({"users": {"bob": {"wieght": 2}}}, "users.bob.wieght: unknown key"),
+    ({"users": ["bob"]}, "users: expected a mapping"),
     (["a list"], "(top level): expected a mapping"),
 ])
 def test_bad_values_name_file_and_key(data, message):

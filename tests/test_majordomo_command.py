@@ -189,6 +189,25 @@ def test_a_capability_no_worker_of_the_taskmanager_offers_is_an_error(tmp_path, 
     assert (project / "first.txt").exists()
 
 
+def test_a_nice_run_waits_for_the_slots_other_runs_want(tmp_path, farm):
+    """majordomo run --nice: its task starts only once another run (the same user's
+    client, which would otherwise take turns with it) has nothing queued."""
+    farm.start_worker("shell", slots=1)
+    client = farm.client()
+    futures = [client.submit("shell", {"cmd": "sleep 1"}) for _ in range(3)]
+    wait_until(lambda: client.status()["running"], what="the client's first task")
+    project = make_project(tmp_path / "project", textwrap.dedent('''
+        def task_nice():
+            return {"actions": ["%s -c 'import time; print(time.time())' > started.txt"],
+                    "targets": ["started.txt"]}
+    ''' % sys.executable))
+    got = run_tool("majordomo", project, "run", "--nice", "--taskmanager", farm.address)
+    assert got.returncode == 0, got.stderr
+    started = float((project / "started.txt").read_text())
+    last = max(f.result(30).started for f in futures)
+    assert started >= last, (started, last)
+
+
 def test_command_line_mistakes_are_one_line_and_doit_options_are_used_or_said(tmp_path):
     project = make_project(tmp_path / "project", textwrap.dedent('''
         def task_first():

@@ -309,9 +309,10 @@ class Model:
             assert task.id == task_id
             assert task.state in (QUEUED, HELD, RUNNING, CANCELLING), task.state
             if task.state == QUEUED:
-                queue = state.queues.get(task.key)
+                queue = state.queues.get(task.key, {}).get(task.run)
                 assert queue is not None and task.queue is queue, "queued %s in no queue" % task_id
-                queued[task.key] += 1
+                assert task.run.lanes.get(task.key) is queue
+                queued[task.key, task.run] += 1
             else:
                 assert task.queue is None
             assert (task.state == HELD) == (state.held.get(task_id) is task)
@@ -320,10 +321,13 @@ class Model:
                 "live task %s (%s) belongs to client %s, which left"
                 % (task_id, task.state, task.client.name))
         assert len(state.held) == sum(t.state == HELD for t in state.tasks.values())
-        for key, queue in state.queues.items():
-            assert queue.live == queued[key], "queue %s counts %d, holds %d" % (
-                key, queue.live, queued[key])
-        assert set(queued) <= set(state.queues)
+        lanes = {(key, run): queue for key, runs in state.queues.items()
+                 for run, queue in runs.items()}
+        for (key, run), queue in lanes.items():
+            assert queue.live == queued[key, run] > 0, "queue %s counts %d, holds %d" % (
+                key, queue.live, queued[key, run])
+        assert set(queued) == set(lanes)
+        self.check_ledger()
         for client in clients.values():      # its tasks, and its resubmissions waiting
             owned = {i: len(t.body) if t.client is client else len(t.revive[1]["body"])
                      for i, t in state.tasks.items() if t.client is client
@@ -353,6 +357,25 @@ class Model:
             assert machine.suspended <= running, "suspended tasks that are not running"
 
     # -- what peers say -----------------------------------------------------------
+    def check_ledger(self):
+        """Each run and user counts exactly its queued tasks and the slots it holds."""
+        ledger, tasks = self.state.ledger, list(self.state.tasks.values())
+        for account in ledger.accounts.values():
+            mine = [t for t in tasks if t.run is not None and t.run.account is account]
+            assert account.queued == sum(t.state == QUEUED for t in mine)
+            charged = [t for t in tasks if t.charged is not None
+                       and t.charged.account is account]
+            assert all(t.state in (RUNNING, CANCELLING) for t in charged)
+            assert account.running == len(charged), (account.name, account.running)
+            assert abs(account.started - sum(t.started for t in charged)) < 1e-6
+            assert ledger.usage(account, self.now) >= -1e-6
+            for run in account.runs:
+                assert run.queued == sum(t.state == QUEUED for t in mine if t.run is run)
+                assert run.running == sum(t.charged is run for t in charged)
+        for task in tasks:                   # every claimed task holding a slot is charged
+            if task.client is not None and task.state in (RUNNING, CANCELLING):
+                assert task.charged is task.run, task.id
+
     def hello(self, rid, body):
         state = self.state
         old = state.peers.get(rid)
@@ -507,12 +530,10 @@ class Model:
     def schedule(self):
         state = self.state
         running = {w: len(w.running) for w in state.workers.values()}
-        heads = self.heads(lambda t: t.state == QUEUED or (
-            t.state == HELD and self.now >= state.recovery_until))
         with self.step() as fx:
             state.schedule(self.now, fx)
             self.check_placement(fx.dispatch, running)
-            self.check_order(fx.dispatch, heads)
+            self.check_order(fx.dispatch)
         for task in state.tasks.values():
             if task.state == QUEUED:
                 idle = [w.name for w in state.workers.values()
@@ -522,30 +543,37 @@ class Model:
         assert not (state.held and self.now >= state.recovery_until)
 
     def heads(self, which):
-        """The best ``(-priority, submission)`` of each queue's tasks that ``which`` picks."""
+        """The best ``(-priority, submission)`` of each run's queue of the tasks that
+        ``which`` picks, by (queue key, run)."""
         heads = {}
         for task in self.state.tasks.values():
             if which(task):
-                heads[task.key] = min(heads.get(task.key, (1,)), (-task.priority, task.seq))
+                lane = task.key, task.run
+                heads[lane] = min(heads.get(lane, (1,)), (-task.priority, task.seq))
         return heads
 
-    def check_order(self, dispatch, heads):
-        """Highest priority first, in submission order, within a queue; and queues in
-        the order of their best task, each filling every slot it can before the next."""
+    def check_order(self, dispatch):
+        """Within a run: a queue's tasks by priority, then submission; and each task
+        dispatched was the run's best that its worker could take: no better one of
+        the run still waits that the worker matches. (Between runs and users, fair
+        share: tests/test_taskmanager_fairshare.py.)"""
         left = self.heads(lambda t: t.state == QUEUED)
+        waiting = [t for t in self.state.tasks.values() if t.state == QUEUED]
         taken = {}
         for worker, task in dispatch:
             rank = (-task.priority, task.seq)
-            assert rank > taken.get(task.key, (-10 ** 9,)), "queue %s out of order" % (task.key,)
-            taken[task.key] = rank
-            assert task.key not in left or rank < left[task.key], \
+            lane = task.key, task.run
+            assert rank > taken.get(lane, (-10 ** 9,)), "queue %s out of order" % (lane,)
+            taken[lane] = rank
+            assert lane not in left or rank < left[lane], \
                 "task %s dispatched before a better one of its queue" % task.id
-            for key, head in heads.items():
-                if head < heads[task.key] and key in left:
+            for other in waiting:
+                if other.run is task.run and (-other.priority, other.seq) < rank:
+                    key = other.key
                     assert not (key[0] in self.caps[worker.rid] and reference_matches(
                         self.caps[worker.rid][key[0]], dict(key[1]))), (
-                        "%s took %s while queue %s, first in line, waits" % (
-                            worker.name, task.id, key))
+                        "%s took %s while %s of the same run, ahead of it, waits" % (
+                            worker.name, task.id, other.id))
 
     def check_placement(self, dispatch, running):
         """Replay the DISPATCHes of one ``schedule`` against a full scan of the workers."""

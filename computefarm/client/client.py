@@ -20,10 +20,11 @@ import zmq
 from .. import defaults, localkeys
 from ..config import check_address
 from ..exceptions import AccessRefused, FarmUnreachable, UsageError
-from ..hostinfo import host_name, machine_id
+from ..hostinfo import host_name, local_user, machine_id
 from ..wire import protocol
 from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg
+from ..wire.schemas import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +105,18 @@ class Client:
     ``on_notice(level, code, text, ids)`` hears the TaskManager's notices (``code``
     is a ``wire.protocol.Code``, e.g. ``no-capability``: that no
     worker offers a capability yet); by default they are logged.
+    ``nice``: this client's tasks get only the slots no other run wants.
+    ``user``: whom the tasks are for when the key may say (an admin key, the
+    local farm's); else the TaskManager takes the key's name. Default: the
+    local user name.
     """
 
     def __init__(self, address, connect_timeout=10.0, on_notice=None, context=None,
-                 clock=time.monotonic, curve=None):
+                 clock=time.monotonic, curve=None, nice=False, user=None):
         self.address = check_address(address, "the TaskManager's address")
+        self.nice = bool(nice)
+        self.user = user or local_user()
+        self.groups = {}               # work spec name -> (priority, weight)
         # (public, secret, TaskManager public) keys; None: this user's local set when
         # the address is loopback (localkeys), else none; False: none
         self.curve = curve
@@ -153,7 +161,7 @@ class Client:
     # -- the caller's side -------------------------------------------------------
     def submit(self, capability, request, requires=None, priority=0, timeout=None,
                max_attempts=None, on_output=None, on_start=None, estimated_load=None,
-               label=None, _settle=None):
+               label=None, group=None, _settle=None):
         """Queue a task; returns a TaskFuture of its TaskResult.
 
         ``request`` is the plugin's request map (see workers/); ``requires`` maps
@@ -162,6 +170,7 @@ class Client:
         ``on_start(host)`` each time a worker is given the task;
         ``estimated_load``: cores' worth of CPU the task uses (placement, default 1);
         ``label``: a name for people, shown in logs and status (e.g. the doit task).
+        ``group``: the work spec it belongs to (``group()``; default: this client's).
         ``_settle(future, result item)`` (for FarmExecutor): resolves the future
         itself, so a task needs no second future to turn its result into a value.
         """
@@ -190,6 +199,12 @@ class Client:
             spec["load"] = float(estimated_load)
         if label is not None:
             spec["label"] = str(label)
+        if group is not None:
+            if group not in self.groups:
+                raise UsageError("submit: group %r was not declared with Client.group()"
+                                 % (group,))
+            spec["group"] = group
+            spec["group_priority"], spec["group_weight"] = self.groups[group]
         future = TaskFuture(self, task_id)
         with self._lock:
             self._pending[task_id] = _Pending(future, spec, on_output, on_start, _settle)
@@ -197,6 +212,21 @@ class Client:
             self.stats["submitted"] += 1
         self._wake()
         return future
+
+    def group(self, name, priority=0, weight=1.0):
+        """Declare a work spec: tasks submitted with ``group=name`` share this user's
+        slots as one run. Among a user's runs the highest ``priority`` is served
+        first; runs of equal priority share by ``weight``. Calling again changes
+        them (for tasks submitted from then on)."""
+        if not isinstance(name, str) or not name or len(name) > MAX_ID:
+            raise UsageError("group: the name must be a non-empty string of at most %d "
+                             "characters" % MAX_ID)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise UsageError("group %s: priority must be a whole number" % name)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                or not 0.001 <= weight <= 1e6:
+            raise UsageError("group %s: weight must be a number from 0.001 to 1000000" % name)
+        self.groups[name] = (priority, float(weight))
 
     def log(self, logger, level, msg, **fields):
         """Send a log record to the farm's log viewer (and records file).
@@ -323,7 +353,8 @@ class Client:
                            permanent=False)
 
     def _hello(self):
-        return protocol.hello("client", self.identity, host_name(), machine_id(), os.getpid())
+        return protocol.hello("client", self.identity, host_name(), machine_id(), os.getpid(),
+                              user=self.user, nice=self.nice)
 
     def _welcomed(self, restarted):
         self._status_asked = False

@@ -1,8 +1,8 @@
 """What farm-status shows: the TaskManager's STATE as text, for a terminal or a file.
 
 ``render`` makes the lines: a heading with the time, then machines (state, a
-CPU bar on a terminal), workers (used/slots), what is queued (per capability and
-per user), the running tasks by name with their age, and the recent failures
+CPU bar on a terminal), workers (used/slots), what is queued (per capability),
+users (running, queued, fair-share usage, weight, share of the slots), the running tasks by name with their age, and the recent failures
 with the line of their error that says what went wrong (a traceback's last
 line, not its first). ``Screen`` redraws them in place on a terminal: the
 cursor goes home, each line overwrites the last drawing's and clears the rest of
@@ -35,12 +35,15 @@ def render(status, address, wall_time=None, width=100, bars=False):
             "%d/%d" % (min(w["used"], w["slots"]), w["slots"]), ", ".join(w["capabilities"]),
             "  (+%d waiting there)" % waiting if waiting > 0 else ""))
     queues = ", ".join("%s %d" % item for item in sorted(status["queues"].items()))
-    users = status.get("users") or {}
-    by_user = ", ".join("%s %d queued, %d running" % (user, counts["queued"], counts["running"])
-                        for user, counts in sorted(users.items()))
     lines += ["", "QUEUED    by capability: %s" % (queues or "none")]
-    if by_user:
-        lines.append("          by user: %s" % by_user)
+    users = status.get("users") or {}
+    if users:
+        lines += ["", "USERS     %-20s %8s %8s %12s %7s %6s" % (
+            "user", "running", "queued", "usage (s)", "weight", "share")]
+    for user, u in sorted(users.items(), key=lambda item: -item[1]["running"]):
+        lines.append("          %-20s %8d %8d %12s %7s %5.0f%%" % (
+            (user or "-")[:20], u["running"], u["queued"], _num(u.get("usage")),
+            _num(u.get("weight")), 100 * u["share"]))
     others = status.get("others_running", 0)
     lines += ["", "RUNNING   %d%s" % (len(status["running"]), ", and %d of other users"
                                       % others if others else "")]

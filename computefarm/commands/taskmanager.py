@@ -43,6 +43,6 @@ def main(argv=None):
                               policies=policies, default_policy=config.load.policy,
                               placement=args.placement or config.load.placement,
                               logging_config=config.logging, keys=config.keys,
-                              insecure=args.insecure)
+                              insecure=args.insecure, users=config.users)
         return run_service(manager)
     return run_command("farm-taskmanager", build, argv)

@@ -45,6 +45,7 @@ class FarmSession:
         self.progress.events = self._events
         self.timeline = timeline.Timeline()
         self.report = options.get("report")   # where the timeline goes (None: the cache)
+        self.nice = bool(options.get("nice"))  # take only the slots no other run wants
         self.local = None
         self.client = None
         self.project = os.getcwd()
@@ -96,7 +97,7 @@ class FarmSession:
         self.progress.note("embedded farm at %s: %s, %d slot(s), a monitor" % (
             self.local.address, ", ".join(self.local.capabilities), self.local.slots))
         self.client = Client(self.address, connect_timeout=None, on_notice=self._notice,
-                             curve=self.config.keys.peer_curve())
+                             curve=self.config.keys.peer_curve(), nice=self.nice)
 
     def _configured(self, needed):
         config, address = self.config, self.address
@@ -108,7 +109,8 @@ class FarmSession:
                                              % config.path))
         try:
             self.client = Client(address, connect_timeout=defaults.CONNECT_TIMEOUT,
-                                 on_notice=self._notice, curve=config.keys.peer_curve())
+                                 on_notice=self._notice, curve=config.keys.peer_curve(),
+                                 nice=self.nice)
         except FarmUnreachable:
             if not is_this_machine(address):
                 raise FarmUnreachable("no TaskManager answers at %s (waited %gs)"
@@ -127,8 +129,9 @@ class FarmSession:
                                config=self.config.path)
         self.local.start()
         self.progress.note("started a TaskManager at %s for this run" % address)
-        self.client = Client(address, connect_timeout=defaults.CONNECT_TIMEOUT, on_notice=self._notice,
-                             curve=config.keys.peer_curve())
+        self.client = Client(address, connect_timeout=defaults.CONNECT_TIMEOUT,
+                             on_notice=self._notice, curve=config.keys.peer_curve(),
+                             nice=self.nice)
         if not config.machines:              # its workers reconnect to it: give them time
             self._check_offered(needed, time.monotonic() + defaults.WORKERS_RETURN)
 

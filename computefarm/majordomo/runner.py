@@ -404,6 +404,8 @@ FARM_OPTIONS = (
              "the user's cache; `majordomo timeline` prints its path]"},
     {"name": "farm_slots", "long": "slots", "type": int, "default": None,
      "help": "slots of each embedded worker [default: -n, else the CPU count]"},
+    {"name": "farm_nice", "long": "nice", "type": bool, "default": False,
+     "help": "this run takes only the farm's slots no other run wants"},
 )
 
 
@@ -418,6 +420,7 @@ class FarmRun(Run):
         options = {"taskmanager": params.get("farm_taskmanager"),
                    "config": params.get("farm_config"), "embedded": params.get("embedded"),
                    "slots": params.get("farm_slots"), "report": params.get("farm_report"),
+                   "nice": params.get("farm_nice"),
                    "processes": params.get("num_process") or 0,
                    "threads": params.get("par_type") == "thread"}
         try:

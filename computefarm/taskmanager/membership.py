@@ -21,19 +21,27 @@ log = logging.getLogger(__name__)
 
 class Membership:
     # -- peers -----------------------------------------------------------------
-    def hello(self, rid, body, key, now, effects):
+    def hello(self, rid, body, key, now, effects, grant=None):
         """Register the sender of a HELLO: ``(peer, None)``, or ``(None, code)`` when
-        refused. A second HELLO with the same role updates the record."""
+        refused. A second HELLO with the same role updates the record. ``grant``
+        (``gate.Grant`` of its key) names its user; an admin key, or a farm
+        without keys, may name the user itself (the embedded farm: the local user)."""
         role = body["role"]
         peer = self.peers.get(rid)
         if peer is not None and peer.role != role:
             return None, Code.ROLE_FIXED
         if peer is None:
             peer = Peer(rid, role, body, key, now, order=next(self._order))
+            if grant is not None:
+                peer.user, peer.admin = grant.name, grant.role == "admin"
+            if peer.admin and body.get("user"):
+                peer.user = body["user"]
             self.peers[rid] = peer
             self.roles[role][rid] = peer
             if role == "worker":
                 self._add_worker(peer)
+            elif role == "client":
+                self.ledger.join(peer)
             elif role == "monitor":
                 self.machine(peer.machine).monitor = rid
         else:
@@ -113,6 +121,7 @@ class Membership:
                     task.revive = None         # its resubmission goes with it
                 self._cancel(task, effects, tell_client=False, now=peer.last_seen)
             peer.tasks.clear()
+            self.ledger.leave(peer, peer.last_seen)
         elif peer.role == "monitor":
             machine = self.machines.get(peer.machine)
             if machine is not None and machine.monitor == peer.rid:

@@ -29,7 +29,7 @@ class Peer:
                  "depth", "pace",
                  "profiles", "heaps", "machine_record", "gone",
                  # clients
-                 "tasks", "told")
+                 "tasks", "told", "nice", "runs")
 
     def __init__(self, rid, role, hello, key, now, order=0):
         self.rid = rid
@@ -57,6 +57,8 @@ class Peer:
         self.gone = False             # removed: its scheduler entries are dead
         self.tasks = None             # its queued and running tasks (clients): Holdings
         self.told = None              # (queue key) -> the reason it was told they wait
+        self.nice = False             # its runs get only the slots nobody else wants
+        self.runs = None              # group name -> its fairshare.Run (clients)
         if role == "worker":
             self.slots = max(1, hello.get("slots") or 1)
             self.capabilities = hello.get("capabilities") or {}
@@ -64,6 +66,8 @@ class Peer:
         elif role == "client":
             self.tasks = Holdings()
             self.told = {}
+            self.nice = bool(hello.get("nice"))
+            self.runs = {}
 
     @property
     def free(self):

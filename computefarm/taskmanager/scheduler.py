@@ -141,6 +141,9 @@ class Scheduler:
     def has_free(self, capability):
         return self.free.get(capability, 0) > 0
 
+    def any_free(self):
+        return any(count > 0 for count in self.free.values())
+
     def matching(self, key):
         """The profiles whose workers satisfy queue ``key``'s constraints (cached
         until a profile appears or goes)."""

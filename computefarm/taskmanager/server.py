@@ -37,7 +37,7 @@ class TaskManager(Service):
 
     def __init__(self, config, bind=None, context=None, clock=time.monotonic,
                  ready_file=None, policies=None, default_policy=None, placement="load",
-                 logging_config=None, keys=None, insecure=False):
+                 logging_config=None, keys=None, insecure=False, users=None):
         super().__init__()
         self.config = config
         self.keys = keys                 # config.KeysConfig, or None: no CURVE
@@ -50,6 +50,7 @@ class TaskManager(Service):
         self.policies = policies
         self.default_policy = default_policy
         self.placement = placement
+        self.users = users               # user name -> config.UserPolicy (fair share)
         self.bind = bind or config.bind_address
         self.context = context or zmq.Context.instance()
         self.clock = clock
@@ -87,7 +88,8 @@ class TaskManager(Service):
         self.state = State(self.config.max_attempts,
                            recovery_until=now + self.config.recovery_grace,
                            policies=self.policies, default_policy=self.default_policy,
-                           placement=self.placement)
+                           placement=self.placement, users=self.users,
+                           half_life=self.config.usage_half_life)
         self.memory = Memory(self.state, now)
         sock = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, defaults.LINGER_MS)
@@ -111,6 +113,11 @@ class TaskManager(Service):
             sock.close(0)
             raise UsageError("cannot bind %s: %s" % (self.bind, exc.strerror)) from None
         self.socket = sock
+        if self.keys is not None and self.keys.server_secret and self.users:
+            named = {grant.name for grant in self.keyring.keys.values()}
+            for user in sorted(set(self.users) - named):
+                log.warning("TaskManager: farm.yaml users.%s: no authorized key is named %s "
+                            "(farm-keys list); its settings apply once one is", user, user)
         self.outbox = Outbox(sock, self.undeliverable, self.stalled)
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.poller = zmq.Poller()
@@ -319,15 +326,13 @@ class TaskManager(Service):
                                 % (len(body["running"]), body.get("slots") or 1), Code.INVALID)
         rid = peer.rid if peer is not None else sender
         effects = Effects()
-        registered, code = self.state.hello(rid, body, user, now, effects)
+        grant = self.keyring.lookup(user) if self.keyring is not None and user else None
+        registered, code = self.state.hello(rid, body, user, now, effects, grant)
         self.outbox.apply(effects)
         if registered is None:
             raise ProtocolError("this connection said hello as a %s before"
                                 % self.state.peers[rid].role, code)
         if peer is None:
-            grant = self.keyring.lookup(user) if self.keyring is not None and user else None
-            if grant is not None:
-                registered.user, registered.admin = grant.name, grant.role == "admin"
             log.info("TaskManager: %s connected%s", registered.describe(),
                      ": %s, %d slot(s)" % (", ".join(sorted(registered.capabilities)) or
                                           "no capabilities", registered.slots)

@@ -2,39 +2,31 @@
 
 A ``viewer`` (a client Peer) that is not admin sees its own key's tasks and
 failures, and only counts of everyone else's (users other than its own summed
-as "other users"). Its cost grows with peers and running tasks, never with the
-queue: queued counts come from the queues and each client's holdings.
+as "other users": their slots and queued tasks, not their usage or weights). Its cost grows with peers and running tasks, never with the
+queue: queued counts come from the queues and the fair-share ledger.
 """
 
 
 def snapshot(state, now, viewer=None):
-    """Machines, workers, queues (per capability and per user), running tasks and
-    recent failures, as ``viewer`` may see them (None: everything)."""
+    """Machines, workers, queues (per capability), users (fair share), running tasks
+    and recent failures, as ``viewer`` may see them (None: everything)."""
     def visible(task_id):
         return viewer is None or viewer.admin or task_id.startswith(viewer.scope)
     queues = {}
-    for queue in state.queues.values():
-        queues[queue.capability] = queues.get(queue.capability, 0) + queue.live
+    for key, lanes in state.queues.items():
+        queues[key[0]] = queues.get(key[0], 0) + sum(lane.live for lane in lanes.values())
     workers = state.workers.values()
     running = [(w, t) for w in workers for t in w.running.values()]
     shown = [(w, t) for w, t in running if visible(t.id)]
     failures = [f for f in state.failures if visible(f["task"])]
-    users = {}                    # user -> its queued and running tasks
-    for client in state.clients.values():
-        users.setdefault(client.user or "-", {"queued": 0, "running": 0})["queued"] += \
-            len(client.tasks)
-    for _, task in running:
-        if task.client is not None:
-            counts = users.setdefault(task.client.user or "-", {"queued": 0, "running": 0})
-            counts["queued"] -= 1
-            counts["running"] += 1
+    users = state.ledger.describe(now)   # user -> running, queued, usage, weight, share
     if viewer is not None and not viewer.admin:   # the others as one
-        mine = viewer.user or "-"
+        mine = viewer.user
         others = [c for user, c in users.items() if user != mine]
         users = {user: c for user, c in users.items() if user == mine}
         if others:
             users["other users"] = {key: sum(c[key] for c in others)
-                                    for key in ("queued", "running")}
+                                    for key in ("running", "queued", "share")}
     return {
         "machines": [m.describe(now) for m in sorted(state.machines.values(),
                                                      key=lambda m: m.id)],

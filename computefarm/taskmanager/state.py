@@ -16,6 +16,7 @@ from .. import defaults
 from ..config import Policy
 from ..wire.protocol import ROLES, Code, result_item
 from . import constraints
+from .fairshare import Ledger, Round
 from .membership import Membership
 from .queues import Queue
 from .scheduler import Scheduler
@@ -46,11 +47,12 @@ def charge(spec):
 
 class State(Membership):
     def __init__(self, max_attempts=defaults.MAX_ATTEMPTS, recovery_until=0.0, policies=None,
-                 default_policy=None, placement="load"):
+                 default_policy=None, placement="load", users=None,
+                 half_life=defaults.USAGE_HALF_LIFE):
         self.peers = {}                # routing id -> Peer: the one registry
         self.roles = {role: {} for role in ROLES}   # role -> {routing id: Peer}, an index
         self.tasks = ShardedDict()     # task id -> Task, until DONE
-        self.queues = {}               # queue key -> Queue
+        self.queues = {}               # queue key -> {fairshare.Run: its Queue of that key}
         self.machines = {}             # machine id -> Machine
         self.held = {}                 # task id -> Task resubmitted in the recovery grace
         self.adopted = {}              # task id -> Task a worker runs that no client claimed
@@ -61,6 +63,7 @@ class State(Membership):
         self.staling = []              # heap of (stale_at, n, machine): reports to watch
         self.bugs = 0                  # impossible transitions refused
         self.scheduler = Scheduler(placement)
+        self.ledger = Ledger(users, half_life)   # users, their usage and runs: fair share
         self.policies = dict(policies or {})
         self.default_policy = default_policy or Policy()
         self.max_attempts = max_attempts
@@ -87,19 +90,22 @@ class State(Membership):
                       task.id, origin, to, why)
             return False
         by = worker if worker is not None else task.worker
-        if origin == QUEUED and task.queue is not None:
-            task.queue.discard(task)
+        if origin == QUEUED:
+            lane = task.queue
+            if lane is not None:
+                lane.discard(task)
+                self._dequeued(task.run, lane)
+            self.ledger.queued(task, -1)
         elif origin == HELD:
             del self.held[task.id]
         elif origin in (RUNNING, CANCELLING) and to != CANCELLING:
-            self._vacate(task)
+            self._vacate(task, now)
             self.adopted.pop(task.id, None)
         task.state = to
         if to == QUEUED:
-            queue = self.queues.get(task.key)
-            if queue is None:
-                queue = self.queues[task.key] = Queue(task.key)
-            queue.push(task)
+            lane = self._lane(task)
+            task.run.push(lane, task)
+            self.ledger.queued(task, 1)
             self.dirty = True
         elif to == HELD:
             self.held[task.id] = task
@@ -107,6 +113,7 @@ class State(Membership):
             task.worker, task.started = worker, now
             worker.running[task.id] = task
             self.scheduler.taken(worker)
+            self.ledger.occupy(task, now)
             if task.client is None:
                 self.adopted[task.id] = task
         elif to == DONE:
@@ -117,7 +124,29 @@ class State(Membership):
                                  by.name if by is not None else None))
         return True
 
-    def _vacate(self, task):
+    def _lane(self, task):
+        """The queue of ``task``'s run for its key, made on first use."""
+        if task.run is None:           # (adopted tasks are claimed before they can queue)
+            task.run = self.ledger.stray()
+        run = task.run
+        lane = run.lanes.get(task.key)
+        if lane is None:
+            lane = run.lanes[task.key] = Queue(task.key)
+            self.queues.setdefault(task.key, {})[run] = lane
+        return lane
+
+    def _dequeued(self, run, lane):
+        """Forget ``lane`` once it holds no task (a task queued later makes another)."""
+        if lane.live == 0:
+            if run.lanes.get(lane.key) is lane:
+                del run.lanes[lane.key]
+                lanes = self.queues[lane.key]
+                del lanes[run]
+                if not lanes:
+                    del self.queues[lane.key]
+
+    def _vacate(self, task, now):
+        self.ledger.vacate(task, now)
         worker, task.worker = task.worker, None
         if worker is None:
             return
@@ -133,6 +162,11 @@ class State(Membership):
         """Queue a SUBMIT's tasks; tell the client once per reason why some wait.
         Tasks beyond the client's ``limit`` (tasks) or ``limit_bytes`` are refused."""
         waiting = {}
+        account = self.ledger.account(client.user)
+        held = held_bytes = None               # the user's, counted once a SUBMIT
+        if account.max_queued is not None or account.max_queued_bytes is not None:
+            held = sum(len(c.tasks) for c in account.clients)
+            held_bytes = sum(c.tasks.bytes for c in account.clients)
         for spec in specs:
             own_id = spec["id"]
             task_id = client.scope + own_id
@@ -146,10 +180,15 @@ class State(Membership):
                 refusal = (Code.QUEUE_BYTES, "this client's queued and running tasks "
                            "would hold more than %d bytes "
                            "(taskmanager.max_queued_bytes_per_client)" % limit_bytes)
+            else:
+                refusal = self._over_quota(account, spec, held, held_bytes)
             if refusal is not None:
                 effects.results.append((client, result_item(
                     own_id, 0, "error", "refused: " + refusal[1], code=refusal[0])))
                 continue
+            if held is not None:
+                held += 1
+                held_bytes += charge(spec)
             task = self._submit(client, spec, now, effects)
             if task is None:
                 continue
@@ -165,6 +204,23 @@ class State(Membership):
                                         % (len(ids), reason[1]), ids))
             elif reason is None:
                 client.told.pop(key, None)
+
+    @staticmethod
+    def _over_quota(account, spec, held, held_bytes):
+        """``(code, why)`` when user ``account`` may not queue ``spec``, else None."""
+        user = account.name or "(no key name)"
+        if spec.get("priority", 0) > 0 and not account.may_prioritize:
+            return (Code.PRIORITY_REFUSED, "user %s may not use priority above 0 (farm.yaml "
+                    "users.%s.priority)" % (user, user))
+        if account.max_queued is not None and held >= account.max_queued:
+            return (Code.USER_QUEUE_FULL, "user %s already has %d task(s) queued or running "
+                    "(farm.yaml users.%s.max_queued)" % (user, held, user))
+        if account.max_queued_bytes is not None \
+                and held_bytes + charge(spec) > account.max_queued_bytes:
+            return (Code.USER_QUEUE_BYTES, "user %s's queued and running tasks would hold "
+                    "more than %d bytes (farm.yaml users.%s.max_queued_bytes)"
+                    % (user, account.max_queued_bytes, user))
+        return None
 
     def _submit(self, client, spec, now, effects):
         """One task from a SUBMIT; a repeated id from its owner is a no-op."""
@@ -185,6 +241,8 @@ class State(Membership):
             elif task.client is None:          # adopted from a worker after a restart
                 task.claim(spec, client, self.max_attempts)
                 task.key = queue_key(spec["capability"], spec.get("requires"))
+                task.run = self.ledger.run(client, spec)
+                self.ledger.occupy(task, now)
                 client.tasks.add(task_id, charge(spec))
                 self.adopted.pop(task_id, None)
                 return task
@@ -198,6 +256,7 @@ class State(Membership):
             return None
         key = self._intern(queue_key(spec["capability"], spec.get("requires")))
         task = Task.from_spec(spec, client, key, next(self._seq), self.max_attempts)
+        task.run = self.ledger.run(client, spec)
         self.tasks[task_id] = task
         client.tasks.add(task_id, charge(spec))
         if spec.get("resume") and now < self.recovery_until:
@@ -208,8 +267,8 @@ class State(Membership):
 
     def _intern(self, key):
         """The key object of an existing queue, so tasks share it."""
-        queue = self.queues.get(key)
-        return key if queue is None else queue.key
+        lanes = self.queues.get(key)
+        return next(iter(lanes.values())).key if lanes else key
 
     def unmatched(self, key):
         """``(code, why)`` no worker could take tasks of queue ``key`` now, or None."""
@@ -325,10 +384,11 @@ class State(Membership):
 
     # -- scheduling ------------------------------------------------------------
     def schedule(self, now, effects, budget=defaults.SCHEDULE_BUDGET):
-        """Assign queued tasks to free, matching workers, highest priority first;
-        a queue fills every free matching slot before the next. At most ``budget``
-        assignments a call: the rest wait for the next (``dirty`` stays set).
-        Returns how many were made."""
+        """Assign queued tasks to free, matching workers: the user of least usage per
+        weight first, that user's runs in turn, a run's tasks by priority then
+        submission (``fairshare.Round``); nice runs after every other. At most
+        ``budget`` assignments a call: the rest wait for the next (``dirty`` stays
+        set). Returns how many were made."""
         budget = allowed = max(1, budget)
         self.dirty = False
         if self.staling and self.staling[0][0] < now:
@@ -336,33 +396,37 @@ class State(Membership):
         if self.held and now >= self.recovery_until:
             for task in list(self.held.values()):
                 self.transition(task, QUEUED, "the recovery grace is over", now)
-        queues = [q for q in self.queues.values() if q.live]
-        if len(queues) > 1:
-            queues.sort(key=lambda q: q.head() or (0, 0))
         scheduler = self.scheduler
-        for queue in queues:
-            if not scheduler.has_free(queue.capability):
-                continue
-            while queue.live:
-                if budget <= 0:
-                    self.dirty = True
-                    break
-                if scheduler.placement == "round-robin":
-                    worker = scheduler.in_turn(queue, self.workers.values())
-                else:
-                    worker = scheduler.best(queue, now)
-                if worker is None:
-                    break
-                task = queue.pop()
-                if task is None:
-                    break
-                scheduler.turn += 1
-                budget -= 1
-                self._assign(task, worker, now, effects)
-            if budget <= 0:
+        if scheduler.placement == "round-robin":
+            workers = self.workers.values()
+
+            def find(lane):
+                return scheduler.in_turn(lane, workers) \
+                    if scheduler.has_free(lane.capability) else None
+        else:
+            def find(lane):
+                return scheduler.best(lane, now) if scheduler.has_free(lane.capability) else None
+        for nice in (False, True):
+            if nice and not self.ledger.nice_queued:
                 break
-        for key in [k for k, q in self.queues.items() if not q.live]:
-            del self.queues[key]
+            walk = Round(self.ledger, now, nice, find)
+            try:
+                while scheduler.any_free():
+                    picked = walk.next()
+                    if picked is None:
+                        break
+                    if budget <= 0:
+                        self.dirty = True
+                        return allowed
+                    account, run, lane, worker = picked
+                    task = lane.pop()
+                    scheduler.turn += 1
+                    budget -= 1
+                    self._assign(task, worker, now, effects)
+                    self._dequeued(run, lane)
+                    walk.placed(account, run)
+            finally:
+                walk.close()
         return allowed - budget
 
     def _assign(self, task, worker, now, effects):
@@ -382,7 +446,8 @@ class State(Membership):
             peer.tasks.compact()
 
         def queues():
-            for queue in self.queues.values():
-                queue.compact()
+            for lanes in self.queues.values():
+                for lane in lanes.values():
+                    lane.compact()
         return [tasks, queues] + [lambda peer=peer: client(peer)
                                   for peer in self.clients.values()]

@@ -42,7 +42,7 @@ class Task:
 
     __slots__ = ("id", "own_id", "client", "key", "priority", "timeout", "max_attempts", "body",
                  "attempt", "state", "worker", "seq", "started", "lost_on", "stream",
-                 "track", "revive", "load", "requeue", "label", "queue")
+                 "track", "revive", "load", "requeue", "label", "queue", "run", "charged")
 
     def __init__(self, task_id, client, key, seq):
         self.id = task_id             # its client's scope (``peers.scope``) + ``own_id``
@@ -66,6 +66,8 @@ class Task:
         self.requeue = False          # being stopped to run elsewhere (its owner is back)
         self.label = None             # a name for people: logs, status
         self.queue = None             # the Queue holding it while QUEUED
+        self.run = None               # its fairshare.Run (None while unclaimed)
+        self.charged = None           # the Run whose slots count it while it holds one
 
     @classmethod
     def from_spec(cls, spec, client, key, seq, max_attempts):

@@ -76,6 +76,9 @@ class Code:
     # RESULT made by the TaskManager (status error, cancelled or lost)
     QUEUE_FULL = "queue-full"         # refused: taskmanager.max_queued_per_client
     QUEUE_BYTES = "queue-bytes"       # refused: taskmanager.max_queued_bytes_per_client
+    USER_QUEUE_FULL = "user-queue-full"     # refused: farm.yaml users.NAME.max_queued
+    USER_QUEUE_BYTES = "user-queue-bytes"   # refused: farm.yaml users.NAME.max_queued_bytes
+    PRIORITY_REFUSED = "priority-refused"   # refused: priority > 0 and users.NAME.priority false
     CANCELLED_QUEUED = "cancelled-queued"   # cancelled before it ran
     CANCELLED_LOST = "cancelled-lost"       # cancelled, and its worker was lost meanwhile
     OUT_OF_ATTEMPTS = "out-of-attempts"     # lost with its worker max_attempts times

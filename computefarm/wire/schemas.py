@@ -266,6 +266,9 @@ TASK = record(
     track=Bool(),           # send STARTED when it is dispatched
     load=Num(0.0, MAX_CORES),   # cores' worth of CPU it is expected to use (default 1)
     label=Str(MAX_LABEL),   # a name for people (logs, status), e.g. the doit task
+    group=ID,               # the work spec (group of its client's tasks) it belongs to
+    group_priority=Int(-(1 << 31), 1 << 31),   # ... that group's priority and weight
+    group_weight=Num(0.001, 1e6),
 )
 DISPATCHED = record(("id", "attempt", "capability", "body"),
                     id=TASK_ID, attempt=ATTEMPT, capability=ID, body=Bytes(),
@@ -309,7 +312,9 @@ SCHEMAS = {
         version=Str(100), slots=Int(1, MAX_SLOTS),
         capabilities=Map(ATTRS, max=MAX_CAPABILITIES),
         running=List(RUNNING_ENTRY, MAX_HELD),
-        finished=List(RUNNING_ENTRY, MAX_BATCH)),   # results it has not had acknowledged
+        finished=List(RUNNING_ENTRY, MAX_BATCH),    # results it has not had acknowledged
+        user=NAME,      # clients: whom they submit for (heeded from admin keys only)
+        nice=Bool()),   # clients: their tasks get only the slots nobody else wants
     "WELCOME": record(("incarnation", "heartbeat", "liveness"),
                       incarnation=Str(100), heartbeat=Num(0.001, 3600.0),
                       liveness=Int(1, 1000), max_message=Int(1)),
