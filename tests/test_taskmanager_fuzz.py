@@ -15,6 +15,7 @@ seconds, until large payloads travel in chunks and the limit can come down.
 """
 
 import random
+import time
 
 import psutil
 import pytest
@@ -23,6 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import SecureFarm
 from wirefuzz import Fuzzer
+
+from computefarm.wire.protocol import Msg, decode, encode
 
 PEERS = (("w1", "worker"), ("c1", "client"), ("fc", "client"), ("fw", "worker"),
          ("fm", "monitor"))
@@ -69,6 +72,21 @@ def test_fuzzed_messages_of_every_type_never_hurt_the_farm(fuzzed, seed, role, b
     assert manager.memory_info().rss < RSS_BOUND
 
 
+def reference_decode_ms():
+    """CPU ms this process takes to decode and check a RESULT of about 2 MiB of small
+    items (the fuzzer's budget for one message): the median of five."""
+    body = {"results": [{"id": "t%d" % i, "attempt": 1, "status": "ok",
+                         "output": [{"stream": "stdout", "lines": ["x" * 8] * 120}]}
+                        for i in range(2000)]}
+    frame = encode(Msg.RESULT, body)
+    times = []
+    for _ in range(5):
+        started = time.thread_time()
+        decode(frame)
+        times.append(time.thread_time() - started)
+    return 1000 * sorted(times)[2]
+
+
 def test_after_fuzzing_the_build_is_right_and_the_loop_stayed_short(fuzzed):
     farm, client, build, _, manager = fuzzed
     results = [future.result(120) for future in build]
@@ -78,6 +96,10 @@ def test_after_fuzzing_the_build_is_right_and_the_loop_stayed_short(fuzzed):
     assert status["internal_errors"] == 0
     assert status["refused_messages"] > 0
     # the work of one iteration, in CPU time: on a busy shared host the clock also
-    # counts the time other processes had the CPU (the bench gives the clock's figure)
-    assert status["loop"]["longest_cpu_ms"] < LOOP_BOUND_MS, status["loop"]
+    # counts the time other processes had the CPU (the bench gives the clock's figure).
+    # One iteration may have to decode one of the largest messages a peer may send:
+    # the bound grows with what that costs on this machine (on the machine where the
+    # hardening was measured, 100 ms was 4 times it)
+    bound = max(LOOP_BOUND_MS, 2.5 * reference_decode_ms())
+    assert status["loop"]["longest_cpu_ms"] < bound, (status["loop"], bound)
     assert manager.memory_info().rss < RSS_BOUND
