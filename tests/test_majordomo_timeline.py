@@ -67,8 +67,10 @@ def test_majordomo_timeline_prints_the_last_timeline(tmp_path):
         assert run_tool("majordomo", tmp_path, "run", "quick").returncode == 0
     shown = run_tool("majordomo", tmp_path, "timeline")
     assert shown.returncode == 0, shown.stderr
-    path = pathlib.Path(shown.stdout.strip())
+    path, page = map(pathlib.Path, shown.stdout.split())
     written = sorted(path.parent.glob("timeline-*.json"), key=lambda p: p.stat().st_mtime)
     assert len(written) == 2 and path == written[-1]     # the newest of this project's
+    pages = sorted(path.parent.glob("report-*.html"), key=lambda p: p.stat().st_mtime)
+    assert len(pages) == 2 and page == pages[-1] and page.name[6:-5] == path.name[8:-5]
     actions = check_trace(path)
     assert [e["name"] for e in actions] == ["quick", "quick"]

@@ -25,6 +25,9 @@ from ..wire import protocol
 from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg
 from ..wire.schemas import MAX_ID
+from . import report
+from .timeline import Timeline
+from .timeline import paths as timeline_paths
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +74,16 @@ class TaskResult:
 
 
 class _Pending:
-    __slots__ = ("future", "spec", "on_output", "on_start", "sent", "settle")
+    __slots__ = ("future", "spec", "on_output", "on_start", "sent", "settle", "submitted")
 
-    def __init__(self, future, spec, on_output, on_start, settle=None):
+    def __init__(self, future, spec, on_output, on_start, settle=None, submitted=None):
         self.future = future
         self.spec = spec
         self.on_output = on_output
         self.on_start = on_start
         self.sent = False
         self.settle = settle          # (future, RESULT item) -> None; None: a TaskResult
+        self.submitted = submitted    # wall time of submit(), when the client keeps a timeline
 
 
 class TaskFuture(Future):
@@ -109,14 +113,17 @@ class Client:
     ``user``: whom the tasks are for when the key may say (an admin key, the
     local farm's); else the TaskManager takes the key's name. Default: the
     local user name.
+    ``timeline``: keep each finished task's times and where it ran, for
+    ``write_report`` (off by default: it holds every result).
     """
 
     def __init__(self, address, connect_timeout=10.0, on_notice=None, context=None,
-                 clock=time.monotonic, curve=None, nice=False, user=None):
+                 clock=time.monotonic, curve=None, nice=False, user=None, timeline=False):
         self.address = check_address(address, "the TaskManager's address")
         self.nice = bool(nice)
         self.user = user or local_user()
         self.groups = {}               # work spec name -> (priority, weight)
+        self.timeline = Timeline() if timeline else None
         # (public, secret, TaskManager public) keys; None: this user's local set when
         # the address is loopback (localkeys), else none; False: none
         self.curve = curve
@@ -207,7 +214,9 @@ class Client:
             spec["group_priority"], spec["group_weight"] = self.groups[group]
         future = TaskFuture(self, task_id)
         with self._lock:
-            self._pending[task_id] = _Pending(future, spec, on_output, on_start, _settle)
+            self._pending[task_id] = _Pending(
+                future, spec, on_output, on_start, _settle,
+                time.time() if self.timeline is not None else None)
             self._incoming.append(task_id)
             self.stats["submitted"] += 1
         self._wake()
@@ -227,6 +236,19 @@ class Client:
                 or not 0.001 <= weight <= 1e6:
             raise UsageError("group %s: weight must be a number from 0.001 to 1000000" % name)
         self.groups[name] = (priority, float(weight))
+
+    def write_report(self, path):
+        """Write the HTML report of the tasks finished so far (``Client(...,
+        timeline=True)``) to ``path``, and their timeline in the Chrome trace format
+        beside it (``.json``); ``(report, trace)`` paths."""
+        if self.timeline is None:
+            raise UsageError("write_report: this client keeps no timeline (Client(..., "
+                             "timeline=True))")
+        trace, page = timeline_paths(path, None)
+        self.timeline.write(trace)
+        report.write(self.timeline, {}, "ComputeFarm batch of %d task(s) (client %s)"
+                     % (len(self.timeline.actions), self.identity), page)
+        return page, trace
 
     def log(self, logger, level, msg, **fields):
         """Send a log record to the farm's log viewer (and records file).
@@ -441,6 +463,9 @@ class Client:
             self.stats["duplicate_results"] += 1
             return
         self.stats["results"] += 1
+        if self.timeline is not None:
+            self.timeline.add(pending.spec.get("label") or pending.spec["id"],
+                              pending.submitted, TaskResult(body))
         if pending.future.done():
             return
         if pending.settle is not None:

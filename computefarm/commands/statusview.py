@@ -11,6 +11,8 @@ its row, and what is left below is cleared, so nothing flickers or scrolls.
 
 import time
 
+from ..client.report import reason
+
 BAR = 10            # characters of a CPU bar
 
 
@@ -63,17 +65,6 @@ def render(status, address, wall_time=None, width=100, bars=False):
             (f.get("label") or f["id"])[:40], f["status"], (f["host"] or "-")[:16],
             reason(f.get("error"))))
     return [line[:width].rstrip() for line in lines]
-
-
-def reason(error):
-    """The line of an error text that says what went wrong: a Python traceback's
-    last line (``ZeroDivisionError: division by zero``), else its first."""
-    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
-    if not lines:
-        return ""
-    if lines[0].startswith("Traceback (most recent call last)"):
-        return lines[-1]
-    return lines[0]
 
 
 class Screen:

@@ -21,11 +21,11 @@ from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand
 
 from .. import addresses, defaults
-from ..client import Client, LocalFarm
+from ..client import Client, LocalFarm, report, timeline
 from ..config import check_address, load_config
 from ..exceptions import FarmError, FarmUnreachable
 from ..wire.protocol import Code, logger_name
-from . import runner, timeline
+from . import runner
 from .progress import Progress
 
 WAITING = (Code.NO_CAPABILITY, Code.NO_MATCH)   # notices that tasks wait for workers
@@ -203,15 +203,17 @@ class FarmSession:
                     pass
 
     def _write_timeline(self):
-        path = self.report or timeline.new_path(self.project)
+        trace, page = timeline.paths(self.report, self.project)
         try:
-            self.timeline.write(path)
+            self.timeline.write(trace)
+            report.write(self.timeline, self.timeline.graph, "majordomo run in %s"
+                         % os.path.basename(self.project), page)
         except OSError as exc:            # the run's own result stands; say it once
-            self.progress.note("the timeline could not be written to %s: %s"
-                               % (path, exc.strerror))
+            self.progress.note("the timeline or report could not be written (%s): %s"
+                               % (exc.filename, exc.strerror))
         else:
-            self.progress.note("timeline: %s (open it in https://ui.perfetto.dev or "
-                               "chrome://tracing)" % path)
+            self.progress.note("report: %s; timeline: %s (open it in https://ui.perfetto.dev "
+                               "or chrome://tracing)" % (page, trace))
         self.timeline = None
 
     def __enter__(self):
@@ -267,11 +269,12 @@ class Timeline(Command):
     examples/pipeline too) have a task called report."""
 
     name = "timeline"
-    doc_purpose = "print the path of the last run's timeline (Chrome trace JSON)"
+    doc_purpose = "print the paths of the last run's timeline and HTML report"
     doc_usage = ""
-    doc_description = ("Each majordomo run writes its timeline (open it in "
-                       "https://ui.perfetto.dev or chrome://tracing); this prints the "
-                       "newest one of the project in this directory.")
+    doc_description = ("Each majordomo run writes its timeline (Chrome trace JSON: open "
+                       "it in https://ui.perfetto.dev or chrome://tracing) and a "
+                       "self-contained HTML report; this prints the newest of each of the "
+                       "project in this directory, the timeline first.")
 
     def execute(self, params, args):
         path = timeline.last_path(os.getcwd())
@@ -279,6 +282,9 @@ class Timeline(Command):
             raise InvalidCommand("no timeline of a majordomo run in %s yet (they are kept "
                                  "in %s)" % (os.getcwd(), timeline.runs_folder(os.getcwd())))
         print(path)
+        page = timeline.last_report(os.getcwd())
+        if page is not None:
+            print(page)
         return 0
 
 

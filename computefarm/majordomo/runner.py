@@ -476,6 +476,10 @@ class FarmRun(Run):
                     raise InvalidCommand(str(exc)) from None
                 finally:
                     session.progress.close()
+                    if session.timeline is not None:   # the report's critical path
+                        session.timeline.graph = {
+                            name: list(task.task_dep) + list(task.setup_tasks)
+                            for name, task in self.control.tasks.items()}
         finally:
             if isinstance(outfile, str):
                 outstream.close()

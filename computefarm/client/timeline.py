@@ -10,8 +10,9 @@ are the client's: an action's start is its worker's (RESULT ``started``) moved
 by that worker's clock offset (the least gap between a result's arrival and
 its run's end there), and it lasts its ``duration``.
 
-``majordomo run`` writes one per run (``--report PATH``, else in the user's
-cache, ``runs/<project>-<hash>/``); ``majordomo timeline`` prints the last path.
+``majordomo run`` writes one per run, with its HTML report beside it
+(``report.py``; ``--report PATH``, else in the user's cache,
+``runs/<project>-<hash>/``); ``majordomo timeline`` prints the last paths.
 """
 
 import hashlib
@@ -27,15 +28,19 @@ class Timeline:
         self.clock = clock
         self.began = clock()
         self.actions = []        # (name, submitted, ended, result)
+        self.graph = {}          # doit task name -> the names it depends on (the report's)
 
     def add(self, name, submitted, result):
         """An action of task ``name`` sent at ``submitted`` (wall time) ended with
         ``result`` (a client TaskResult), which arrived now."""
         self.actions.append((name, submitted, self.clock(), result))
 
-    def events(self):
-        """The trace events: metadata naming machines and slots, then the actions."""
-        machines, lanes, workers, events = {}, {}, {}, []
+    def placed(self):
+        """Every action that reached a worker, in start order: ``(name, start, run,
+        machine, track, result, queued)`` with ``start`` in seconds from the run's
+        beginning, ``track`` ``(worker index, lane)`` (the slot it ran in) and
+        ``queued`` the seconds from its submission to its start."""
+        lanes, workers, placed = {}, {}, []
         offsets = self._offsets()
         started = sorted(((self._start(action, offsets), action) for action in self.actions),
                          key=lambda pair: pair[0])
@@ -43,7 +48,6 @@ class Timeline:
             if result.machine is None and result.host is None:
                 continue                          # never reached a worker
             machine = result.machine or result.host
-            pid = machines.setdefault(machine, len(machines) + 1)
             run = max(0.0, min(result.duration or 0.0, ended - submitted))
             worker_lanes = lanes.setdefault((machine, result.worker), [])
             index = workers.setdefault((machine, result.worker), len(workers))
@@ -52,21 +56,28 @@ class Timeline:
                 lane = len(worker_lanes)
                 worker_lanes.append(0.0)
             worker_lanes[lane] = start + run
-            tid = _tid(index, lane)
+            placed.append((name, start - self.began, run, machine, (index, lane), result,
+                           start - submitted))
+        return placed
+
+    def events(self):
+        """The trace events: metadata naming machines and slots, then the actions."""
+        machines, tracks, events = {}, {}, []
+        for name, start, run, machine, track, result, queued in self.placed():
+            pid = machines.setdefault(machine, len(machines) + 1)
+            tid = _tid(*track)
+            tracks[(pid, tid)] = "%s slot %d" % (result.worker, track[1] + 1)
             events.append({
                 "name": name, "cat": "task", "ph": "X", "pid": pid, "tid": tid,
-                "ts": round((start - self.began) * 1e6), "dur": round(run * 1e6),
+                "ts": round(start * 1e6), "dur": round(run * 1e6),
                 "args": {"attempt": result.attempt, "host": result.host,
                          "worker": result.worker, "machine": machine,
-                         "status": result.status, "queued_s": round(start - submitted, 6),
+                         "status": result.status, "queued_s": round(queued, 6),
                          "run_s": round(run, 6), "id": result.id}})
         meta = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
                  "args": {"name": "machine %s" % machine}} for machine, pid in machines.items()]
-        for (machine, worker), worker_lanes in lanes.items():
-            for lane in range(len(worker_lanes)):
-                meta.append({"name": "thread_name", "ph": "M", "pid": machines[machine],
-                             "tid": _tid(workers[(machine, worker)], lane),
-                             "args": {"name": "%s slot %d" % (worker, lane + 1)}})
+        meta += [{"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
+                  "args": {"name": label}} for (pid, tid), label in sorted(tracks.items())]
         return meta + events
 
     def _offsets(self):
@@ -120,12 +131,34 @@ def new_path(project, wall_time=None):
     return os.path.join(runs_folder(project), "timeline-%s-%d.json" % (stamp, os.getpid()))
 
 
+def paths(report, project):
+    """``(trace, html report)`` of a run: ``--report PATH`` names one (the HTML
+    report when it ends in .html), the other goes beside it with its own ending;
+    without it, both go in the project's runs folder."""
+    if report is None:
+        trace = new_path(project)
+        folder, name = os.path.split(trace)
+        return trace, os.path.join(folder, "report" + name[len("timeline"):-5] + ".html")
+    root, ending = os.path.splitext(report)
+    if ending.lower() in (".html", ".htm"):
+        return root + ".json", report
+    return report, root + ".html"
+
+
+def last_report(project):
+    """The newest HTML report of ``project``, or None."""
+    return _newest(project, "report-", ".html")
+
+
 def last_path(project):
     """The newest timeline of ``project``, or None."""
+    return _newest(project, "timeline-", ".json")
+
+
+def _newest(project, prefix, ending):
     folder = runs_folder(project)
     try:
-        names = [n for n in os.listdir(folder) if n.startswith("timeline-")
-                 and n.endswith(".json")]
+        names = [n for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(ending)]
     except FileNotFoundError:
         return None
     if not names:
