@@ -1,6 +1,6 @@
 """Fair share on a real farm: a newcomer's wait, and long-run shares against weights.
 
-    python bench/fairshare_bench.py [--only newcomer|shares ...] [--slots 8]
+    python bench/fairshare_bench.py [--only newcomer|shares|taskmanagers ...] [--slots 8]
         [--task 1.0] [--queued 2000] [--late 20] [--after 10] [--window 60]
 
 Each part starts a real TaskManager (keys for users alice, bob and carol; their
@@ -15,11 +15,20 @@ weights in farm.yaml) and one worker of --slots slots; tasks are `sleep`.
             --task/2 seconds at once, with weights 1:1 and then 3:1; the slot-
             seconds each gets during --window (their results' durations) against
             the weights (goal: within 10%).
+  taskmanagers  two TaskManagers, A and B, each with its own client, and two
+            workers of --slots/2 slots each serving both (weights 1:1); a monitor
+            reporting to both. Both queue far more than --window seconds of
+            --task/2 second tasks: each one's share of the slot-seconds in the
+            window (goal: within 10% of half); then A's queue is cancelled: B's
+            busy slots over the next --window/2 (goal: all of them); then A is
+            killed (kill -9) while B runs: B's busy slots in the --window/2 after
+            (goal: not fewer).
 """
 
 import argparse
 import os
 import pathlib
+import signal
 import sys
 import tempfile
 import threading
@@ -28,7 +37,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support import SecureFarm, wait_until  # noqa: E402
+from support import Farm, SecureFarm, wait_until, welcomes  # noqa: E402
 
 USERS = ("alice", "bob", "carol")
 
@@ -115,10 +124,88 @@ def shares(args, folder, weights):
                                  100 * total / (args.window * args.slots)))
 
 
+def busy_slots(results, begin, end):
+    """Slot-seconds of ``results`` (their run, by the worker's clock) within
+    [begin, end] (wall time), divided by the window: the slots kept busy."""
+    total = 0.0
+    for result in results:
+        if result.started is None or result.duration is None:
+            continue
+        total += max(0.0, min(result.started + result.duration, end) -
+                     max(result.started, begin))
+    return total / (end - begin)
+
+
+def finished(futures):
+    return [f.result(0) for f in futures if f.done() and not f.cancelled()]
+
+
+def taskmanagers(args, folder):
+    seconds, half = args.task / 2, args.window / 2
+    root = pathlib.Path(folder)
+    farms = []
+    try:
+        for name in "ab":
+            (root / name).mkdir(parents=True)
+            farms.append(Farm(root / name))
+            farms[-1].start_taskmanager()
+        a, b = farms
+        both = ["--taskmanager", a.address, "--taskmanager", b.address]
+        for number in range(2):
+            proc = a.spawn("farm-worker", ["--config", str(a.config), "--slots",
+                                           str(args.slots // 2), "--capability", "shell",
+                                           "--machine", "shared-%d" % number] + both, "worker")
+            wait_until(lambda: welcomes(proc) >= 2, timeout=30, what="a shared worker")
+            a.spawn("farm-monitor", ["--config", str(a.config), "--machine",
+                                     "shared-%d" % number, "--interval", "0.5"] + both,
+                    "monitor")
+        clients = {"a": a.client(), "b": b.client()}
+        count = int(2 * args.window * args.slots / seconds)
+        futures = {n: [c.submit("shell", {"cmd": "sleep %s" % seconds}) for _ in range(count)]
+                   for n, c in clients.items()}
+        begun = time.time() + 2.0                  # both under way
+        time.sleep(2.0 + args.window)              # the window (a bench: wall time is the point)
+        ended = time.time()
+        shares = {n: busy_slots(finished(f), begun, ended) for n, f in futures.items()}
+        for future in futures["a"]:
+            future.cancel()
+        time.sleep(seconds * 2)                    # A's last tasks end
+        alone_begun = time.time()
+        time.sleep(half)
+        alone = busy_slots(finished(futures["b"]), alone_begun, time.time())
+        more = [clients["a"].submit("shell", {"cmd": "sleep %s" % seconds})
+                for _ in range(count)]
+        time.sleep(2.0)                            # A busy again
+        before_begun = time.time()
+        time.sleep(half)
+        killed_at = time.time()
+        a.taskmanager.send_signal(signal.SIGKILL)
+        a.taskmanager.wait(10)
+        time.sleep(half)
+        results = finished(futures["b"])
+        before = busy_slots(results, before_begun, killed_at)
+        after = busy_slots(results, killed_at, time.time())
+        for future in futures["b"] + more:
+            future.cancel()
+    finally:
+        for farm in reversed(farms):
+            farm.close()
+    total = sum(shares.values())
+    print("taskmanagers: 2 TaskManagers, 2 workers x %d slots serving both, weights 1:1, "
+          "%gs tasks" % (args.slots // 2, seconds))
+    print("  both busy for %gs: A kept %.2f slots busy, B %.2f: A's share %.3f (goal 0.5 "
+          "+- 10%%)" % (args.window, shares["a"], shares["b"], shares["a"] / total))
+    print("  A idle: B kept %.2f of %d slots busy over %gs (goal: all)" % (alone, args.slots,
+                                                                        half))
+    print("  A killed (kill -9) while both busy: B kept %.2f slots busy in the %gs before, "
+          "%.2f in the %gs after (its own share, then A's slots once A's link is down and "
+          "A's last tasks end)" % (before, half, after, half))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=("newcomer", "shares"),
-                        default=("newcomer", "shares"))
+    parser.add_argument("--only", nargs="+", choices=("newcomer", "shares", "taskmanagers"),
+                        default=("newcomer", "shares", "taskmanagers"))
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--task", type=float, default=1.0)
     parser.add_argument("--queued", type=int, default=2000)
@@ -132,6 +219,8 @@ def main(argv=None):
         if "shares" in args.only:
             for weights in ((1, 1), (3, 1)):
                 shares(args, os.path.join(folder, "shares-%d-%d" % weights), weights)
+        if "taskmanagers" in args.only:
+            taskmanagers(args, os.path.join(folder, "taskmanagers"))
 
 
 if __name__ == "__main__":

@@ -22,13 +22,20 @@ def add_version(parser):
                         version="%(prog)s (ComputeFarm) " + __version__)
 
 
-def add_common_options(parser):
+def add_common_options(parser, several=False):
+    """``several``: --taskmanager may be given more than once (workers, monitors)."""
     add_version(parser)
     parser.add_argument("--config", metavar="FILE",
                         help="farm.yaml to read (default: ./farm.yaml, $COMPUTEFARM_CONFIG, "
                              "~/.config/computefarm/farm.yaml)")
-    parser.add_argument("--taskmanager", metavar="ADDR",
-                        help="the TaskManager's address tcp://HOST:PORT (overrides farm.yaml)")
+    if several:
+        parser.add_argument("--taskmanager", metavar="ADDR", action="append",
+                            help="a TaskManager's address tcp://HOST:PORT (overrides "
+                                 "farm.yaml; repeat it to serve several)")
+    else:
+        parser.add_argument("--taskmanager", metavar="ADDR",
+                            help="the TaskManager's address tcp://HOST:PORT (overrides "
+                                 "farm.yaml)")
     parser.add_argument("--log-level", default=None,
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="how much to log on stderr (default: farm.yaml's logging.level)")
@@ -39,9 +46,14 @@ def setup(args, role):
     stderr and, with ``logging.file``, to that file or, when another process
     (``role``: what this one is) already writes it, to one beside it."""
     config = load_config(args.config)
-    if args.taskmanager:
-        config.taskmanager.address = check_address(args.taskmanager, "--taskmanager")
+    given = args.taskmanager if isinstance(args.taskmanager, list) else \
+        [args.taskmanager] if args.taskmanager else []
+    args.taskmanagers = [check_address(a, "--taskmanager") for a in given]
+    if given:
+        config.taskmanager.address = args.taskmanagers[0]
         config.taskmanager.configured = True
+    else:
+        args.taskmanagers = [config.taskmanager.address]
     handlers = [logging.StreamHandler(sys.stderr)]
     claim = None
     if config.logging.file:

@@ -12,7 +12,7 @@ def main(argv=None):
     def build(argv):
         parser = argparse.ArgumentParser(
             prog="farm-monitor", description="Report this machine's load to the TaskManager.")
-        add_common_options(parser)
+        add_common_options(parser, several=True)
         parser.add_argument("--interval", type=float, metavar="S",
                             help="seconds between reports (default: farm.yaml "
                                  "load.monitor_interval, 2)")
@@ -28,7 +28,7 @@ def main(argv=None):
         interval = args.interval or config.load.monitor_interval
         if interval <= 0:
             raise UsageError("--interval must be a positive number of seconds")
-        monitor = FarmMonitor(config.taskmanager.address, machine=args.machine,
+        monitor = FarmMonitor(args.taskmanagers, machine=args.machine,
                               interval=interval, workdir=args.workdir,
                               owner_scope=args.owner_scope, curve=config.keys.peer_curve())
         return run_service(monitor)

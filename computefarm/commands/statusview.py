@@ -31,11 +31,16 @@ def render(status, address, wall_time=None, width=100, bars=False):
     lines += ["", "WORKERS   %-28s %-16s %-12s %10s  %s" % ("name", "host", "machine",
                                                           "used/slots", "capabilities")]
     for w in status["workers"]:
+        serves = w.get("serves") or ()
         waiting = w["used"] - w["slots"]     # pipelined: sent ahead, waiting for a slot
+        if len(serves) > 1:                  # slots lent by a worker serving several
+            note = "  (serves %d TaskManagers: %s)" % (len(serves), ", ".join(serves))
+        else:
+            note = "  (+%d waiting there)" % waiting if waiting > 0 else ""
         lines.append("          %-28s %-16s %-12s %10s  %s%s" % (
             w["name"][:28], w["host"][:16], w["machine"][:12],
             "%d/%d" % (min(w["used"], w["slots"]), w["slots"]), ", ".join(w["capabilities"]),
-            "  (+%d waiting there)" % waiting if waiting > 0 else ""))
+            note))
     queues = ", ".join("%s %d" % item for item in sorted(status["queues"].items()))
     lines += ["", "QUEUED    by capability: %s" % (queues or "none")]
     users = status.get("users") or {}

@@ -14,7 +14,10 @@ def main(argv=None):
         parser = argparse.ArgumentParser(
             prog="farm-worker", description="Run a specialised worker for one or more "
                                             "capabilities, connected to the TaskManager.")
-        add_common_options(parser)
+        add_common_options(parser, several=True)
+        parser.add_argument("--weight", action="append", type=float, metavar="W",
+                            help="with several --taskmanager: each one's share of the slots "
+                                 "while several want them, in the same order (default 1)")
         parser.add_argument("--capability", action="append", metavar="NAME",
                             help="a capability to offer (repeatable); default: this "
                                  "machine's entry in farm.yaml")
@@ -42,11 +45,28 @@ def main(argv=None):
         path_map.update(_pairs(args.path_map, "--path-map"))
         if slots is not None and slots < 1:
             raise UsageError("--slots must be at least 1")
-        worker = FarmWorker(config.taskmanager.address, capabilities, slots=slots,
+        weights = _weights(args.weight, args.taskmanagers)
+        worker = FarmWorker(args.taskmanagers, capabilities, slots=slots,
                             machine=args.machine, attributes=attributes, path_map=path_map,
-                            curve=config.keys.peer_curve(), ready_file=args.ready_file)
+                            curve=config.keys.peer_curve(), ready_file=args.ready_file,
+                            weights=weights)
         return run_service(worker)
     return run_command("farm-worker", build, argv)
+
+
+def _weights(weights, taskmanagers):
+    """One weight a TaskManager (1 each when none is given)."""
+    if len(set(taskmanagers)) != len(taskmanagers):
+        raise UsageError("--taskmanager: the same address twice")
+    if not weights:
+        return [1.0] * len(taskmanagers)
+    if len(weights) != len(taskmanagers):
+        raise UsageError("%d --weight for %d --taskmanager: give one for each, in the same "
+                         "order" % (len(weights), len(taskmanagers)))
+    for weight in weights:
+        if not weight > 0:
+            raise UsageError("--weight %g: a weight must be > 0" % weight)
+    return weights
 
 
 def _pairs(items, option):

@@ -108,7 +108,9 @@ class FarmMonitor(Service):
     def __init__(self, address, machine=None, interval=2.0, workdir=".", owner_scope=None,
                  context=None, clock=time.monotonic, curve=None):
         super().__init__()
-        self.address = address
+        # one TaskManager's address, or those of every one this machine's workers serve
+        self.addresses = [address] if isinstance(address, str) else list(address)
+        self.address = self.addresses[0]
         self.machine = machine or machine_id()
         self.interval = interval
         self.workdir = workdir
@@ -119,7 +121,7 @@ class FarmMonitor(Service):
         self.identity = peer_id("monitor")
         self.sampler = None
         self.records = None            # the workers' TaskRecords: orphans are reaped here
-        self.link = None
+        self.links = []                # one per TaskManager: each gets every report
         self.poller = None
         self.next_report = 0.0
 
@@ -129,33 +131,36 @@ class FarmMonitor(Service):
         self.poller = zmq.Poller()
         now = self.clock()
         self.sampler.owner_cpu(now)
-        self.link = Link(self.context, self.address, "monitor", self.hello,
-                         lambda restarted: None, self.poller, now, identity=self.identity,
-                         curve=self.curve)
+        self.links = [Link(self.context, address, "monitor", self.hello,
+                           lambda restarted: None, self.poller, now, identity=self.identity,
+                           curve=self.curve) for address in self.addresses]
         self.next_report = now + min(self.interval, 0.5)
         log.info("monitor of machine %s: reporting every %gs to %s", self.machine,
-                 self.interval, self.address)
+                 self.interval, ", ".join(self.addresses))
 
     def hello(self):
         return protocol.hello("monitor", self.identity, host_name(), self.machine, os.getpid())
 
     def loop(self, now=None):
         wait = max(0.0, min(defaults.POLL_MAX, self.next_report - self.clock()))
-        if self.link.socket is None:
+        if all(link.socket is None for link in self.links):
             time.sleep(wait)           # reconnecting: nothing to poll
         else:
             self.poller.poll(wait * 1000)
         now = self.clock() if now is None else now
-        self.link.receive(now)          # the link answers what it is sent itself
+        for link in self.links:
+            link.receive(now)          # the link answers what it is sent itself
         if now >= self.next_report:
             self.next_report = now + self.interval
             self.records.reap()        # the trees of workers killed on this machine
             report = self.sampler.sample(now)
-            self.link.send(Msg.REPORT, report, now)
-        self.link.tick(now)
-        if self.link.refused:
-            raise AccessRefused(self.link.refused)
+            for link in self.links:   # each applies its owner policy to its own tasks
+                link.send(Msg.REPORT, report, now)
+        for link in self.links:
+            link.tick(now)
+            if link.refused:
+                raise AccessRefused(link.refused)
 
     def shutdown(self):
-        if self.link is not None:
-            self.link.close(bye={"reason": "monitor stopping"})
+        for link in self.links:
+            link.close(bye={"reason": "monitor stopping"})

@@ -13,7 +13,7 @@ import logging
 from .. import defaults
 from ..wire.protocol import Code, result_item
 from .machines import Machine
-from .peers import Peer
+from .peers import Peer, hello_slots
 from .tasks import CANCELLING, DONE, HELD, QUEUED, RUNNING, Task, queue_key
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,9 @@ class Membership:
         self.dirty = True
 
     def _rehello_worker(self, worker, body):
-        slots = max(1, body.get("slots") or 1)
+        slots = hello_slots(body)
         capabilities = body.get("capabilities") or {}
+        worker.serves = tuple(body.get("taskmanagers") or ())
         if slots != worker.slots or capabilities != worker.capabilities \
                 or body["machine"] != worker.machine:
             self.scheduler.remove(worker)
@@ -78,6 +79,26 @@ class Membership:
             worker.gone = False
             worker.depth, worker.pace = 0, None      # its pipelining starts anew
             self._add_worker(worker)
+
+    def lend(self, worker, slots):
+        """A worker serving several TaskManagers lends this one ``slots`` now (SLOTS):
+        fewer than it runs here take nothing back; they are not refilled."""
+        if slots == worker.slots or worker.gone:
+            return
+        self.scheduler.remove(worker)
+        worker.slots, worker.gone, worker.depth = slots, False, 0
+        self.scheduler.add(worker)
+        self.dirty = True
+
+    def wanted(self, worker):
+        """Whether tasks ``worker`` could take wait in a queue (DEMAND: for a worker
+        serving several TaskManagers, which shares its slots by it)."""
+        scheduler = self.scheduler
+        for key in self.queues:
+            if key[0] in worker.capabilities and any(
+                    p in worker.heaps for p in scheduler.matching(key)):
+                return True
+        return False
 
     def _reconcile(self, worker, listed, now, effects):
         """What a worker says it runs, against what this TaskManager thinks it runs."""

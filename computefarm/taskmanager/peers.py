@@ -26,7 +26,7 @@ class Peer:
                  "user", "admin", "scope",
                  # workers
                  "slots", "capabilities", "running", "assigned", "order", "version",
-                 "depth", "pace",
+                 "depth", "pace", "serves", "wanted",
                  "profiles", "heaps", "machine_record", "gone",
                  # clients
                  "tasks", "told", "nice", "runs")
@@ -48,6 +48,8 @@ class Peer:
         self.running = None           # task id -> Task (workers): running, or waiting there
         self.depth = 0                # tasks it may hold beyond its slots (pipelining)
         self.pace = None              # moving average of its tasks' run times (s)
+        self.serves = ()              # the TaskManagers a worker serves, when several
+        self.wanted = None            # the DEMAND it was last sent (a worker serving several)
         self.assigned = 0             # tasks given to it since it registered
         self.order = order            # registration order: the last tie-break of placement
         self.version = 0              # bumped when it is offered anew to the scheduler
@@ -60,14 +62,20 @@ class Peer:
         self.nice = False             # its runs get only the slots nobody else wants
         self.runs = None              # group name -> its fairshare.Run (clients)
         if role == "worker":
-            self.slots = max(1, hello.get("slots") or 1)
+            self.slots = hello_slots(hello)
             self.capabilities = hello.get("capabilities") or {}
+            self.serves = tuple(hello.get("taskmanagers") or ())
             self.running = {}
         elif role == "client":
             self.tasks = Holdings()
             self.told = {}
             self.nice = bool(hello.get("nice"))
             self.runs = {}
+
+    @property
+    def shared(self):
+        """Whether it lends its slots to several TaskManagers (SLOTS, DEMAND)."""
+        return len(self.serves) > 1
 
     @property
     def free(self):
@@ -81,6 +89,13 @@ class Peer:
         if self.role == "worker":
             return "worker %s on host %s" % (self.name, self.host)
         return "%s %s on %s" % (self.role, self.name, self.host)
+
+
+def hello_slots(hello):
+    """The slots a worker's HELLO lends: 1 when it does not say; 0 from a worker
+    serving several TaskManagers that lends this one none now."""
+    slots = hello.get("slots")
+    return 1 if slots is None else slots
 
 
 class Holdings:

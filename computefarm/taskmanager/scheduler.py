@@ -179,7 +179,8 @@ class Scheduler:
 
 def rank(worker):
     """Lower is sooner: see the module's docstring."""
-    return worker.machine_record.rank() + (len(worker.running) / worker.slots, worker.assigned)
+    return worker.machine_record.rank() + (len(worker.running) / max(1, worker.slots),
+                                           worker.assigned)
 
 
 def _top(profile, now):

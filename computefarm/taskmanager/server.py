@@ -21,6 +21,7 @@ from ..service import Service, write_ready_file
 from ..wire import protocol
 from ..wire.certificates import generated_keys
 from ..wire.protocol import Code, Msg
+from ..wire.schemas import MAX_HELD
 from .gate import Grant, secure_router
 from .logrouting import LogRouter, start_forwarder, stop_forwarder
 from .memory import Memory
@@ -77,7 +78,8 @@ class TaskManager(Service):
         self.handlers = {
             "client": {**common, Msg.SUBMIT: self.on_submit, Msg.CANCEL: self.on_cancel,
                        Msg.STATUS: self.on_status, Msg.LOG: self.on_log},
-            "worker": {**common, Msg.RESULT: self.on_result, Msg.OUTPUT: self.on_output},
+            "worker": {**common, Msg.RESULT: self.on_result, Msg.OUTPUT: self.on_output,
+                       Msg.SLOTS: self.on_slots},
             "monitor": {**common, Msg.REPORT: self.on_report},
             "logger": {**common, Msg.ACK: self.on_credit},
         }
@@ -321,6 +323,8 @@ class TaskManager(Service):
     def on_hello(self, peer, body, now, sender=None, user=None):
         role = body["role"]
         held = (body.get("slots") or 1) * (1 + defaults.PIPELINE_MAX)   # waiting ones too
+        if len(body.get("taskmanagers") or ()) > 1:
+            held = MAX_HELD            # it lends this one few slots now, maybe after more
         if len(body.get("running") or ()) > held:
             raise ProtocolError("HELLO lists %d running or waiting tasks for %d slot(s)"
                                 % (len(body["running"]), body.get("slots") or 1), Code.INVALID)
@@ -343,6 +347,9 @@ class TaskManager(Service):
                                             "heartbeat": self.interval,
                                             "liveness": self.config.heartbeat_liveness,
                                             "max_message": self.config.max_message_size})
+        if role == "worker" and registered.shared:
+            registered.wanted = None           # it learns anew what waits here
+            self.tell_demand(registered)
 
     def on_bye(self, peer, body, now):
         self.apply(self.state.remove_peer, peer, "left", requeue_only=True)
@@ -383,6 +390,9 @@ class TaskManager(Service):
         self.outbox.apply(effects)
         self.outbox.ack(worker.rid, ids)
 
+    def on_slots(self, worker, body, now):
+        self.state.lend(worker, body["slots"])
+
     def on_output(self, worker, body, now):
         for item in body["items"]:
             task = self.state.output_for(item)
@@ -400,6 +410,14 @@ class TaskManager(Service):
     def on_credit(self, forwarder, body, now):
         credit = body.get("credit", 0)
         self.logs.credit(forwarder.rid, credit if credit > 0 else 0)
+
+    def tell_demand(self, worker):
+        """DEMAND to a worker serving several TaskManagers, when what waits here for
+        it changed: it lends its slots to those with work."""
+        wanted = self.state.wanted(worker)
+        if wanted != worker.wanted:
+            worker.wanted = wanted
+            self.outbox.send(worker.rid, Msg.DEMAND, {"wanted": wanted})
 
     # -- sending ---------------------------------------------------------------
     def undeliverable(self, rid, items):
@@ -432,6 +450,9 @@ class TaskManager(Service):
             self.keyring.refresh()              # revocations take effect here
         self.next_heartbeat = now + self.interval / 2
         self.apply(self.state.expire, now, self.peer_timeout)
+        for worker in self.state.workers.values():
+            if worker.shared:
+                self.tell_demand(worker)
         self.outbox.flush()
         self.outbox.heartbeat(self.state.peers)
 

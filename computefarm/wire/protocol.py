@@ -50,6 +50,8 @@ class Msg(enum.IntEnum):
     STATUS = 18     # client -> TM: what does the farm look like?
     STATE = 19      # TM -> client: the answer to STATUS
     LOG = 20        # client -> TM -> log forwarder: log records (majordomo's events)
+    SLOTS = 21      # worker -> TM: the slots it lends this TaskManager now (it serves several)
+    DEMAND = 22     # TM -> worker serving several: whether tasks it could take wait here
 
 
 class Code:

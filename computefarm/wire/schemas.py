@@ -32,6 +32,7 @@ MAX_ATTRS = 1000          # keys of an attribute or constraint map
 MAX_CAPABILITIES = 200    # capabilities one worker offers
 MAX_CORES = 1 << 16
 MAX_SLOTS = 1024          # slots of one worker (tasks it runs at once)
+MAX_TASKMANAGERS = 16     # TaskManagers one worker serves
 MAX_HELD = MAX_SLOTS * (1 + defaults.PIPELINE_MAX)   # tasks it holds, waiting ones too
 MAX_INT = (1 << 63) - 1   # msgpack's own range bounds the rest
 ANY_DEPTH = 8             # nesting of the free-form maps (``detail``, STATE)
@@ -309,10 +310,11 @@ SCHEMAS = {
     "HELLO": record(
         ("role", "id", "host", "machine"),
         role=Str(20, ROLES), id=ID, host=NAME, machine=NAME, pid=Int(0, 1 << 31),
-        version=Str(100), slots=Int(1, MAX_SLOTS),
+        version=Str(100), slots=Int(0, MAX_SLOTS),   # 0: a worker lending none now
         capabilities=Map(ATTRS, max=MAX_CAPABILITIES),
         running=List(RUNNING_ENTRY, MAX_HELD),
         finished=List(RUNNING_ENTRY, MAX_BATCH),    # results it has not had acknowledged
+        taskmanagers=List(Str(MAX_NAME), MAX_TASKMANAGERS),   # workers serving several
         user=NAME,      # clients: whom they submit for (heeded from admin keys only)
         nice=Bool()),   # clients: their tasks get only the slots nobody else wants
     "WELCOME": record(("incarnation", "heartbeat", "liveness"),
@@ -345,4 +347,6 @@ SCHEMAS = {
     "STATUS": record(),
     "STATE": record(("status",), status=Map(Plain(), max=100)),
     "LOG": record(("records",), records=List(LOG_RECORD, MAX_BATCH)),
+    "SLOTS": record(("slots",), slots=Int(0, MAX_SLOTS)),
+    "DEMAND": record(("wanted",), wanted=Bool()),
 }

@@ -14,7 +14,6 @@ import os
 import signal
 import threading
 import time
-from collections import OrderedDict
 
 import zmq
 
@@ -29,6 +28,9 @@ from . import capture
 from .backlog import Backlog
 from .plugin import PathMap, Task, load_plugin
 from .taskrecords import TaskRecords
+from .upstreams import Upstream, apportion
+
+UPSTREAM = "_upstream"     # the key a dispatched task's spec keeps its TaskManager's index in
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,13 @@ class FarmWorker(Service):
 
     def __init__(self, address, capabilities, slots=None, machine=None, attributes=None,
                  path_map=None, context=None, clock=time.monotonic, curve=None,
-                 ready_file=None):
+                 ready_file=None, weights=None):
         super().__init__()
-        self.address = address
+        # one TaskManager's address, or several (``weights``: their shares of the slots)
+        addresses = [address] if isinstance(address, str) else list(address)
+        weights = list(weights or [1.0] * len(addresses))
+        self.upstreams = [Upstream(i, a, w) for i, (a, w) in enumerate(zip(addresses, weights))]
+        self.address = addresses[0]
         self.capability_names = list(capabilities)
         self.slots = slots or os.cpu_count() or 1
         self.machine = machine or machine_id()
@@ -56,17 +62,12 @@ class FarmWorker(Service):
         self.name = "worker %s" % self.identity
         self.plugins = {}
         self.capabilities = {}
-        self.runs = {}                 # task id -> Run
+        self.runs = {}                 # task id -> Run (its ``upstream``: whose task it is)
         self.backlog = Backlog()       # dispatched tasks waiting for a slot
         self.fd_runs = {}              # polled fd -> Run
-        self.outbox = OrderedDict()    # task id -> result, until acknowledged
-        self.unsent = []               # results not sent since the last (re)connection
-        self.gathering = None          # when the oldest of them was kept back (flush)
-        self.output = []               # OUTPUT items waiting for the next flush
         self.records = None            # TaskRecords: the trees of our running tasks
         self.recorded_slots = set()    # process groups of slots recorded there
         self.poller = None
-        self.link = None
         self.wakeup = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -82,10 +83,16 @@ class FarmWorker(Service):
         self.poller = zmq.Poller()
         self._watch_children()
         now = self.clock()
-        self.link = Link(self.context, self.address, "worker", self.hello, self.on_welcome,
-                         self.poller, now, identity=self.identity, curve=self.curve)
+        self.lend()
+        for up in self.upstreams:
+            up.link = Link(self.context, up.address, "worker",
+                           lambda up=up: self.hello(up),
+                           lambda restarted, up=up: self.on_welcome(up, restarted),
+                           self.poller, now, identity=self.identity, curve=self.curve)
         log.info("%s: %s, %d slot(s), connecting to %s", self.name,
-                 ", ".join(self.capability_names), self.slots, self.address)
+                 ", ".join(self.capability_names), self.slots,
+                 ", ".join("%s (weight %g)" % (up.address, up.weight) for up in self.upstreams)
+                 if len(self.upstreams) > 1 else self.address)
 
     def _watch_children(self):
         """Wake the loop when a task process exits (main thread only)."""
@@ -99,30 +106,60 @@ class FarmWorker(Service):
         self.wakeup = (read, write)
         self.poller.register(read, zmq.POLLIN)
 
-    def hello(self):
+    def hello(self, up):
+        """``up``'s HELLO: the slots lent it, its tasks here, its unacknowledged results."""
+        extra = {"taskmanagers": [u.address for u in self.upstreams]} \
+            if len(self.upstreams) > 1 else {}
         return protocol.hello(
-            "worker", self.identity, host_name(), self.machine, os.getpid(), slots=self.slots,
+            "worker", self.identity, host_name(), self.machine, os.getpid(), slots=up.lent,
             capabilities=self.capabilities, version=_version(),
             running=[{"id": r.task_id, "attempt": r.attempt,
                       "capability": getattr(r, "capability", "")}
-                     for r in self.runs.values() if r.stopping is None] +
+                     for r in self.runs.values() if r.stopping is None
+                     and r.upstream == up.index] +
                     [{"id": s["id"], "attempt": s["attempt"], "capability": s["capability"]}
-                     for s in self.backlog.items()],
+                     for s in self.backlog.items() if s[UPSTREAM] == up.index],
             # results not acknowledged yet: they are on their way, not lost
             finished=[{"id": r["id"], "attempt": r["attempt"]}
-                      for r in itertools.islice(self.outbox.values(), protocol.MAX_BATCH)])
+                      for r in itertools.islice(up.outbox.values(), protocol.MAX_BATCH)],
+            **extra)
 
-    def on_welcome(self, restarted):
-        self.unsent = list(self.outbox.values())
+    def on_welcome(self, up, restarted):
+        up.unsent = list(up.outbox.values())
+        up.wanted = False                # until it says (DEMAND follows its WELCOME)
         self.welcomes += 1
         if self.ready_file:
             write_ready_file(self.ready_file, json.dumps({
-                "welcomes": self.welcomes, "incarnation": self.link.incarnation,
+                "welcomes": self.welcomes, "incarnation": up.link.incarnation,
                 "pid": os.getpid()}))
         if restarted:        # the new TaskManager knows nothing of tasks stopped for an owner
             for run in self.runs.values():
-                run.resume(self.clock())
-            self.backlog.resume()
+                if run.upstream == up.index:
+                    run.resume(self.clock())
+            for spec in self.backlog.items():
+                if spec[UPSTREAM] == up.index:
+                    self.backlog.resume(spec["id"])
+
+    def lend(self, now=None):
+        """Share the slots among the TaskManagers (``upstreams.apportion``); tell
+        those whose share changed (SLOTS). One TaskManager is lent them all."""
+        if len(self.upstreams) == 1:
+            self.upstreams[0].lent = self.slots
+            return
+        holding = [0] * len(self.upstreams)
+        for run in self.runs.values():
+            holding[run.upstream] += 1
+        for spec in self.backlog.items():
+            holding[spec[UPSTREAM]] += 1
+        lent = apportion(self.slots, [u.weight for u in self.upstreams],
+                         [u.wanted and u.link is not None and u.link.ready
+                          for u in self.upstreams], holding)
+        for up, slots in zip(self.upstreams, lent):
+            if slots != up.lent:
+                told = up.lent is not None and up.link is not None and \
+                    up.link.send(Msg.SLOTS, {"slots": slots}, now or self.clock())
+                if told or up.lent is None or up.link is None or not up.link.ready:
+                    up.lent = slots   # (a link not welcomed says it in its next hello)
 
     def loop(self, now=None):
         busy = any(run.busy() for run in self.runs.values())
@@ -132,10 +169,12 @@ class FarmWorker(Service):
                                        - self.clock()))
         events = self.poller.poll(timeout * 1000)
         now = self.clock() if now is None else now
+        links = {up.link.socket: up for up in self.upstreams if up.link.socket is not None}
         for sock, _ in events:
-            if self.link.socket is not None and sock is self.link.socket:
-                for mtype, body in self.link.receive(now):
-                    self.process_taskmanager(mtype, body, now)
+            up = links.get(sock)
+            if up is not None:
+                for mtype, body in up.link.receive(now):
+                    self.process_taskmanager(up, mtype, body, now)
             elif self.wakeup is not None and sock == self.wakeup[0]:
                 _drain_pipe(sock)
             elif sock in self.fd_runs:
@@ -143,15 +182,21 @@ class FarmWorker(Service):
                 self.emit(run, run.readable(sock))
         self.check_runs(now)
         self.start_waiting(now)
+        self.lend(now)
         self.flush(now)
-        self.link.tick(now)
-        if self.link.refused:
-            raise AccessRefused(self.link.refused)
+        for up in self.upstreams:
+            up.link.tick(now)
+            if up.link.refused:
+                raise AccessRefused(up.link.refused)
 
     def shutdown(self):
         """Stop every run (their trees killed), hand them back, say goodbye."""
         now = self.clock()
-        handed_back = list(self.runs) + [s["id"] for s in self.backlog.items()]
+        handed_back = [[] for _ in self.upstreams]
+        for task_id, run in self.runs.items():
+            handed_back[run.upstream].append(task_id)
+        for spec in self.backlog.items():
+            handed_back[spec[UPSTREAM]].append(spec["id"])
         self.backlog = Backlog()
         for run in self.runs.values():
             run.stop(now, "cancelled", "worker shutting down")
@@ -162,8 +207,10 @@ class FarmWorker(Service):
                 if run.poll(self.clock()) is not None:
                     self._forget(run)
         self.flush(self.clock())
-        if self.link is not None:
-            self.link.close(bye={"reason": "worker shutting down", "handed_back": handed_back})
+        for up in self.upstreams:
+            if up.link is not None:
+                up.link.close(bye={"reason": "worker shutting down",
+                                   "handed_back": handed_back[up.index]})
         for plugin in self.plugins.values():
             plugin.close()
         for pgid in self.recorded_slots:
@@ -172,14 +219,17 @@ class FarmWorker(Service):
             signal.set_wakeup_fd(-1)
             for fd in self.wakeup:
                 os.close(fd)
-        log.info("%s: stopped, %d task(s) handed back", self.name, len(handed_back))
+        log.info("%s: stopped, %d task(s) handed back", self.name, sum(map(len, handed_back)))
 
     # -- messages from the TaskManager ------------------------------------------
-    def process_taskmanager(self, mtype, body, now):
+    def process_taskmanager(self, up, mtype, body, now):
+        """A message from TaskManager ``up`` (task ids are unique across them: each
+        begins with its client's scope and id)."""
         if mtype == Msg.DISPATCH:
             for task_id in body.get("acks") or ():   # results it acknowledges on the way
-                self.outbox.pop(task_id, None)
+                up.outbox.pop(task_id, None)
             for task in body["tasks"]:
+                task[UPSTREAM] = up.index
                 self.take(task, now)
         elif mtype == Msg.CANCEL:
             for task_id in body["ids"]:
@@ -189,7 +239,8 @@ class FarmWorker(Service):
                 elif task_id in self.backlog:
                     spec = self.backlog.remove(task_id)
                     self.finished(protocol.result_item(task_id, spec["attempt"], "cancelled",
-                                                       "cancelled by its client"))
+                                                       "cancelled by its client"),
+                                  spec[UPSTREAM])
         elif mtype in (Msg.SUSPEND, Msg.RESUME):
             for task_id in body["ids"]:
                 run = self.runs.get(task_id)
@@ -208,7 +259,9 @@ class FarmWorker(Service):
                     run.resume(now)
         elif mtype == Msg.ACK:
             for task_id in body["ids"]:
-                self.outbox.pop(task_id, None)
+                up.outbox.pop(task_id, None)
+        elif mtype == Msg.DEMAND:
+            up.wanted = body["wanted"]
         elif mtype == Msg.ERROR:
             log.warning("%s: the TaskManager refused a message: %s", self.name, body["text"])
 
@@ -240,15 +293,18 @@ class FarmWorker(Service):
             run = plugin.start(request, task, now)
         except (PluginError, ProtocolError) as exc:
             log.warning("%s: task %s refused: %s", self.name, task_id, exc)
-            self.finished(protocol.result_item(task_id, attempt, "error", str(exc)))
+            self.finished(protocol.result_item(task_id, attempt, "error", str(exc)),
+                          spec[UPSTREAM])
             return
         except Exception as exc:  # a bug in a plugin: report it, keep serving
             log.exception("%s: plugin %r failed to start task %s", self.name,
                           spec["capability"], task_id)
             self.finished(protocol.result_item(task_id, attempt, "error", "worker plugin %r "
-                                               "failed: %r" % (spec["capability"], exc)))
+                                               "failed: %r" % (spec["capability"], exc)),
+                          spec[UPSTREAM])
             return
         run.capability = spec["capability"]
+        run.upstream = spec[UPSTREAM]
         run.plugin, run.request = plugin, request
         run.captured, run.captured_size, run.truncated = [], 0, 0
         run.on_close_fd = self._unwatch
@@ -284,7 +340,8 @@ class FarmWorker(Service):
             self.finished(protocol.result_item(
                 run.task_id, run.attempt, outcome.status, outcome.error or None,
                 outcome.exit_code, duration=now - run.started,
-                started=time.time() - (now - run.started), **extra))   # the run's, for a timeline
+                started=time.time() - (now - run.started), **extra),   # the run's, for a timeline
+                run.upstream)
 
     def _forget(self, run):
         self.runs.pop(run.task_id, None)
@@ -293,55 +350,64 @@ class FarmWorker(Service):
             self._unwatch(fd)
         run.release()
 
-    def finished(self, result):
-        """Keep ``result`` (a RESULT item) until the TaskManager acknowledges it.
-        One the TaskManager could not take in one message becomes an error."""
+    def finished(self, result, upstream):
+        """Keep ``result`` (a RESULT item) until the TaskManager whose task it was
+        (``upstream``, its index) acknowledges it. One that TaskManager could not
+        take in one message becomes an error."""
+        up = self.upstreams[upstream]
         if len(result.get("value") or b"") + defaults.RESULT_OUTPUT_MAX * 4 > \
-                self.link.max_message:
+                up.link.max_message:
             size = len(protocol.encode(Msg.RESULT, protocol.batch(Msg.RESULT, [result])))
-            if size > self.link.max_message:
+            if size > up.link.max_message:
                 result = protocol.result_item(
                     result["id"], result["attempt"], "error",
                     "the result is %d bytes, more than the TaskManager takes in one "
                     "message (taskmanager.max_message_size: %d)"
-                    % (size, self.link.max_message), duration=result.get("duration", 0.0))
-        self.outbox[result["id"]] = result
-        self.unsent.append(result)
+                    % (size, up.link.max_message), duration=result.get("duration", 0.0))
+        up.outbox[result["id"]] = result
+        up.unsent.append(result)
 
     def emit(self, run, lines):
         """Queue what ``run`` printed for the next flush, and keep its tail."""
         if lines:
-            self.output.extend(capture.output_items(run, lines, time.time()))
+            self.upstreams[run.upstream].output.extend(
+                capture.output_items(run, lines, time.time()))
 
     def flush(self, now):
-        if self.output:
-            del self.output[:self.link.send_batched(Msg.OUTPUT, self.output, now,
+        for up in self.upstreams:
+            if up.output:
+                del up.output[:up.link.send_batched(Msg.OUTPUT, up.output, now,
                                                     protocol.WEIGHTS[Msg.OUTPUT])]
-            self._trim_backlog()
-        if self.unsent and self._results_due(now):
-            del self.unsent[:self.link.send_batched(Msg.RESULT, self.unsent, now,
+                self._trim_backlog(up)
+            if up.unsent and self._results_due(up, now):
+                del up.unsent[:up.link.send_batched(Msg.RESULT, up.unsent, now,
                                                     protocol.WEIGHTS[Msg.RESULT])]
 
+    @property
+    def gathering(self):
+        """When the oldest result kept back was (the loop's poll wakes for it)."""
+        kept = [up.gathering for up in self.upstreams if up.gathering is not None]
+        return min(kept) if kept else None
 
-    def _results_due(self, now):
+    def _results_due(self, up, now):
         """Results go at once, unless tasks wait here for a slot (pipelining): then
         the TaskManager has nothing urgent to refill, and results gather for up
         to ``RESULT_GATHER`` seconds, so both ways carry fewer, larger messages."""
-        if not self.backlog or len(self.unsent) >= defaults.RESULT_GATHER_COUNT:
-            self.gathering = None
+        if not self.backlog or len(up.unsent) >= defaults.RESULT_GATHER_COUNT:
+            up.gathering = None
             return True
-        if self.gathering is None:
-            self.gathering = now
-        if now - self.gathering < defaults.RESULT_GATHER:
+        if up.gathering is None:
+            up.gathering = now
+        if now - up.gathering < defaults.RESULT_GATHER:
             return False
-        self.gathering = None
+        up.gathering = None
         return True
 
-    def _trim_backlog(self):
-        lines = sum(len(item["lines"]) for item in self.output)
+    def _trim_backlog(self, up):
+        lines = sum(len(item["lines"]) for item in up.output)
         dropped = 0
-        while self.output and lines > defaults.OUTPUT_BACKLOG_LINES:
-            item = self.output.pop(0)
+        while up.output and lines > defaults.OUTPUT_BACKLOG_LINES:
+            item = up.output.pop(0)
             lines -= len(item["lines"])
             dropped += len(item["lines"])
         if dropped:
