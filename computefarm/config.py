@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from . import addresses, defaults
+from .configcheck import Checker, show
 from .exceptions import ConfigError
 
 PLACEMENTS = ("load", "round-robin")
@@ -69,12 +70,20 @@ class WorkerSpec:
 
 
 @dataclass
+class Upstream:
+    address: str
+    weight: float = 1.0         # its share of the machine's slots while several want them
+    server: str = None          # that TaskManager's public key file (None: keys.server)
+
+
+@dataclass
 class MachineConfig:
     name: str
     host: str = None
     workers: list = field(default_factory=list)
     path_map: dict = field(default_factory=dict)   # client path prefix -> path here
     policy: Policy = None                           # None: the load section's policy
+    taskmanagers: list = field(default_factory=list)   # Upstream: those it serves, if several
 
 
 @dataclass
@@ -94,6 +103,18 @@ class KeysConfig:
                               "key file)" % (where, where))
         public, secret = load_secret(self.secret)
         return public, secret, load_public(self.server)
+
+    def curve_for(self, server, where="keys"):
+        """``peer_curve`` with another TaskManager's public key file (``server``;
+        None: ``keys.server``)."""
+        from .wire.certificates import load_public
+        curve = self.peer_curve(where)
+        if server is None:
+            return curve
+        if curve is None:
+            raise ConfigError("%s.secret: needed to connect to a TaskManager whose public "
+                              "key is %s" % (where, server))
+        return curve[0], curve[1], load_public(server)
 
 
 @dataclass
@@ -181,7 +202,8 @@ SCHEMA = {
                     "max_attempts", "max_message_size", "recovery_grace", "handover_wait",
                     "max_queued_per_client", "max_queued_bytes_per_client", "max_log_rate",
                     "usage_half_life"),
-    "machines.NAME": ("host", "workers", "path_map", "policy"),
+    "machines.NAME": ("host", "workers", "path_map", "policy", "taskmanagers"),
+    "machines.NAME.taskmanagers[]": ("address", "weight", "server"),
     "machines.NAME.workers[]": ("capabilities", "slots", "attributes"),
     "machines.NAME.policy": _POLICY_KEYS,
     "load": ("placement", "monitor_interval", "policy"),
@@ -194,7 +216,7 @@ SCHEMA = {
 
 def parse_config(data, path="farm.yaml"):
     """FarmConfig from already-parsed YAML data; ConfigError names the key at fault."""
-    check = _Checker(path)
+    check = Checker(path)
     if data is None:
         data = {}
     top = check.mapping(data, "", SCHEMA[""])
@@ -231,12 +253,6 @@ def parse_config(data, path="farm.yaml"):
     return config
 
 
-def check_address(address, where="address", allow_port_zero=False):
-    """``address`` if it is tcp://HOST:PORT, else ConfigError naming ``where``."""
-    addresses.split(address, where, allow_port_zero)
-    return address
-
-
 def _taskmanager(check, data):
     section = check.mapping(data, "taskmanager", SCHEMA["taskmanager"])
     tm = TaskManagerConfig()
@@ -267,6 +283,23 @@ def _machine(check, data, where, name):
         for source, target in machine.path_map.items():
             if not (source.startswith("/") and target.startswith("/")):
                 check.fail("%s.path_map.%s" % (where, source), "expected absolute paths")
+    upstreams = section.get("taskmanagers") or []
+    if not isinstance(upstreams, list):
+        check.fail(where + ".taskmanagers", "expected a list of TaskManagers")
+    for index, spec in enumerate(upstreams):
+        upath = "%s.taskmanagers[%d]" % (where, index)
+        usec = check.mapping(spec, upath, SCHEMA["machines.NAME.taskmanagers[]"])
+        if "address" not in usec:
+            check.fail(upath + ".address", "missing (tcp://HOST:PORT)")
+        upstream = Upstream(check.address(usec["address"], upath + ".address"))
+        if "weight" in usec:
+            upstream.weight = check.number(usec["weight"], upath + ".weight")
+        if usec.get("server") is not None:
+            upstream.server = os.path.expanduser(check.string(usec["server"],
+                                                              upath + ".server"))
+        machine.taskmanagers.append(upstream)
+    if len({u.address for u in machine.taskmanagers}) != len(machine.taskmanagers):
+        check.fail(where + ".taskmanagers", "the same address twice")
     workers = section.get("workers", [])
     if not isinstance(workers, list):
         check.fail(where + ".workers", "expected a list of workers")
@@ -297,7 +330,7 @@ def _user(check, data, where):
     if "priority" in section:
         if not isinstance(section["priority"], bool):
             check.fail(where + ".priority", "expected true or false, got %s"
-                       % _show(section["priority"]))
+                       % show(section["priority"]))
         user.priority = section["priority"]
     return user
 
@@ -357,58 +390,3 @@ def _logging(check, data):
     if section.get("file") is not None:
         config.file = check.string(section["file"], "logging.file")
     return config
-
-
-class _Checker:
-    """Type checks that raise one-line ConfigErrors naming the file and key."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def fail(self, key, expected):
-        raise ConfigError("%s: %s: %s" % (self.path, key or "(top level)", expected))
-
-    def mapping(self, value, key, allowed=None):
-        if not isinstance(value, dict):
-            self.fail(key, "expected a mapping, got %s" % _show(value))
-        if allowed is not None:
-            for name in value:
-                if name not in allowed:
-                    self.fail("%s.%s" % (key, name) if key else str(name),
-                              "unknown key (expected one of: %s)" % ", ".join(allowed))
-        return value
-
-    def string(self, value, key):
-        if not isinstance(value, str) or not value:
-            self.fail(key, "expected a non-empty string, got %s" % _show(value))
-        return value
-
-    def number(self, value, key):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            self.fail(key, "expected a number > 0, got %s" % _show(value))
-        return float(value)
-
-    def integer(self, value, key, minimum=0):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.fail(key, "expected a whole number >= %d, got %s" % (minimum, _show(value)))
-        return value
-
-    def str_map(self, value, key):
-        self.mapping(value, key)
-        return {str(k): self.scalar(v, "%s.%s" % (key, k)) for k, v in value.items()}
-
-    def scalar(self, value, key):
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            self.fail(key, "expected a string or number, got %s" % _show(value))
-        return str(value)
-
-    def address(self, value, key, allow_port_zero=False):
-        try:
-            return check_address(value, key, allow_port_zero)
-        except ConfigError as exc:
-            raise ConfigError("%s: %s" % (self.path, exc)) from None
-
-
-def _show(value):
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -40,6 +40,9 @@ def _sections(data):
     found["machines.NAME.policy"] = {k: v for m in machines
                                      for k, v in (m.get("policy") or {}).items()}
     found["users.NAME"] = {k: v for u in data["users"].values() for k, v in u.items()}
+    found["machines.NAME.taskmanagers[]"] = {k: v for m in machines
+                                             for u in m.get("taskmanagers", ())
+                                             for k, v in u.items()}
     return found
 
 
@@ -75,6 +78,14 @@ def test_reference_farm_yaml_lists_every_key_with_its_default():
     ({"users": {"bob": {"priority": "yes"}}}, "users.bob.priority: expected true or false"),
     ({"users": {"bob": {"wieght": 2}}}, "users.bob.wieght: unknown key"),
     ({"users": ["bob"]}, "users: expected a mapping"),
+    ({"machines": {"m": {"taskmanagers": [{"weight": 2}]}}},
+     "machines.m.taskmanagers[0].address: missing"),
+    ({"machines": {"m": {"taskmanagers": [{"address": "tcp://a:1", "weight": 0}]}}},
+     "machines.m.taskmanagers[0].weight: expected a number > 0"),
+    ({"machines": {"m": {"taskmanagers": [{"address": "tcp://a:1"}, {"address": "tcp://a:1"}]}}},
+     "machines.m.taskmanagers: the same address twice"),
+    ({"machines": {"m": {"taskmanagers": "tcp://a:1"}}},
+     "machines.m.taskmanagers: expected a list"),
     (["a list"], "(top level): expected a mapping"),
 ])
 def test_bad_values_name_file_and_key(data, message):

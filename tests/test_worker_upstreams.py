@@ -6,10 +6,13 @@ ran at once is read from the tasks themselves, not from either TaskManager.
 """
 
 import os
+import shutil
 import signal
+import subprocess
 
 import pytest
-from support import Farm, wait_until, welcomes
+import yaml
+from support import Farm, SecureFarm, command, wait_until, welcomes
 
 from computefarm.client import Client
 from computefarm.worker.upstreams import apportion
@@ -128,3 +131,64 @@ def test_weights_and_a_taskmanager_killed_does_not_stop_the_other(two):
     spans = intervals(results)
     assert most_at_once(spans) == SLOTS                     # B then gets every slot
     assert monitor.poll() is None
+
+
+def test_farm_yaml_lists_the_taskmanagers_a_machine_serves(two, tmp_path):
+    a, b = two
+    config = tmp_path / "shared.yaml"
+    config.write_text(yaml.safe_dump({
+        "taskmanager": {"heartbeat_interval": 0.2, "heartbeat_liveness": 3},
+        "logging": {"records": str(tmp_path / "records.jsonl"), "cutelog": None},
+        "machines": {"shared": {
+            "workers": [{"capabilities": ["shell"], "slots": SLOTS}],
+            "taskmanagers": [{"address": a.address}, {"address": b.address, "weight": 3}]}}}))
+    worker = a.spawn("farm-worker", ["--config", str(config), "--machine", "shared"], "worker")
+    wait_until(lambda: welcomes(worker) >= 2 or worker.poll() is not None,
+               what="the worker welcomed by both")
+    assert worker.poll() is None, worker.log.read_text()
+    a.spawn("farm-monitor", ["--config", str(config), "--machine", "shared", "--interval",
+                             "0.2", "--owner-scope", str(os.getpid())], "monitor")
+    for farm in (a, b):
+        client = farm.client()
+        wait_until(lambda: any(m["id"] == "shared" and m["cpu_percent"] is not None
+                               for m in client.status()["machines"]), what="a report")
+        assert client.status()["workers"][0]["serves"] == [a.address, b.address]
+        assert client.submit("shell", {"cmd": "true"}).result(30).ok
+    got = subprocess.run(command("farm-worker") + ["--config", str(config), "--machine",
+                                                   "shared", "--weight", "2"],
+                         capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2 and got.stderr.strip().endswith(
+        "--weight goes with --taskmanager; %s gives the weights of machine shared's "
+        "TaskManagers" % config), got.stderr
+
+
+def test_a_machine_serves_two_farms_with_keys_of_their_own(tmp_path):
+    """Two TaskManagers with different key pairs; the worker's one key is authorized
+    by both, and farm.yaml names each TaskManager's public key file."""
+    a = SecureFarm(tmp_path / "a", peers=(("w1", "worker"), ("c1", "client")))
+    b = SecureFarm(tmp_path / "b", peers=(("c1", "client"),))
+    try:
+        shutil.copy(a.keydir / "authorized" / "w1.key", b.keydir / "authorized" / "w1.key")
+        for farm in (a, b):
+            farm.start_taskmanager()
+        config = tmp_path / "shared.yaml"
+        config.write_text(yaml.safe_dump({
+            "taskmanager": {"heartbeat_interval": 0.2, "heartbeat_liveness": 3},
+            "logging": {"records": str(tmp_path / "records.jsonl"), "cutelog": None},
+            "keys": {"server": str(a.keydir / "taskmanager.key"),
+                     "secret": str(a.keydir / "peers" / "w1.key_secret")},
+            "machines": {"shared": {
+                "workers": [{"capabilities": ["shell"], "slots": 2}],
+                "taskmanagers": [{"address": a.address},
+                                 {"address": b.address,
+                                  "server": str(b.keydir / "taskmanager.key")}]}}}))
+        worker = a.spawn("farm-worker", ["--config", str(config), "--machine", "shared"],
+                         "worker")
+        wait_until(lambda: welcomes(worker) >= 2 or worker.poll() is not None,
+                   what="the worker welcomed by both")
+        assert worker.poll() is None, worker.log.read_text()
+        for farm in (a, b):
+            assert farm.secure_client("c1").submit("shell", {"cmd": "true"}).result(30).ok
+    finally:
+        b.close()
+        a.close()

@@ -18,7 +18,7 @@ from concurrent.futures import Future, TimeoutError
 import zmq
 
 from .. import defaults, localkeys
-from ..config import check_address
+from ..configcheck import check_address
 from ..exceptions import AccessRefused, FarmUnreachable, UsageError
 from ..hostinfo import host_name, local_user, machine_id
 from ..wire import protocol

@@ -10,7 +10,8 @@ import os
 import sys
 
 from .. import defaults, logfiles
-from ..config import check_address, load_config
+from ..config import load_config
+from ..configcheck import check_address
 from ..exceptions import ConfigError, FarmError
 
 log = logging.getLogger(__name__)

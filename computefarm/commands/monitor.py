@@ -6,6 +6,7 @@ from ..exceptions import UsageError
 from ..monitor.service import FarmMonitor
 from ..service import run_service
 from .common import add_common_options, run_command, setup
+from .worker import this_machine, upstreams
 
 
 def main(argv=None):
@@ -28,8 +29,9 @@ def main(argv=None):
         interval = args.interval or config.load.monitor_interval
         if interval <= 0:
             raise UsageError("--interval must be a positive number of seconds")
-        monitor = FarmMonitor(args.taskmanagers, machine=args.machine,
+        taskmanagers, _, curves = upstreams(config, this_machine(config, args.machine), args)
+        monitor = FarmMonitor(taskmanagers, machine=args.machine,
                               interval=interval, workdir=args.workdir,
-                              owner_scope=args.owner_scope, curve=config.keys.peer_curve())
+                              owner_scope=args.owner_scope, curve=curves)
         return run_service(monitor)
     return run_command("farm-monitor", build, argv)

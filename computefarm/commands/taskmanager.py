@@ -2,7 +2,8 @@
 
 import argparse
 
-from ..config import ON_OWNER, check_address
+from ..config import ON_OWNER
+from ..configcheck import check_address
 from ..service import run_service
 from ..taskmanager.server import TaskManager
 from .common import add_common_options, run_command, setup

@@ -37,7 +37,7 @@ def main(argv=None):
         args = parser.parse_args(argv)
         config = setup(args, "worker")
         capabilities, slots, attributes = args.capability, args.slots, {}
-        machine = _this_machine(config, args.machine)
+        machine = this_machine(config, args.machine)
         if not capabilities:
             capabilities, slots, attributes = _from_config(config, machine, args.machine, slots)
         attributes.update(_pairs(args.attr, "--attr"))
@@ -45,13 +45,27 @@ def main(argv=None):
         path_map.update(_pairs(args.path_map, "--path-map"))
         if slots is not None and slots < 1:
             raise UsageError("--slots must be at least 1")
-        weights = _weights(args.weight, args.taskmanagers)
-        worker = FarmWorker(args.taskmanagers, capabilities, slots=slots,
+        taskmanagers, weights, curves = upstreams(config, machine, args)
+        worker = FarmWorker(taskmanagers, capabilities, slots=slots,
                             machine=args.machine, attributes=attributes, path_map=path_map,
-                            curve=config.keys.peer_curve(), ready_file=args.ready_file,
-                            weights=weights)
+                            curve=curves, ready_file=args.ready_file, weights=weights)
         return run_service(worker)
     return run_command("farm-worker", build, argv)
+
+
+def upstreams(config, machine, args):
+    """The TaskManagers to serve: ``(addresses, weights, curves)``, from --taskmanager
+    (and --weight), else this machine's ``taskmanagers`` list in farm.yaml, else
+    farm.yaml's TaskManager."""
+    if args.taskmanager is None and machine is not None and machine.taskmanagers:
+        if getattr(args, "weight", None):
+            raise UsageError("--weight goes with --taskmanager; %s gives the weights of "
+                             "machine %s's TaskManagers" % (config.path, machine.name))
+        entries = machine.taskmanagers
+        return ([u.address for u in entries], [u.weight for u in entries],
+                [config.keys.curve_for(u.server) for u in entries])
+    weights = _weights(getattr(args, "weight", None), args.taskmanagers)
+    return args.taskmanagers, weights, config.keys.peer_curve()
 
 
 def _weights(weights, taskmanagers):
@@ -79,7 +93,7 @@ def _pairs(items, option):
     return pairs
 
 
-def _this_machine(config, machine_name):
+def this_machine(config, machine_name):
     """This machine's entry in farm.yaml (by --machine, machine id or host name)."""
     names = [n for n in (machine_name, machine_id(), host_name()) if n]
     return next((config.machine(n) for n in names if config.machine(n)), None)

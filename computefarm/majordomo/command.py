@@ -22,7 +22,8 @@ from doit.exceptions import InvalidCommand
 
 from .. import addresses, defaults
 from ..client import Client, LocalFarm, report, timeline
-from ..config import check_address, load_config
+from ..config import load_config
+from ..configcheck import check_address
 from ..exceptions import FarmError, FarmUnreachable
 from ..wire.protocol import Code, logger_name
 from . import runner

@@ -115,7 +115,7 @@ class FarmMonitor(Service):
         self.interval = interval
         self.workdir = workdir
         self.owner_scope = owner_scope
-        self.curve = curve
+        self.curve = curve             # keys: one set, or a list (one per TaskManager)
         self.context = context or zmq.Context.instance()
         self.clock = clock
         self.identity = peer_id("monitor")
@@ -131,9 +131,11 @@ class FarmMonitor(Service):
         self.poller = zmq.Poller()
         now = self.clock()
         self.sampler.owner_cpu(now)
+        curves = self.curve if isinstance(self.curve, list) else [self.curve] * len(
+            self.addresses)
         self.links = [Link(self.context, address, "monitor", self.hello,
                            lambda restarted: None, self.poller, now, identity=self.identity,
-                           curve=self.curve) for address in self.addresses]
+                           curve=curve) for address, curve in zip(self.addresses, curves)]
         self.next_report = now + min(self.interval, 0.5)
         log.info("monitor of machine %s: reporting every %gs to %s", self.machine,
                  self.interval, ", ".join(self.addresses))

@@ -53,7 +53,7 @@ class FarmWorker(Service):
         self.machine = machine or machine_id()
         self.extra_attributes = dict(attributes or {})
         self.paths = PathMap(path_map)
-        self.curve = curve
+        self.curve = curve             # keys: one set, or a list (one per TaskManager)
         self.ready_file = ready_file   # rewritten at every welcome: {"welcomes", "incarnation"}
         self.welcomes = 0
         self.context = context or zmq.Context.instance()
@@ -88,7 +88,9 @@ class FarmWorker(Service):
             up.link = Link(self.context, up.address, "worker",
                            lambda up=up: self.hello(up),
                            lambda restarted, up=up: self.on_welcome(up, restarted),
-                           self.poller, now, identity=self.identity, curve=self.curve)
+                           self.poller, now, identity=self.identity,
+                           curve=self.curve[up.index] if isinstance(self.curve, list)
+                           else self.curve)
         log.info("%s: %s, %d slot(s), connecting to %s", self.name,
                  ", ".join(self.capability_names), self.slots,
                  ", ".join("%s (weight %g)" % (up.address, up.weight) for up in self.upstreams)
