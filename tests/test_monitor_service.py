@@ -1,6 +1,7 @@
 """Monitors, the spare-cycle policy and load-aware placement, with real owner load."""
 
 import json
+import pathlib
 import signal
 import subprocess
 import sys
@@ -79,12 +80,12 @@ def proc_state(pid):
         return stream.read().rsplit(")", 1)[1].split()[0]
 
 
-def watched_worker(farm, owner):
+def watched_worker(farm, owner, **client):
     """A one-slot shell worker on machine A, whose monitor watches ``owner``; a
-    client that has seen A idle."""
+    client (``Client(**client)``) that has seen A idle."""
     farm.start_worker("shell", machine="A")
     farm.start_monitor("A", owner.pid)
-    client = farm.client()
+    client = farm.client(**client)
     wait_until(lambda: machine_state(client, "A") == "idle", what="A idle")
     return client
 
@@ -114,7 +115,7 @@ def test_busy_owner_is_avoided_and_bursts_spread(tmp_path, owners):
 def test_suspend_stops_and_resumes_the_task(tmp_path, owners):
     farm = policy_farm(tmp_path, on_owner="suspend")
     try:
-        client = watched_worker(farm, owners[0])
+        client = watched_worker(farm, owners[0], timeline=True)
         notices = []
         client.on_notice = lambda level, code, text, ids: notices.append((code, ids, text))
         pidfile, go = tmp_path / "pid", tmp_path / "go"
@@ -139,6 +140,14 @@ def test_suspend_stops_and_resumes_the_task(tmp_path, owners):
         go.write_text("")
         result = future.result(30)
         assert result.ok and result.stdout == ["finished"] and result.attempt == 1
+        page, trace = client.write_report(str(tmp_path / "report.html"))   # it shows there
+        events = json.loads(pathlib.Path(trace).read_text())["traceEvents"]
+        task = next(e for e in events if e["name"] == "waits-for-go")
+        pause = next(e for e in events if e["name"] == "suspended: waits-for-go")
+        assert (pause["pid"], pause["tid"]) == (task["pid"], task["tid"]) and pause["dur"] > 0
+        assert task["ts"] <= pause["ts"] and pause["ts"] + pause["dur"] <= task["ts"] + \
+            task["dur"] + 1000 and task["args"]["suspended_s"] > 0
+        assert '<rect class=suspended' in pathlib.Path(page).read_text()
     finally:
         farm.close()
 

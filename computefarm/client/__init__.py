@@ -2,8 +2,9 @@
 ``FarmExecutor`` (a standard Executor for python callables) and ``LocalFarm``
 (a throw-away farm on this machine)."""
 
-from .client import Client, TaskFuture, TaskResult
+from .client import Client
 from .executor import FarmExecutor
 from .localfarm import LocalFarm
+from .tasks import TaskFuture, TaskResult
 
 __all__ = ["Client", "FarmExecutor", "LocalFarm", "TaskFuture", "TaskResult"]

@@ -3,7 +3,8 @@
 No script, no style sheet or font from elsewhere, no network: the page is
 HTML with its CSS inline and the Gantt chart drawn as inline SVG (a rectangle
 per action, a row per slot, grouped by machine; hovering one shows its name,
-host, attempt, time queued and run time). Above it the run's totals; below it
+host, attempt, time queued and run time; a suspension for the machine's owner
+is drawn over it in amber). Above it the run's totals; below it
 the critical path, the machines' summary and the failures with the last lines
 they printed.
 
@@ -59,16 +60,17 @@ def render(timeline, graph, title, wall_time=None):
     tasks in ``graph`` (name -> dependencies)."""
     placed = timeline.placed()
     spans = {}
-    for name, start, run, _, _, _, _ in placed:
+    for name, start, run, *_ in placed:
         first, last = spans.get(name, (start, start + run))
         spans[name] = (min(first, start), max(last, start + run))
     chain = critical_path(spans, graph) if graph else []   # a batch: no dependencies
     critical = set(chain)
-    end = max((start + run for _, start, run, _, _, _, _ in placed), default=0.0)
-    first = min((start for _, start, _, _, _, _, _ in placed), default=0.0)
+    end = max((start + run for _, start, run, *_ in placed), default=0.0)
+    first = min((start for _, start, *_ in placed), default=0.0)
     wall, span = max(end, 1e-3), max(end - first, 1e-3)
-    busy = sum(run for _, _, run, _, _, _, _ in placed)
-    tracks = sorted({(machine, track) for _, _, _, machine, track, _, _ in placed})
+    busy = sum(p[2] for p in placed)
+    suspended = sum(_stopped(p) for p in placed)
+    tracks = sorted({(p[3], p[4]) for p in placed})
     failed = [p for p in placed if p[5].status != "ok"]
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall_time or timeline.began))
     parts = [_HEAD % {"title": _e(title)}, "<h1>%s</h1>" % _e(title),
@@ -78,7 +80,8 @@ def render(timeline, graph, title, wall_time=None):
         ("failed", "%d" % len(failed)),
         ("from the run's start to the last end", "%s (the first action started at %s)"
          % (_seconds(end), _seconds(first))),
-        ("busy slot time", _seconds(busy)),
+        ("busy slot time", "%s (%s of it suspended for machines' owners)" % (
+            _seconds(busy), _seconds(suspended))),
         ("slots used", "%d on %d machine(s), busy %s of the time from the first start" % (
             len(tracks), len({m for m, _ in tracks}),
             _percent(busy / (span * len(tracks))) if tracks else "-")),
@@ -98,11 +101,11 @@ def render(timeline, graph, title, wall_time=None):
         parts.append("<p>No task ran on the farm.</p>")
     parts.append("<h2>Machines</h2>")
     parts.append(_table("machines", ["machine", "slots", "actions", "busy", "busy %",
-                                     "failed"], _machines(placed, tracks, span)))
+                                     "suspended", "failed"], _machines(placed, tracks, span)))
     parts.append("<h2>Failures</h2>")
     if not failed:
         parts.append("<p>None.</p>")
-    for name, start, run, machine, _, result, _ in failed:
+    for name, start, run, machine, _, result, _, _ in failed:
         lines = (result.stdout + result.stderr)[-TAIL:]
         parts.append("<div class=failure><h3>%s</h3><p>%s on %s (%s), attempt %s, after "
                      "%s: %s</p><pre>%s</pre></div>" % (
@@ -155,12 +158,12 @@ def _gantt(placed, tracks, wall, critical):
         out.append('<text class=machine x="2" y="%d">machine %s</text>' % (top + 13,
                                                                          _e(machine)))
     labels = {}
-    for name, start, run, machine, track, result, queued in placed:
+    for name, start, run, machine, track, result, queued, pauses in placed:
         labels[(machine, track)] = "%s slot %d" % (result.worker, track[1] + 1)
     for key, label in labels.items():
         out.append('<text class=slot x="12" y="%d">%s</text>' % (row_of[key] + 13,
                                                                 _e(label[-34:])))
-    for name, start, run, machine, track, result, queued in placed:
+    for name, start, run, machine, track, result, queued, pauses in placed:
         kind = "ok" if result.status == "ok" else "failed"
         if name in critical:
             kind += " critical"
@@ -170,6 +173,12 @@ def _gantt(placed, tracks, wall, critical):
                        max(2.0, run * scale), ROW - 4, _e(name), _e(result.status),
                        _e(result.host or "-"), _e(str(result.attempt)), _seconds(queued),
                        _seconds(run)))
+        for begin, end in pauses:          # suspended for the machine's owner
+            out.append('<rect class=suspended x="%.2f" y="%d" width="%.2f" height="%d">'
+                       '<title>%s suspended %s: its machine\'s owner was back</title></rect>'
+                       % (LABEL + begin * scale, row_of[(machine, track)] + 2,
+                          max(2.0, (end - begin) * scale), ROW - 4, _e(name),
+                          _seconds(end - begin)))
     out.append("</svg>")
     return "".join(out)
 
@@ -181,9 +190,14 @@ def _machines(placed, tracks, wall):
         slots = len({t for m, t in tracks if m == machine})
         busy = sum(p[2] for p in mine)
         rows.append((machine, "%d" % slots, "%d" % len(mine), _seconds(busy),
-                     _percent(busy / (wall * slots)),
+                     _percent(busy / (wall * slots)), _seconds(sum(map(_stopped, mine))),
                      "%d" % sum(p[5].status != "ok" for p in mine)))
     return rows
+
+
+def _stopped(placed):
+    """The seconds an action spent suspended for its machine's owner."""
+    return sum(end - begin for begin, end in placed[7])
 
 
 def _table(css, heads, rows):
@@ -227,6 +241,7 @@ svg.gantt { border: 1px solid #ccc; background: #fafafa; }
 rect.task { stroke: #fff; stroke-width: 0.5; }
 rect.ok { fill: #4a7fb5; } rect.failed { fill: #c62828; }
 rect.critical { stroke: #111; stroke-width: 2; }
+rect.suspended { fill: #f2b233; opacity: 0.85; }
 line.tick { stroke: #e2e2e2; } text.axis { font-size: 10px; fill: #666; }
 text.machine { font-size: 12px; font-weight: bold; } text.slot { font-size: 11px; fill: #444; }
 .time { color: #666; } pre { background: #f4f4f4; padding: 0.5em; overflow-x: auto; }

@@ -3,7 +3,9 @@
 Every action of every task that reached a worker is one complete event (``ph``
 ``X``) named by its doit task, on the track of the machine (a process) and of
 the slot (a thread) it ran in, with its attempt, host, worker, status, queue
-wait and run time in ``args``. Slots are not on the wire: each worker's actions
+wait, run time and time suspended in ``args``; each suspension for its
+machine's owner (the NOTICEs ``suspended`` and ``resumed``) is one more event,
+``suspended: NAME``, on the same track. Slots are not on the wire: each worker's actions
 are packed into lanes, the lowest lane free at an action's start, so the lanes
 of a worker are never more than the tasks it ran at once (its slots). Times
 are the client's: an action's start is its worker's (RESULT ``started``) moved
@@ -21,6 +23,7 @@ import os
 import time
 
 from .. import defaults
+from ..wire.protocol import Code
 
 
 class Timeline:
@@ -29,17 +32,39 @@ class Timeline:
         self.began = clock()
         self.actions = []        # (name, submitted, ended, result)
         self.graph = {}          # doit task name -> the names it depends on (the report's)
+        self.paused = {}         # task id (the client's) -> [[suspended, resumed or None]]
 
     def add(self, name, submitted, result):
         """An action of task ``name`` sent at ``submitted`` (wall time) ended with
         ``result`` (a client TaskResult), which arrived now."""
         self.actions.append((name, submitted, self.clock(), result))
 
+    def notice(self, code, ids):
+        """A NOTICE about tasks ``ids`` (the client's ids): suspensions for the owner
+        of their machine begin (``suspended``) and end (``resumed``) now."""
+        if code not in (Code.SUSPENDED, Code.RESUMED):
+            return
+        now = self.clock()
+        for task_id in ids:
+            spans = self.paused.setdefault(task_id, [])
+            if code == Code.SUSPENDED and (not spans or spans[-1][1] is not None):
+                spans.append([now, None])
+            elif code == Code.RESUMED and spans and spans[-1][1] is None:
+                spans[-1][1] = now
+
+    def _pauses(self, task_id, submitted, ended):
+        """Its suspensions that fell within [submitted, ended], as (start, end)."""
+        return [(max(begin, submitted), min(ended if end is None else end, ended))
+                for begin, end in self.paused.get(task_id, ())
+                if begin < ended and (end is None or end > submitted)]
+
     def placed(self):
         """Every action that reached a worker, in start order: ``(name, start, run,
-        machine, track, result, queued)`` with ``start`` in seconds from the run's
-        beginning, ``track`` ``(worker index, lane)`` (the slot it ran in) and
-        ``queued`` the seconds from its submission to its start."""
+        machine, track, result, queued, pauses)`` with ``start`` in seconds from the
+        run's beginning, ``run`` its time in the slot (suspensions included),
+        ``track`` ``(worker index, lane)`` (the slot it ran in), ``queued`` the
+        seconds from its submission to its start, ``pauses`` its suspensions
+        ((start, end), from the run's beginning)."""
         lanes, workers, placed = {}, {}, []
         offsets = self._offsets()
         started = sorted(((self._start(action, offsets), action) for action in self.actions),
@@ -48,7 +73,10 @@ class Timeline:
             if result.machine is None and result.host is None:
                 continue                          # never reached a worker
             machine = result.machine or result.host
-            run = max(0.0, min(result.duration or 0.0, ended - submitted))
+            pauses = self._pauses(result.id, submitted, ended)
+            stopped = sum(end - begin for begin, end in pauses)
+            start = max(submitted, start - stopped)   # the worker's duration leaves them out
+            run = max(0.0, min((result.duration or 0.0) + stopped, ended - start))
             worker_lanes = lanes.setdefault((machine, result.worker), [])
             index = workers.setdefault((machine, result.worker), len(workers))
             lane = next((i for i, free in enumerate(worker_lanes) if free <= start), None)
@@ -57,23 +85,29 @@ class Timeline:
                 worker_lanes.append(0.0)
             worker_lanes[lane] = start + run
             placed.append((name, start - self.began, run, machine, (index, lane), result,
-                           start - submitted))
+                           start - submitted, [(begin - self.began, end - self.began)
+                                               for begin, end in pauses]))
         return placed
 
     def events(self):
         """The trace events: metadata naming machines and slots, then the actions."""
         machines, tracks, events = {}, {}, []
-        for name, start, run, machine, track, result, queued in self.placed():
+        for name, start, run, machine, track, result, queued, pauses in self.placed():
             pid = machines.setdefault(machine, len(machines) + 1)
             tid = _tid(*track)
             tracks[(pid, tid)] = "%s slot %d" % (result.worker, track[1] + 1)
+            events += [{"name": "suspended: %s" % name, "cat": "suspended", "ph": "X",
+                        "pid": pid, "tid": tid, "ts": round(begin * 1e6),
+                        "dur": round((end - begin) * 1e6), "args": {"id": result.id}}
+                       for begin, end in pauses]
             events.append({
                 "name": name, "cat": "task", "ph": "X", "pid": pid, "tid": tid,
                 "ts": round(start * 1e6), "dur": round(run * 1e6),
                 "args": {"attempt": result.attempt, "host": result.host,
                          "worker": result.worker, "machine": machine,
                          "status": result.status, "queued_s": round(queued, 6),
-                         "run_s": round(run, 6), "id": result.id}})
+                         "run_s": round(run, 6), "id": result.id,
+                         "suspended_s": round(sum(e - b for b, e in pauses), 6)}})
         meta = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
                  "args": {"name": "machine %s" % machine}} for machine, pid in machines.items()]
         meta += [{"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,

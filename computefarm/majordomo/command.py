@@ -165,6 +165,8 @@ class FarmSession:
                             task=task or "", **fields)
 
     def _notice(self, level, code, text, ids):
+        if self.timeline is not None:                # suspensions, for the report
+            self.timeline.notice(code, ids)
         if self.local is not None and self.local.workers and code in WAITING:
             return     # the embedded workers are still starting: the tasks just wait
         if code in NAMED and self.client is not None and ids:

@@ -354,20 +354,8 @@ class FarmWorker(Service):
 
     def finished(self, result, upstream):
         """Keep ``result`` (a RESULT item) until the TaskManager whose task it was
-        (``upstream``, its index) acknowledges it. One that TaskManager could not
-        take in one message becomes an error."""
-        up = self.upstreams[upstream]
-        if len(result.get("value") or b"") + defaults.RESULT_OUTPUT_MAX * 4 > \
-                up.link.max_message:
-            size = len(protocol.encode(Msg.RESULT, protocol.batch(Msg.RESULT, [result])))
-            if size > up.link.max_message:
-                result = protocol.result_item(
-                    result["id"], result["attempt"], "error",
-                    "the result is %d bytes, more than the TaskManager takes in one "
-                    "message (taskmanager.max_message_size: %d)"
-                    % (size, up.link.max_message), duration=result.get("duration", 0.0))
-        up.outbox[result["id"]] = result
-        up.unsent.append(result)
+        (``upstream``, its index) acknowledges it."""
+        self.upstreams[upstream].keep(result)
 
     def emit(self, run, lines):
         """Queue what ``run`` printed for the next flush, and keep its tail."""
@@ -377,44 +365,13 @@ class FarmWorker(Service):
 
     def flush(self, now):
         for up in self.upstreams:
-            if up.output:
-                del up.output[:up.link.send_batched(Msg.OUTPUT, up.output, now,
-                                                    protocol.WEIGHTS[Msg.OUTPUT])]
-                self._trim_backlog(up)
-            if up.unsent and self._results_due(up, now):
-                del up.unsent[:up.link.send_batched(Msg.RESULT, up.unsent, now,
-                                                    protocol.WEIGHTS[Msg.RESULT])]
+            up.flush(now, bool(self.backlog), self.name)
 
     @property
     def gathering(self):
         """When the oldest result kept back was (the loop's poll wakes for it)."""
         kept = [up.gathering for up in self.upstreams if up.gathering is not None]
         return min(kept) if kept else None
-
-    def _results_due(self, up, now):
-        """Results go at once, unless tasks wait here for a slot (pipelining): then
-        the TaskManager has nothing urgent to refill, and results gather for up
-        to ``RESULT_GATHER`` seconds, so both ways carry fewer, larger messages."""
-        if not self.backlog or len(up.unsent) >= defaults.RESULT_GATHER_COUNT:
-            up.gathering = None
-            return True
-        if up.gathering is None:
-            up.gathering = now
-        if now - up.gathering < defaults.RESULT_GATHER:
-            return False
-        up.gathering = None
-        return True
-
-    def _trim_backlog(self, up):
-        lines = sum(len(item["lines"]) for item in up.output)
-        dropped = 0
-        while up.output and lines > defaults.OUTPUT_BACKLOG_LINES:
-            item = up.output.pop(0)
-            lines -= len(item["lines"])
-            dropped += len(item["lines"])
-        if dropped:
-            log.warning("%s: TaskManager unreachable, dropped %d old output line(s)",
-                        self.name, dropped)
 
 
 def _drain_pipe(fd):

@@ -20,7 +20,14 @@ at most). One that goes away keeps its tasks running here: their results wait
 for it, and its slots go to the others once its tasks are done.
 """
 
+import logging
 from collections import OrderedDict
+
+from .. import defaults
+from ..wire import protocol
+from ..wire.protocol import Msg
+
+log = logging.getLogger(__name__)
 
 
 class Upstream:
@@ -37,6 +44,58 @@ class Upstream:
         self.output = []               # OUTPUT items waiting for the next flush
         self.wanted = False            # its last DEMAND: tasks for this worker wait there
         self.lent = None               # slots it was last told it may use (None: not yet)
+
+    def keep(self, result):
+        """Hold ``result`` until acknowledged. One the TaskManager could not take in
+        one message becomes an error."""
+        if len(result.get("value") or b"") + defaults.RESULT_OUTPUT_MAX * 4 > \
+                self.link.max_message:
+            size = len(protocol.encode(Msg.RESULT, protocol.batch(Msg.RESULT, [result])))
+            if size > self.link.max_message:
+                result = protocol.result_item(
+                    result["id"], result["attempt"], "error",
+                    "the result is %d bytes, more than the TaskManager takes in one "
+                    "message (taskmanager.max_message_size: %d)"
+                    % (size, self.link.max_message), duration=result.get("duration", 0.0))
+        self.outbox[result["id"]] = result
+        self.unsent.append(result)
+
+    def flush(self, now, waiting, name):
+        """Send what is due: output, then results (``waiting``: tasks wait on the
+        worker for a slot)."""
+        if self.output:
+            del self.output[:self.link.send_batched(Msg.OUTPUT, self.output, now,
+                                                    protocol.WEIGHTS[Msg.OUTPUT])]
+            self._trim_output(name)
+        if self.unsent and self._results_due(now, waiting):
+            del self.unsent[:self.link.send_batched(Msg.RESULT, self.unsent, now,
+                                                    protocol.WEIGHTS[Msg.RESULT])]
+
+    def _results_due(self, now, waiting):
+        """Results go at once, unless tasks wait on the worker for a slot
+        (pipelining): then the TaskManager has nothing urgent to refill, and
+        results gather for up to ``RESULT_GATHER`` seconds, so both ways carry
+        fewer, larger messages."""
+        if not waiting or len(self.unsent) >= defaults.RESULT_GATHER_COUNT:
+            self.gathering = None
+            return True
+        if self.gathering is None:
+            self.gathering = now
+        if now - self.gathering < defaults.RESULT_GATHER:
+            return False
+        self.gathering = None
+        return True
+
+    def _trim_output(self, name):
+        lines = sum(len(item["lines"]) for item in self.output)
+        dropped = 0
+        while self.output and lines > defaults.OUTPUT_BACKLOG_LINES:
+            item = self.output.pop(0)
+            lines -= len(item["lines"])
+            dropped += len(item["lines"])
+        if dropped:
+            log.warning("%s: TaskManager %s unreachable, dropped %d old output line(s)",
+                        name, self.address, dropped)
 
 
 
