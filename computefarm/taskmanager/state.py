@@ -228,8 +228,8 @@ class State(Membership, Submissions):
             def find(lane):
                 return scheduler.best(lane, now) if scheduler.has_free(lane.capability) else None
         for nice in (False, True):
-            if nice and not self.ledger.nice_queued:
-                break
+            if nice and not self.ledger.nice_queued or not scheduler.any_free():
+                break                  # (a round costs a step per user: not for nothing)
             walk = Round(self.ledger, now, nice, find)
             try:
                 while scheduler.any_free():
