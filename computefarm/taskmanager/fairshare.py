@@ -244,6 +244,8 @@ class Round:
         self.find = find              # lane -> a free worker that can take its tasks, or None
         self.turns = {}               # account -> heap of its runs' turns (Run.turn)
         self.aside = []               # (run, lane heap entry) that could not place a task
+        self.full = set()             # queue keys no free worker takes now: the lanes of
+        #                               every run with that key are set aside at a glance
         self.heap = [(ledger.key(a, now), a.order, a) for a in ledger.accounts.values()
                      if a.queued and not a.full()]
         heapq.heapify(self.heap)
@@ -306,8 +308,10 @@ class Round:
             if current != head:
                 heapq.heapreplace(heap, (current, next(_ENTRIES), lane))
                 continue
-            worker = self.find(lane)
-            if worker is not None:
-                return lane, worker
+            if lane.key not in self.full:
+                worker = self.find(lane)
+                if worker is not None:
+                    return lane, worker
+                self.full.add(lane.key)
             self.aside.append((run, heapq.heappop(heap)))
         return None
