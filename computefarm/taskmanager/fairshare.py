@@ -130,10 +130,8 @@ class Ledger:
         return account
 
     def join(self, client):
-        """A client said hello: its account (its user's), and its runs to come."""
-        account = self.account(client.user)
-        account.clients.add(client)
-        client.runs = {}
+        """A client said hello: its user's account counts it (its runs: ``run``)."""
+        self.account(client.user).clients.add(client)
 
     def leave(self, client, now):
         account = self.accounts.get(client.user)
@@ -174,9 +172,13 @@ class Ledger:
     # -- usage -------------------------------------------------------------------
     def usage(self, account, now):
         """Slot-seconds: finished (decayed) plus those of its running tasks so far."""
-        decayed = account.usage * 0.5 ** ((now - account.stamp) / self.half_life) \
-            if account.usage else 0.0
-        return decayed + account.running * now - account.started
+        return self._decayed(account, now) + account.running * now - account.started
+
+    def _decayed(self, account, now):
+        """Its finished tasks' slot-seconds, halved every ``half_life`` to ``now``."""
+        if not account.usage:
+            return 0.0
+        return account.usage * 0.5 ** ((now - account.stamp) / self.half_life)
 
     def key(self, account, now):
         """Lower goes sooner: usage, plus its moving average run time for each running
@@ -184,7 +186,7 @@ class Ledger:
         estimate = defaults.USAGE_ESTIMATE if account.estimate is None else account.estimate
         return (self.usage(account, now) + account.running * estimate) / account.weight
 
-    def occupy(self, task, now):
+    def occupy(self, task):
         """``task`` took a slot (it started at ``task.started``)."""
         run = task.run
         if run is None or task.charged is not None:
@@ -205,9 +207,7 @@ class Ledger:
         account.running -= 1
         account.started -= task.started
         spent = max(0.0, now - task.started)
-        if account.usage:
-            account.usage *= 0.5 ** ((now - account.stamp) / self.half_life)
-        account.usage += spent
+        account.usage = self._decayed(account, now) + spent
         account.stamp = now
         account.estimate = spent if account.estimate is None else \
             account.estimate + defaults.USAGE_SMOOTHING * (spent - account.estimate)

@@ -108,7 +108,7 @@ class State(Membership, Submissions):
             task.worker, task.started = worker, now
             worker.running[task.id] = task
             self.scheduler.taken(worker)
-            self.ledger.occupy(task, now)
+            self.ledger.occupy(task)
             if task.client is None:
                 self.adopted[task.id] = task
         elif to == DONE:

@@ -104,7 +104,7 @@ class Submissions:
                 task.claim(spec, client, self.max_attempts)
                 task.key = queue_key(spec["capability"], spec.get("requires"))
                 task.run = self.ledger.run(client, spec)
-                self.ledger.occupy(task, now)
+                self.ledger.occupy(task)
                 client.tasks.add(task_id, charge(spec))
                 self.adopted.pop(task_id, None)
                 return task
