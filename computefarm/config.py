@@ -55,6 +55,8 @@ class TaskManagerConfig:
     max_queued_bytes_per_client: int = defaults.MAX_QUEUED_BYTES_PER_CLIENT
     max_log_rate: int = defaults.MAX_LOG_RATE
     usage_half_life: float = defaults.USAGE_HALF_LIFE   # fair share's memory (s)
+    store: str = None    # the blob store (files over the port); None: storage.cas.location
+    store_size: int = defaults.STORE_SIZE    # ... its size limit in bytes
     configured: bool = False  # whether farm.yaml named an address at all
 
     @property
@@ -84,6 +86,8 @@ class MachineConfig:
     path_map: dict = field(default_factory=dict)   # client path prefix -> path here
     policy: Policy = None                           # None: the load section's policy
     taskmanagers: list = field(default_factory=list)   # Upstream: those it serves, if several
+    cache: str = None    # its workers' blob cache (staged tasks); None: storage.cas.location
+    cache_size: int = defaults.CACHE_SIZE    # ... its size limit in bytes
 
 
 @dataclass
@@ -134,6 +138,13 @@ class LoggingConfig:
 
 
 @dataclass
+class StagingConfig:
+    mode: str = "auto"      # auto: a client stages its project for a TaskManager not its
+    #                         own embedded one; off: workers must see the files (path_map)
+    exclude: list = field(default_factory=list)   # gitignore-style: not part of the tree
+
+
+@dataclass
 class FarmConfig:
     path: str = None
     taskmanager: TaskManagerConfig = field(default_factory=TaskManagerConfig)
@@ -142,6 +153,7 @@ class FarmConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     users: dict = field(default_factory=dict)    # user name -> UserPolicy
+    staging: StagingConfig = field(default_factory=StagingConfig)
 
     def machine(self, name):
         """The machine entry called ``name`` (or whose host is ``name``), else None."""
@@ -197,12 +209,14 @@ _POLICY_KEYS = ("max_load", "min_free_memory", "owner_cpu_limit", "on_owner", "r
 # The keys each section may hold: the reference farm.yaml lists every one
 # (tests/test_config.py checks it against this table).
 SCHEMA = {
-    "": ("taskmanager", "machines", "logging", "load", "keys", "users"),
+    "": ("taskmanager", "machines", "logging", "load", "keys", "users", "staging"),
+    "staging": ("mode", "exclude"),
     "taskmanager": ("address", "bind", "heartbeat_interval", "heartbeat_liveness",
                     "max_attempts", "max_message_size", "recovery_grace", "handover_wait",
                     "max_queued_per_client", "max_queued_bytes_per_client", "max_log_rate",
-                    "usage_half_life"),
-    "machines.NAME": ("host", "workers", "path_map", "policy", "taskmanagers"),
+                    "usage_half_life", "store", "store_size"),
+    "machines.NAME": ("host", "workers", "path_map", "policy", "taskmanagers", "cache",
+                      "cache_size"),
     "machines.NAME.taskmanagers[]": ("address", "weight", "server"),
     "machines.NAME.workers[]": ("capabilities", "slots", "attributes"),
     "machines.NAME.policy": _POLICY_KEYS,
@@ -234,6 +248,8 @@ def parse_config(data, path="farm.yaml"):
         config.taskmanager = _taskmanager(check, top["taskmanager"])
     if "load" in top:
         config.load = _load(check, top["load"])
+    if "staging" in top:
+        config.staging = _staging(check, top["staging"])
     if "machines" in top:
         machines = check.mapping(top["machines"], "machines")
         config.machines = {str(name): _machine(check, spec, "machines.%s" % name, str(name))
@@ -265,9 +281,12 @@ def _taskmanager(check, data):
         if key in section:
             setattr(tm, key, check.number(section[key], "taskmanager." + key))
     for key in ("heartbeat_liveness", "max_attempts", "max_message_size",
-                "max_queued_per_client", "max_queued_bytes_per_client", "max_log_rate"):
+                "max_queued_per_client", "max_queued_bytes_per_client", "max_log_rate",
+                "store_size"):
         if key in section:
             setattr(tm, key, check.integer(section[key], "taskmanager." + key, minimum=1))
+    if section.get("store") is not None:
+        tm.store = check.string(section["store"], "taskmanager.store")
     return tm
 
 
@@ -278,6 +297,11 @@ def _machine(check, data, where, name):
         machine.policy = check.mapping(section["policy"], where + ".policy")  # checked later
     if "host" in section:
         machine.host = check.string(section["host"], where + ".host")
+    if section.get("cache") is not None:
+        machine.cache = check.string(section["cache"], where + ".cache")
+    if "cache_size" in section:
+        machine.cache_size = check.integer(section["cache_size"], where + ".cache_size",
+                                           minimum=1)
     if "path_map" in section:
         machine.path_map = check.str_map(section["path_map"], where + ".path_map")
         for source, target in machine.path_map.items():
@@ -350,6 +374,20 @@ def _policy(check, data, where, base):
                 check.fail("%s.%s" % (where, key), "expected one of: %s" % ", ".join(choices))
             values[key] = section[key]
     return Policy(**values)
+
+
+def _staging(check, data):
+    section = check.mapping(data, "staging", SCHEMA["staging"])
+    staging = StagingConfig()
+    if "mode" in section:
+        staging.mode = check.string(section["mode"], "staging.mode")
+        if staging.mode not in ("auto", "off"):
+            check.fail("staging.mode", "expected auto or off, got %r" % staging.mode)
+    exclude = section.get("exclude") or []
+    if not isinstance(exclude, list) or not all(isinstance(p, str) and p for p in exclude):
+        check.fail("staging.exclude", "a list of gitignore-style patterns")
+    staging.exclude = list(exclude)
+    return staging
 
 
 def _load(check, data):

@@ -255,3 +255,25 @@ CONNECT_TIMEOUT = 5.0
 TARGET_WAIT = 5.0
 CANCEL_WAIT = 15.0
 ANNOUNCE_AFTER = 1.0
+
+# Files over the port (storage/). Blobs move in chunks of CHUNK_SIZE bytes, at
+# most TRANSFER_WINDOW chunks of a peer's in flight at once (each answered
+# before the next goes), so the TaskManager's loop takes a transfer a chunk at a
+# time between dispatches, heartbeats and logs, and holds at most a window of it.
+CHUNK_SIZE = 1 << 20
+TRANSFER_WINDOW = 8
+# A transfer with chunks in flight and no answer for this long (s) sends them again.
+TRANSFER_STALL = 30.0
+# Blobs a peer may be uploading at once (partial files on the TaskManager).
+UPLOADS_PER_PEER = 64
+# The TaskManager's blob store and each machine's cache (its workers share it):
+# where (farm.yaml taskmanager.store, machines.NAME.cache, else these variables,
+# else these folders), and how many bytes before the least recently used blobs
+# go (taskmanager.store_size, machines.NAME.cache_size).
+STORE_ENV, STORE_DIR = "COMPUTEFARM_STORE", "~/.cache/computefarm/store"
+STORE_SIZE = 20 << 30
+CACHE_ENV, CACHE_DIR = "COMPUTEFARM_CACHE", "~/.cache/computefarm/cache"
+CACHE_SIZE = 4 << 30
+# A client's digests of its project's files (path, size, mtime, inode -> digest),
+# so a run reads again only the files that changed.
+DIGESTS_ENV, DIGESTS_DIR = "COMPUTEFARM_DIGESTS", "~/.cache/computefarm/digests"

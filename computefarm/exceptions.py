@@ -37,6 +37,10 @@ class ProtocolError(FarmError):
         self.code = code
 
 
+class StorageError(FarmError):
+    """A blob store or a file being staged cannot be read or written."""
+
+
 class FarmUnreachable(FarmError):
     """The TaskManager does not answer, or shut down while work was outstanding."""
 

@@ -21,6 +21,10 @@ def quiet_farm_config(tmp_path_factory):
     os.environ["COMPUTEFARM_TASK_RECORDS"] = str(directory / "task-records")
     # ... and majordomo's timelines here
     os.environ["COMPUTEFARM_RUNS"] = str(directory / "runs")
+    # ... and the blob stores (the TaskManagers', the workers' caches, the digests)
+    os.environ["COMPUTEFARM_STORE"] = str(directory / "store")
+    os.environ["COMPUTEFARM_CACHE"] = str(directory / "cache")
+    os.environ["COMPUTEFARM_DIGESTS"] = str(directory / "digests")
     yield config
     if previous is None:
         del os.environ["COMPUTEFARM_CONFIG"]

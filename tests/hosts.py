@@ -11,6 +11,7 @@ deletes every namespace (and with it every interface and rule) it made.
 Needs root (CI runs as root), iproute2, and iptables for partitions.
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -39,10 +40,18 @@ class Host:
         self.ns = "%s-%s" % (network.prefix, name)
         self.address = SUBNET % number
         self.partitioned = False
+        self.hidden = []          # folders this host does not see (an empty tmpfs over each)
+
+    def hide(self, *paths):
+        """Give this host a filesystem of its own without ``paths``: each process
+        started in it gets a private mount namespace with an empty tmpfs over each
+        (a machine that shares nothing but the network)."""
+        self.hidden.extend(str(path) for path in paths)
 
     def argv(self, argv):
-        """``argv`` run inside this host (``ip netns exec`` execs it: same pid)."""
-        return ["ip", "netns", "exec", self.ns] + list(argv)
+        """``argv`` run inside this host (``ip netns exec``, ``unshare`` and ``sh``
+        each exec the next: same pid)."""
+        return ["ip", "netns", "exec", self.ns] + hiding(self.hidden, argv)
 
     def popen(self, argv, **options):
         self.check_isolated()
@@ -69,6 +78,32 @@ class Host:
     def heal(self):
         subprocess.run(["ip", "netns", "exec", self.ns, "iptables", "-F"], check=True)
         self.partitioned = False
+
+
+def hiding(paths, argv):
+    """``argv`` in a private mount namespace with an empty tmpfs over each of
+    ``paths`` (``unshare`` and ``sh`` exec the next: same pid); ``argv`` itself
+    when there are none."""
+    if not paths:
+        return list(argv)
+    script = ('for p in "$@"; do [ "$p" = -- ] && break; '
+              'mount -t tmpfs cf-hidden "$p" || exit 97; shift; done; shift; exec "$@"')
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh"] + \
+        [str(path) for path in paths] + ["--"] + list(argv)
+
+
+class Elsewhere:
+    """For ``Farm.spawn(host=...)``: this machine's own network (loopback), and a
+    filesystem without ``paths`` (benches: workers that do not see a project)."""
+
+    def __init__(self, *paths):
+        self.hidden = [str(path) for path in paths]
+
+    def check_isolated(self):
+        """Nothing to check: its traffic stays on this machine's loopback."""
+
+    def argv(self, argv):
+        return hiding(self.hidden, argv)
 
 
 class Network:
@@ -110,3 +145,17 @@ class Network:
 
 def python(*args):
     return [sys.executable] + list(args)
+
+
+@contextlib.contextmanager
+def lan(*names):
+    """A Network with hosts ``names``, deleted afterwards (for fixtures)."""
+    reason = available()
+    assert reason is None, reason
+    network = Network()
+    try:
+        for name in names:
+            network.add(name)
+        yield network
+    finally:
+        network.close()

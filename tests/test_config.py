@@ -30,7 +30,7 @@ def test_reference_farm_yaml_loads():
 def _sections(data):
     """{schema section: the mapping found there} for every section of a farm.yaml."""
     found = {"": data}
-    for name in ("taskmanager", "load", "logging", "keys"):
+    for name in ("taskmanager", "load", "logging", "keys", "staging"):
         found[name] = data[name]
     found["load.policy"] = data["load"]["policy"]
     machines = list(data["machines"].values())
@@ -55,6 +55,7 @@ def test_reference_farm_yaml_lists_every_key_with_its_default():
     defaults = FarmConfig()
     for section, record in (("taskmanager", defaults.taskmanager), ("logging", defaults.logging),
                             ("keys", defaults.keys), ("load.policy", defaults.load.policy),
+                            ("staging", defaults.staging),
                             ("users.NAME", UserPolicy())):
         for key in SCHEMA[section]:
             assert found[section][key] == getattr(record, key), "%s.%s" % (section, key)

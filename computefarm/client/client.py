@@ -26,6 +26,7 @@ from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg
 from ..wire.schemas import MAX_ID
 from . import report
+from .files import Files
 from .tasks import TaskFuture, TaskResult, _Pending
 from .timeline import Timeline
 from .timeline import paths as timeline_paths
@@ -75,6 +76,7 @@ class Client:
         self._status = []              # Futures waiting for the TaskManager's STATE
         self._logs = []                # LOG records waiting to be sent
         self._pending = {}             # task id -> _Pending
+        self.files = Files(self._wake)  # blobs to and from the TaskManager's store
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._closing = False
@@ -154,6 +156,17 @@ class Client:
             self.stats["submitted"] += 1
         self._wake()
         return future
+
+    def upload(self, files):
+        """Make sure the TaskManager's store has ``files``, each ``(digest, size,
+        path or bytes)`` (``storage.cas.digest_file``); a Future resolved once it
+        has, or failed with StorageError."""
+        return self.files.upload(files)
+
+    def download(self, digest, size, path, mode=0o644):
+        """Fetch blob ``digest`` (``size`` bytes) from the TaskManager's store to
+        ``path``, written atomically with ``mode``; a Future of the path."""
+        return self.files.download(digest, size, path, mode)
 
     def group(self, name, priority=0, weight=1.0):
         """Declare a work spec: tasks submitted with ``group=name`` share this user's
@@ -269,8 +282,10 @@ class Client:
                 except BlockingIOError:
                     pass
                 for mtype, body in link.receive(now):
-                    self._process(mtype, body)
+                    if not self.files.handle(mtype, body, now):
+                        self._process(mtype, body)
                 self._send_new(now)
+                self.files.pump(link, now)
                 link.tick(now)
                 if self._away is not None:
                     self._wait_for_return(now)
@@ -313,6 +328,7 @@ class Client:
 
     def _welcomed(self, restarted):
         self._status_asked = False
+        self.files.reset()
         with self._lock:
             resend = [p for p in self._pending.values() if p.sent]
         if resend:
@@ -411,6 +427,7 @@ class Client:
     def _fail_all(self, text, error=FarmUnreachable, permanent=True):
         if permanent:                    # later submits are refused with it
             self._error = self._error or text
+            self.files.fail_all(text)
         with self._lock:
             pending, self._pending = self._pending, {}
         for p in pending.values():

@@ -9,7 +9,7 @@ class TaskResult:
 
     __slots__ = ("id", "status", "exit_code", "value", "error", "attempt", "duration",
                  "started", "host", "worker", "machine", "detail", "stdout", "stderr",
-                 "records", "truncated")
+                 "records", "truncated", "code", "outputs", "staging")
 
     def __init__(self, body):
         self.id = body["id"]
@@ -34,6 +34,9 @@ class TaskResult:
                     index = record.get("index", 0)
                     self.records.append(dict(record, stream=stream, index=first + index))
         self.truncated = body.get("truncated") or 0
+        self.code = body.get("code")          # a wire Code when the farm failed it itself
+        self.outputs = body.get("outputs") or []   # staged: {path, digest, size, exec} stored
+        self.staging = body.get("staging") or {}   # staged: fetch_s, upload_s, files
 
     @property
     def ok(self):

@@ -2,6 +2,7 @@
 
 import argparse
 
+from .. import defaults
 from ..exceptions import UsageError
 from ..hostinfo import host_name, machine_id
 from ..service import run_service
@@ -48,7 +49,9 @@ def main(argv=None):
         taskmanagers, weights, curves = upstreams(config, machine, args)
         worker = FarmWorker(taskmanagers, capabilities, slots=slots,
                             machine=args.machine, attributes=attributes, path_map=path_map,
-                            curve=curves, ready_file=args.ready_file, weights=weights)
+                            curve=curves, ready_file=args.ready_file, weights=weights,
+                            cache=machine.cache if machine else None,
+                            cache_size=machine.cache_size if machine else defaults.CACHE_SIZE)
         return run_service(worker)
     return run_command("farm-worker", build, argv)
 

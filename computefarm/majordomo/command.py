@@ -22,6 +22,7 @@ from doit.exceptions import InvalidCommand
 
 from .. import addresses, defaults
 from ..client import Client, LocalFarm, report, timeline
+from ..client.staging import ProjectFiles
 from ..config import load_config
 from ..configcheck import check_address
 from ..exceptions import FarmError, FarmUnreachable
@@ -49,6 +50,7 @@ class FarmSession:
         self.nice = bool(options.get("nice"))  # take only the slots no other run wants
         self.local = None
         self.client = None
+        self.files = None          # client.staging.ProjectFiles: the project for the workers
         self.project = os.getcwd()
         self._shipped = set()
         self.config = load_config(options.get("config"))
@@ -80,6 +82,8 @@ class FarmSession:
                 self._embedded(needed)
             else:
                 self._configured(needed)
+                if self.config.staging.mode == "auto":
+                    self._stage(tasks)
         except BaseException:
             self.close()
             raise
@@ -135,6 +139,17 @@ class FarmSession:
                              nice=self.nice)
         if not config.machines:              # its workers reconnect to it: give them time
             self._check_offered(needed, time.monotonic() + defaults.WORKERS_RETURN)
+
+    def _stage(self, tasks):
+        """The project's files for workers that do not see them (staging)."""
+        started = time.monotonic()
+        self.files = ProjectFiles(self.client, self.project, self.config.staging.exclude,
+                                  leave_out=[t for task in tasks for t in task.targets])
+        self.files.snapshot()
+        sent = self.client.files.transfers.sent_bytes
+        self.progress.note("staged %d file(s) of %s in %.1fs (%s sent)" % (
+            len(self.files.manifest.files), os.path.basename(self.project) or "/",
+            time.monotonic() - started, _size(sent)))
 
     def _check_offered(self, needed, until):
         """FarmError unless a worker of the TaskManager offers every ``needed``
@@ -224,6 +239,13 @@ class FarmSession:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _size(count):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return "%d %s" % (count, unit) if unit == "bytes" else "%.1f %s" % (count, unit)
+        count /= 1024.0
 
 
 def _missing(capability, names, why):

@@ -27,6 +27,7 @@ from doit.task import Stream
 from .. import defaults, pickling
 from ..exceptions import FarmError, FarmUnreachable, UsageError
 from ..hostinfo import machine_id
+from ..wire.protocol import Code
 
 META_KEYS = ("capability", "requires", "priority", "timeout", "max_attempts", "estimated_load")
 DEFAULT_COMMAND_CAPABILITY = "shell"
@@ -111,7 +112,7 @@ class Job:
     """One task being executed on the farm, an action at a time."""
 
     __slots__ = ("node", "task", "placement", "index", "future", "hosts", "machines",
-                 "ran", "submitted")
+                 "ran", "submitted", "restaged")
 
     def __init__(self, node, placement):
         self.node = node
@@ -123,6 +124,7 @@ class Job:
         self.machines = set()         # where its actions ran
         self.ran = 0.0                # seconds its actions ran (not queued)
         self.submitted = None         # when its current action was sent (wall time)
+        self.restaged = False         # its files were sent again once (the store lost one)
 
 
 class FarmRunner(Runner):
@@ -209,6 +211,14 @@ class FarmRunner(Runner):
             self.done.put((job, None, TaskError("CmdAction Error creating command string",
                                                 exc)))
             return
+        files = self.session.files
+        if files is not None and not isinstance(action, PythonAction):
+            try:
+                request = files.stage(request, job.task.file_dep, job.task.targets)
+            except FarmError as exc:
+                self.jobs[id(job)] = job
+                self.done.put((job, None, TaskError("farm: staging its files: %s" % exc)))
+                return
         out, err = self.stream._get_out_err(job.task.verbosity)
         progress = self.session.progress
         on_output = _live_writer(out and progress.writer(out), err and progress.writer(err)) \
@@ -257,6 +267,7 @@ class FarmRunner(Runner):
         """One action of ``job`` ended; True once the whole task is processed."""
         task = job.task
         if error is None and future is not None:
+            result = None
             if future.cancelled():
                 error = TaskError("cancelled")
             else:
@@ -264,29 +275,58 @@ class FarmRunner(Runner):
                     result = future.result()
                 except FarmUnreachable as exc:
                     error = TaskError("the farm went away: %s" % exc)
-                else:
-                    job.hosts.append(result.host)
-                    job.machines.add(result.machine)
-                    job.ran += result.duration or 0.0
-                    self.session.timeline.add(task.name, job.submitted, result)
-                    self.session.progress.ran(task.name, result)
-                    action = task.actions[job.index]
-                    error = self._apply(action, result)
-                    if error is None:
-                        task.result = action.result
-                        task.values.update(action.values)
-                        job.index += 1
-                        if job.index < len(task.actions):
-                            self._submit(job)
-                            return False
+            if result is not None and self._restage(job, result):
+                return False
+            if result is not None:
+                job.hosts.append(result.host)
+                job.machines.add(result.machine)
+                job.ran += result.duration or 0.0
+                self.session.timeline.add(task.name, job.submitted, result)
+                self.session.progress.ran(task.name, result)
+                action = task.actions[job.index]
+                error = self._fetch(result) or self._apply(action, result)
+                if error is None:
+                    task.result = action.result
+                    task.values.update(action.values)
+                    job.index += 1
+                    if job.index < len(task.actions):
+                        self._submit(job)
+                        return False
         del self.jobs[id(job)]
-        if error is None:
-            self._check_targets(task, job.machines - {self.here})
+        if error is None:       # staged: the outputs are here already, no filesystem lags
+            self._check_targets(task, set() if self.session.files is not None
+                                else job.machines - {self.here})
         self.session.progress.finished(task.name, error is None, job.hosts, job.ran,
                                        counted=bool(task.actions),
                                        why=_first_line(error) if error is not None else None)
         self.process_task_result(job.node, error)
         return True
+
+    def _restage(self, job, result):
+        """A task whose worker found a blob gone from the store (evicted since it was
+        sent): the files go again and the task is sent again, once. True if so."""
+        files = self.session.files
+        if result.code != Code.STAGING or Code.MISSING not in (result.error or "") or \
+                files is None or job.restaged:
+            return False
+        job.restaged = True
+        try:
+            files.refresh()
+        except FarmError:
+            return False            # the result's own error says what went wrong
+        self._submit(job)
+        return True
+
+    def _fetch(self, result):
+        """A staged task's outputs, written into the project; a TaskError if they
+        cannot be."""
+        if not result.outputs or result.status != "ok":
+            return None
+        try:
+            self.session.files.fetch(result)
+        except FarmError as exc:
+            return TaskError("farm: fetching its outputs: %s" % exc)
+        return None
 
     def _apply(self, action, result):
         out = "".join(line + "\n" for line in result.stdout)

@@ -18,10 +18,12 @@ import zmq
 from .. import addresses, defaults
 from ..exceptions import ProtocolError, UsageError
 from ..service import Service, write_ready_file
+from ..storage.cas import BlobStore, location
 from ..wire import protocol
 from ..wire.certificates import generated_keys
 from ..wire.protocol import Code, Msg
 from ..wire.schemas import MAX_HELD
+from .blobs import BlobService
 from .gate import Grant, secure_router
 from .logrouting import LogRouter, start_forwarder, stop_forwarder
 from .memory import Memory
@@ -74,12 +76,15 @@ class TaskManager(Service):
         #                                  the work itself, whatever else the host runs
         self.longest_phases = {}         # what that iteration spent in each phase (s)
         self.assign_cost = defaults.SCHEDULE_TIME / defaults.SCHEDULE_BUDGET  # s, measured
+        self.blobs = None                # blobs.BlobService: the store, over the port
         common = {Msg.HELLO: self.on_hello, Msg.HEARTBEAT: _nothing, Msg.BYE: self.on_bye}
+        files = {Msg.FIND: self.on_find, Msg.PUT: self.on_put, Msg.GET: self.on_get}
         self.handlers = {
-            "client": {**common, Msg.SUBMIT: self.on_submit, Msg.CANCEL: self.on_cancel,
-                       Msg.STATUS: self.on_status, Msg.LOG: self.on_log},
-            "worker": {**common, Msg.RESULT: self.on_result, Msg.OUTPUT: self.on_output,
-                       Msg.SLOTS: self.on_slots},
+            "client": {**common, **files, Msg.SUBMIT: self.on_submit,
+                       Msg.CANCEL: self.on_cancel, Msg.STATUS: self.on_status,
+                       Msg.LOG: self.on_log},
+            "worker": {**common, **files, Msg.RESULT: self.on_result,
+                       Msg.OUTPUT: self.on_output, Msg.SLOTS: self.on_slots},
             "monitor": {**common, Msg.REPORT: self.on_report},
             "logger": {**common, Msg.ACK: self.on_credit},
         }
@@ -93,6 +98,8 @@ class TaskManager(Service):
                            placement=self.placement, users=self.users,
                            half_life=self.config.usage_half_life)
         self.memory = Memory(self.state, now)
+        store = BlobStore(location(self.config.store, defaults.STORE_ENV, defaults.STORE_DIR),
+                          self.config.store_size)
         sock = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, defaults.LINGER_MS)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -121,6 +128,7 @@ class TaskManager(Service):
                 log.warning("TaskManager: farm.yaml users.%s: no authorized key is named %s "
                             "(farm-keys list); its settings apply once one is", user, user)
         self.outbox = Outbox(sock, self.undeliverable, self.stalled)
+        self.blobs = BlobService(store, self.outbox.send)
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLIN)
@@ -370,6 +378,7 @@ class TaskManager(Service):
         status["refused_messages"] = self.refusals.count
         status["internal_errors"] = self.internal_errors
         status["messages"] = {"received": self.received, "sent": self.outbox.count}
+        status["store"] = self.blobs.describe()
         status["loop"] = {"iterations": self.iterations,
                           "longest_ms": round(self.longest_turn * 1000, 3),
                           "longest_cpu_ms": round(self.longest_cpu * 1000, 3),
@@ -379,6 +388,15 @@ class TaskManager(Service):
 
     def on_log(self, client, body, now):
         self.logs.events(client, body["records"], now)
+
+    def on_find(self, peer, body, now):
+        self.blobs.find(peer.rid, body)
+
+    def on_put(self, peer, body, now):
+        self.blobs.put(peer.rid, body)
+
+    def on_get(self, peer, body, now):
+        self.blobs.get(peer.rid, body)
 
     def on_result(self, worker, body, now):
         effects = Effects()
@@ -446,6 +464,7 @@ class TaskManager(Service):
         self.logs.tidy()
         self.watch_forwarder(now)
         self.refusals.tidy(now)
+        self.blobs.tidy(self.state.peers)
         if self.keyring is not None:
             self.keyring.refresh()              # revocations take effect here
         self.next_heartbeat = now + self.interval / 2

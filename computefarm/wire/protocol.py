@@ -52,6 +52,12 @@ class Msg(enum.IntEnum):
     LOG = 20        # client -> TM -> log forwarder: log records (majordomo's events)
     SLOTS = 21      # worker -> TM: the slots it lends this TaskManager now (it serves several)
     DEMAND = 22     # TM -> worker serving several: whether tasks it could take wait here
+    FIND = 23       # client/worker -> TM: which of these blobs do you lack?
+    FOUND = 24      # TM -> peer: the answer to FIND (the ones it lacks)
+    PUT = 25        # client/worker -> TM: one chunk of a blob, in order
+    STORED = 26     # TM -> peer: a PUT's chunk taken (the next may go), or the blob stored
+    GET = 27        # client/worker -> TM: send me this piece of a blob
+    BLOB = 28       # TM -> peer: the answer to GET (a chunk), or that it is missing
 
 
 class Code:
@@ -84,6 +90,14 @@ class Code:
     CANCELLED_QUEUED = "cancelled-queued"   # cancelled before it ran
     CANCELLED_LOST = "cancelled-lost"       # cancelled, and its worker was lost meanwhile
     OUT_OF_ATTEMPTS = "out-of-attempts"     # lost with its worker max_attempts times
+    # STORED and BLOB: a transfer went wrong
+    CORRUPT = "corrupt"               # the blob's content does not have its digest: resend it
+    OUT_OF_ORDER = "out-of-order"     # a PUT not at the offset received so far (``received``)
+    TOO_MANY = "too-many"             # this peer has UPLOADS_PER_PEER blobs on their way
+    STORE_FULL = "store-full"         # the blob cannot fit in the store, or the disk is full
+    MISSING = "missing"               # GET of a blob the store does not have (evicted)
+    # RESULT of a staged task that could not be staged
+    STAGING = "staging"               # an input could not be fetched or laid out
 
 def encode(mtype, body):
     """One frame for message type ``mtype`` carrying ``body`` (a dict)."""
@@ -150,6 +164,39 @@ def started_item(task_id, attempt, host, worker, machine):
     """One item of a STARTED: where a tracked task was just given."""
     return {"id": task_id, "attempt": attempt, "host": host, "worker": worker,
             "machine": machine}
+
+
+def find(ref, digests):
+    return {"ref": ref, "digests": list(digests)}
+
+
+def found(ref, missing):
+    return {"ref": ref, "missing": list(missing)}
+
+
+def put(digest, size, offset, data):
+    return {"digest": digest, "size": size, "offset": offset, "data": data}
+
+
+def stored(digest, received, done=False, code=None, text=None):
+    body = {"digest": digest, "received": received, "done": done}
+    if code is not None:
+        body["code"] = code
+        body["text"] = text or code
+    return body
+
+
+def get(digest, offset, length):
+    return {"digest": digest, "offset": offset, "length": length}
+
+
+def blob(digest, offset, size=None, data=None, code=None):
+    body = {"digest": digest, "offset": offset}
+    if code is not None:
+        body["code"] = code
+    else:
+        body["size"], body["data"] = size, data
+    return body
 
 
 def notice(level, code, text, ids=()):
@@ -219,7 +266,7 @@ def weigh_output(item):
 
 
 def weigh_result(result):
-    return len(result.get("value") or b"") + sum(
+    return len(result.get("value") or b"") + 100 * len(result.get("outputs") or ()) + sum(
         map(weigh_output, result.get("output") or ())) + len(result.get("error") or "") + 100
 
 

@@ -80,6 +80,19 @@ class Bytes(Spec):
         return None
 
 
+class Digest(Spec):
+    """A blob's name: the sha256 of its content, 64 lower-case hex digits (it is
+    also a file name in blob stores, so nothing else may pass)."""
+    __slots__ = ()
+
+    def check(self, value):
+        if value.__class__ is not str:
+            return "is a %s, not a digest" % _kind(value)
+        if len(value) != 64 or value.strip("0123456789abcdef"):
+            return "%r is not a sha256 digest (64 hex digits)" % value[:70]
+        return None
+
+
 class Bool(Spec):
     __slots__ = ()
 
@@ -274,6 +287,13 @@ TASK = record(
 DISPATCHED = record(("id", "attempt", "capability", "body"),
                     id=TASK_ID, attempt=ATTEMPT, capability=ID, body=Bytes(),
                     timeout=Opt(SECONDS))
+DIGEST = Digest()
+DIGESTS = List(DIGEST, MAX_BATCH)
+MAX_CHUNK = 16 << 20      # bytes of one chunk of a blob (peers send 1 MiB)
+# A file of a task's inputs or outputs: path (relative, '/'-separated), digest,
+# size, and whether it is executable.
+FILE_ENTRY = record(("path", "digest", "size"), path=Str(4096), digest=DIGEST,
+                    size=Int(0), exec=Bool())
 MAX_RECORDS = 256         # line records (file, line, level) of one output item
 MAX_TAILS = 64            # output pieces one result carries
 
@@ -303,6 +323,8 @@ RESULT_ITEM = record(
     exit_code=Opt(Int(-(1 << 31), 1 << 31)), value=Opt(Bytes()), error=Opt(TEXT),
     duration=SECONDS, started=Num(0.0, 1e11), detail=Map(Plain(), max=100), output=List(OUTPUT_TAIL, MAX_TAILS),
     truncated=Int(0), host=NAME, worker=NAME, machine=NAME, code=NAME,
+    outputs=List(FILE_ENTRY, MAX_ITEMS),    # staged tasks: their outputs, in the store
+    staging=Map(Plain(1), max=20),          # ... and the time fetching and uploading took
 )
 RUNNING_ENTRY = record(("id",), id=TASK_ID, attempt=ATTEMPT, capability=ID)
 
@@ -349,4 +371,14 @@ SCHEMAS = {
     "LOG": record(("records",), records=List(LOG_RECORD, MAX_BATCH)),
     "SLOTS": record(("slots",), slots=Int(0, MAX_SLOTS)),
     "DEMAND": record(("wanted",), wanted=Bool()),
+    "FIND": record(("ref", "digests"), ref=Int(), digests=DIGESTS),
+    "FOUND": record(("ref", "missing"), ref=Int(), missing=DIGESTS),
+    "PUT": record(("digest", "size", "offset", "data"), digest=DIGEST, size=Int(),
+                  offset=Int(), data=Bytes()),
+    "STORED": record(("digest", "received"), digest=DIGEST, received=Int(), done=Bool(),
+                     code=NAME, text=TEXT),
+    "GET": record(("digest", "offset", "length"), digest=DIGEST, offset=Int(),
+                  length=Int(1, MAX_CHUNK)),
+    "BLOB": record(("digest", "offset"), digest=DIGEST, offset=Int(), size=Int(),
+                   data=Bytes(), code=NAME),
 }

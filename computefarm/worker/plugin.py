@@ -103,7 +103,8 @@ class WorkerPlugin:
 class PathMap:
     """Where this machine mounts what clients see at other paths (farm.yaml path_map).
 
-    Longest prefix first; applied to a request's ``cwd``, ``cmd`` and ``argv``.
+    Longest prefix first; applied to a request's ``cwd``, ``cmd``, ``argv`` and
+    ``env`` values.
     """
 
     def __init__(self, mapping=None):
@@ -130,8 +131,11 @@ class PathMap:
         if isinstance(request.get("cmd"), str):
             request["cmd"] = self.line(request["cmd"])
         if isinstance(request.get("argv"), list):
-            request["argv"] = [self.path(a) if isinstance(a, str) else a
+            request["argv"] = [self.line(a) if isinstance(a, str) else a
                                for a in request["argv"]]
+        if isinstance(request.get("env"), dict):
+            request["env"] = {key: self.line(value) if isinstance(value, str) else value
+                              for key, value in request["env"].items()}
         return request
 
 

@@ -15,14 +15,20 @@ from .processes import Tree, spawn
 
 
 class Outcome:
-    __slots__ = ("status", "exit_code", "value", "error", "detail")
+    __slots__ = ("status", "exit_code", "value", "error", "detail", "code", "duration",
+                 "outputs", "staging")
 
-    def __init__(self, status, exit_code=None, value=None, error=None, detail=None):
+    def __init__(self, status, exit_code=None, value=None, error=None, detail=None,
+                 code=None):
         self.status = status
         self.exit_code = exit_code
         self.value = value
         self.error = error
         self.detail = detail
+        self.code = code              # a wire Code when the worker itself failed it
+        self.duration = None          # the run's own time when not since its start (staged)
+        self.outputs = None           # staged: the output files, stored and uploaded
+        self.staging = None           # staged: fetch and upload times
 
 
 class LineSplitter:

@@ -18,7 +18,7 @@ import time
 import zmq
 
 from .. import defaults
-from ..exceptions import AccessRefused, PluginError, ProtocolError
+from ..exceptions import AccessRefused, PluginError, ProtocolError, StorageError
 from ..hostinfo import host_name, machine_id
 from ..service import Service, write_ready_file
 from ..wire import protocol
@@ -27,6 +27,7 @@ from ..wire.protocol import Msg
 from . import capture
 from .backlog import Backlog
 from .plugin import PathMap, Task, load_plugin
+from .staging import StagedRun, Staging
 from .taskrecords import TaskRecords
 from .upstreams import Upstream, apportion
 
@@ -41,7 +42,7 @@ class FarmWorker(Service):
 
     def __init__(self, address, capabilities, slots=None, machine=None, attributes=None,
                  path_map=None, context=None, clock=time.monotonic, curve=None,
-                 ready_file=None, weights=None):
+                 ready_file=None, weights=None, cache=None, cache_size=defaults.CACHE_SIZE):
         super().__init__()
         # one TaskManager's address, or several (``weights``: their shares of the slots)
         addresses = [address] if isinstance(address, str) else list(address)
@@ -53,6 +54,7 @@ class FarmWorker(Service):
         self.machine = machine or machine_id()
         self.extra_attributes = dict(attributes or {})
         self.paths = PathMap(path_map)
+        self.staging = Staging(self.paths, cache, cache_size)
         self.curve = curve             # keys: one set, or a list (one per TaskManager)
         self.ready_file = ready_file   # rewritten at every welcome: {"welcomes", "incarnation"}
         self.welcomes = 0
@@ -128,6 +130,7 @@ class FarmWorker(Service):
 
     def on_welcome(self, up, restarted):
         up.unsent = list(up.outbox.values())
+        up.transfers.reset()             # chunks in flight before are lost
         up.wanted = False                # until it says (DEMAND follows its WELCOME)
         self.welcomes += 1
         if self.ready_file:
@@ -187,6 +190,8 @@ class FarmWorker(Service):
         self.lend(now)
         self.flush(now)
         for up in self.upstreams:
+            if up.transfers.busy:
+                up.transfers.pump(up.link, now)
             up.link.tick(now)
             if up.link.refused:
                 raise AccessRefused(up.link.refused)
@@ -227,6 +232,8 @@ class FarmWorker(Service):
     def process_taskmanager(self, up, mtype, body, now):
         """A message from TaskManager ``up`` (task ids are unique across them: each
         begins with its client's scope and id)."""
+        if up.transfers.handle(mtype, body, now):
+            return
         if mtype == Msg.DISPATCH:
             for task_id in body.get("acks") or ():   # results it acknowledges on the way
                 up.outbox.pop(task_id, None)
@@ -290,10 +297,17 @@ class FarmWorker(Service):
         try:
             if plugin is None:
                 raise PluginError("this worker has no capability %r" % spec["capability"])
-            request = self.paths.apply(protocol.unpack_body(spec["body"]))
+            request = protocol.unpack_body(spec["body"])
             task = Task(task_id, attempt, spec.get("timeout"), self.identity)
-            run = plugin.start(request, task, now)
-        except (PluginError, ProtocolError) as exc:
+            stage = request.get("stage")
+            if stage is not None and not self.staging.in_place(stage):
+                run = StagedRun(self.staging, self.upstreams[spec[UPSTREAM]].transfers,
+                                plugin, request, task, now)
+                run.on_started = self._watch
+            else:
+                request.pop("stage", None)
+                run = plugin.start(self.paths.apply(request), task, now)
+        except (PluginError, ProtocolError, StorageError) as exc:
             log.warning("%s: task %s refused: %s", self.name, task_id, exc)
             self.finished(protocol.result_item(task_id, attempt, "error", str(exc)),
                           spec[UPSTREAM])
@@ -311,6 +325,12 @@ class FarmWorker(Service):
         run.captured, run.captured_size, run.truncated = [], 0, 0
         run.on_close_fd = self._unwatch
         self.runs[task_id] = run
+        self._watch(run)
+
+    def _watch(self, run):
+        """Record ``run``'s process tree and poll its output (at its start; a staged
+        run's once its inputs are laid out)."""
+        task_id, attempt = run.task_id, run.attempt
         if run.tree is not None and not run.lasting_tree:
             self.records.add(task_id, attempt, run.tree)
         elif run.tree is not None and run.tree.pgid not in self.recorded_slots:
@@ -337,11 +357,13 @@ class FarmWorker(Service):
             self._forget(run)
             extra = {key: value for key, value in (
                 ("value", outcome.value), ("detail", outcome.detail),
-                ("output", run.captured), ("truncated", run.truncated))
+                ("output", run.captured), ("truncated", run.truncated),
+                ("outputs", outcome.outputs), ("staging", outcome.staging))
                 if value}                    # small results for the many tiny tasks
+            duration = outcome.duration if outcome.duration is not None else now - run.started
             self.finished(protocol.result_item(
                 run.task_id, run.attempt, outcome.status, outcome.error or None,
-                outcome.exit_code, duration=now - run.started,
+                outcome.exit_code, code=outcome.code, duration=duration,
                 started=time.time() - (now - run.started), **extra),   # the run's, for a timeline
                 run.upstream)
 

@@ -24,6 +24,7 @@ import logging
 from collections import OrderedDict
 
 from .. import defaults
+from ..storage.transfer import Transfers
 from ..wire import protocol
 from ..wire.protocol import Msg
 
@@ -44,6 +45,7 @@ class Upstream:
         self.output = []               # OUTPUT items waiting for the next flush
         self.wanted = False            # its last DEMAND: tasks for this worker wait there
         self.lent = None               # slots it was last told it may use (None: not yet)
+        self.transfers = Transfers()   # blobs of staged tasks, to and from its store
 
     def keep(self, result):
         """Hold ``result`` until acknowledged. One the TaskManager could not take in

@@ -1,0 +1,109 @@
+"""Files through a client's link: the blobs its tasks read and write.
+
+``Client.upload`` and ``Client.download`` return futures; the transfers
+themselves (``storage.transfer``) run in the client's thread, which owns the
+link. A download lands atomically: it is written under a temporary name beside
+its path, its digest checked, then renamed into place with its mode, so a
+reader never sees a torn or wrong file.
+"""
+
+import os
+import secrets
+import threading
+from concurrent.futures import Future
+
+from ..exceptions import FarmUnreachable, StorageError
+from ..storage.cas import Incoming
+from ..storage.transfer import Transfers
+
+
+class Files:
+    def __init__(self, wake):
+        self.transfers = Transfers()
+        self.wake = wake
+        self.lock = threading.Lock()
+        self.requests = []          # (kind, arguments, future): for the client's thread
+        self.futures = set()        # not resolved yet
+
+    # -- the caller's side -----------------------------------------------------
+    def upload(self, files):
+        """A Future resolved once the TaskManager's store has every one of ``files``
+        (``(digest, size, path or bytes)``), or failed with StorageError."""
+        return self._request("upload", list(files))
+
+    def download(self, digest, size, path, mode=0o644):
+        """A Future of ``path`` once blob ``digest`` is written there (atomically,
+        with ``mode``), or failed with StorageError."""
+        return self._request("download", (digest, size, os.path.abspath(path), mode))
+
+    def _request(self, kind, arguments):
+        future = Future()
+        with self.lock:
+            self.requests.append((kind, arguments, future))
+            self.futures.add(future)
+        self.wake()
+        return future
+
+    # -- the client's thread -----------------------------------------------------
+    def pump(self, link, now):
+        with self.lock:
+            requests, self.requests = self.requests, []
+        for kind, arguments, future in requests:
+            if kind == "upload":
+                self.transfers.upload(arguments, lambda error, f=future: self._settle(
+                    f, error, None))
+            else:
+                self._start_download(future, *arguments)
+        if self.transfers.busy:
+            self.transfers.pump(link, now)
+
+    def _start_download(self, future, digest, size, path, mode):
+        temporary = os.path.join(os.path.dirname(path), ".%s.%s.part" % (
+            os.path.basename(path), secrets.token_hex(4)))
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            sink = Incoming(digest, size, temporary)
+        except OSError as exc:
+            self._settle(future, "cannot write %s: %s" % (path, exc.strerror), None)
+            return
+
+        def done(error):
+            if error is None:
+                try:
+                    sink.handle.close()
+                    os.chmod(temporary, mode)
+                    os.replace(temporary, path)
+                except OSError as exc:
+                    error = "cannot write %s: %s" % (path, exc.strerror)
+            if error is not None:
+                sink.abort()
+            self._settle(future, error, path)
+        self.transfers.download(digest, size, sink, done)
+
+    def _settle(self, future, error, value):
+        with self.lock:
+            self.futures.discard(future)
+        if future.done():
+            return
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(StorageError(error))
+
+    def handle(self, mtype, body, now):
+        return self.transfers.handle(mtype, body, now)
+
+    def reset(self):
+        self.transfers.reset()
+
+    def fail_all(self, text):
+        with self.lock:
+            futures, self.futures = self.futures, set()
+            self.requests = []
+        transfers = self.transfers
+        for get in list(transfers.getting.values()) + list(transfers.gets):
+            get.sink.abort()                       # no half-written file is left
+        self.transfers = Transfers()
+        for future in futures:
+            if not future.done():
+                future.set_exception(FarmUnreachable(text))

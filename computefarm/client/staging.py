@@ -1,0 +1,136 @@
+"""A project's files for workers that do not see them: what a client stages.
+
+``ProjectFiles.snapshot`` describes the project directory (``storage.trees``),
+uploads the blobs the TaskManager's store lacks and the tree's manifest; each
+task's request then gets a ``stage`` map (``stage``): the tree, the inputs the
+tree does not hold (outputs of earlier tasks, files outside it left aside),
+and the outputs to bring back, which ``fetch`` writes into the project
+atomically once the task is done. A worker on this machine runs the task in
+place (worker/staging.py), so only the machines that need the files get them.
+"""
+
+import os
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from .. import defaults
+from ..exceptions import FarmUnreachable, StorageError
+from ..hostinfo import machine_id
+from ..storage import trees
+from ..storage.cas import digest_bytes, location
+
+UPLOAD_WAIT = 3600.0       # s: a snapshot's upload may take this long before it is an error
+
+
+class ProjectFiles:
+    """The files under ``root`` as ``client``'s tasks see them."""
+
+    def __init__(self, client, root, exclude=(), leave_out=(), cache_path=None):
+        self.client = client
+        self.root = os.path.abspath(root)
+        self.exclude = list(exclude)
+        self.leave_out = {path for path in map(self.relative, leave_out) if path}
+        self.machine = machine_id()
+        st = os.stat(self.root)
+        self.root_id = [st.st_dev, st.st_ino]     # a worker that sees this folder runs in place
+        if cache_path is None:
+            cache_path = os.path.join(
+                location(None, defaults.DIGESTS_ENV, defaults.DIGESTS_DIR),
+                digest_bytes(self.root.encode())[:32])
+        self.digests = trees.DigestCache(cache_path)
+        self.manifest = trees.Manifest()
+        self.tree = None            # {"digest", "size"} of the manifest in the store
+        self.known = {}             # relative path -> FILE_ENTRY: produced or sent since
+
+    def relative(self, path):
+        """``path`` relative to the root ('/'-separated), or None when outside it."""
+        full = os.path.abspath(os.path.join(self.root, path))
+        if not full.startswith(self.root + os.sep):
+            return None
+        return os.path.relpath(full, self.root).replace(os.sep, "/")
+
+    def snapshot(self, timeout=UPLOAD_WAIT):
+        """Describe the tree and make sure the store has it (blocks until it has)."""
+        self.manifest = trees.scan(self.root, self.exclude, self.leave_out, self.digests)
+        self.digests.save()
+        blob = self.manifest.encode()
+        self.tree = {"digest": digest_bytes(blob), "size": len(blob)}
+        files = {self.tree["digest"]: (len(blob), blob)}
+        for path, (digest, size, _) in self.manifest.files.items():
+            files.setdefault(digest, (size, os.path.join(self.root, path)))
+        self._upload(files, timeout)
+
+    def stage(self, request, inputs=(), outputs=(), timeout=UPLOAD_WAIT):
+        """``request`` with its ``stage``: ``inputs`` (paths) the tree does not hold
+        are added (and uploaded), ``outputs`` (paths) come back with the result."""
+        files, upload = [], {}
+        for path in inputs:
+            relative = self.relative(path)
+            if relative is None or relative in self.manifest.files:
+                continue          # outside the project (the worker's own), or in the tree
+            entry = self.known.get(relative)
+            full = os.path.join(self.root, relative)
+            if entry is None or not _same(full, entry):
+                if not os.path.isfile(full):
+                    continue      # doit says what is wrong with a missing dependency
+                digest, size = self.digests.digest(full)
+                entry = {"path": relative, "digest": digest, "size": size,
+                         "exec": os.access(full, os.X_OK)}
+                upload[digest] = (size, full)
+                self.known[relative] = dict(entry, stat=_stat(full))
+            files.append({key: entry[key] for key in ("path", "digest", "size", "exec")})
+        if upload:
+            self._upload(upload, timeout)
+        stage = {"root": self.root, "machine": self.machine, "root_id": self.root_id,
+                 "tree": self.tree, "files": files,
+                 "outputs": [path for path in map(self.relative, outputs) if path]}
+        return dict(request, stage=stage)
+
+    def fetch(self, result, timeout=UPLOAD_WAIT):
+        """Write a staged task's outputs (``result.outputs``) into the project."""
+        futures = []
+        for entry in result.outputs:
+            relative = trees.safe_path(entry["path"], "the task's outputs")
+            full = os.path.join(self.root, relative)
+            futures.append((entry, full, self.client.download(
+                entry["digest"], entry["size"], full, 0o755 if entry.get("exec") else 0o644)))
+        for entry, full, future in futures:
+            _wait(future, timeout, "fetching %s" % full)
+            self.known[entry["path"]] = dict(entry, stat=_stat(full))
+        return [full for _, full, _ in futures]
+
+    def refresh(self, timeout=UPLOAD_WAIT):
+        """Upload again what the tasks use (the store lost a blob): the tree and
+        what was sent or produced since."""
+        files = {self.tree["digest"]: (self.tree["size"], self.manifest.encode())}
+        for path, (digest, size, _) in self.manifest.files.items():
+            files.setdefault(digest, (size, os.path.join(self.root, path)))
+        for path, entry in self.known.items():
+            files.setdefault(entry["digest"], (entry["size"], os.path.join(self.root, path)))
+        self._upload(files, timeout)
+
+    def _upload(self, files, timeout):
+        _wait(self.client.upload([(digest, size, source)
+                                  for digest, (size, source) in files.items()]),
+              timeout, "uploading the project's files")
+
+
+def _stat(path):
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _same(path, entry):
+    """Whether the file at ``path`` is still the one ``entry`` describes."""
+    try:
+        return _stat(path) == entry.get("stat")
+    except OSError:
+        return False
+
+
+def _wait(future, timeout, what):
+    try:
+        return future.result(timeout)
+    except StorageError as exc:
+        raise StorageError("%s: %s" % (what, exc)) from None
+    except FutureTimeout:
+        raise FarmUnreachable("%s: not done within %gs" % (what, timeout)) from None

@@ -1,0 +1,137 @@
+"""The TaskManager's blob store as its peers see it: FIND, PUT and GET.
+
+Clients upload a task's inputs (FIND which the store lacks, then PUT them in
+chunks); workers GET the ones their cache lacks and PUT their outputs; clients
+GET those back. Each chunk is answered (STORED, BLOB) and a peer keeps at most
+a window of them in flight, so a transfer takes the loop a chunk at a time and
+never starves dispatch, heartbeats or logs. A blob is stored only once all of
+it arrived and its content has its digest (``cas.BlobStore.commit``).
+
+Blobs are shared by everyone the farm lets in: anyone who knows a digest (the
+content's hash) may read it, as anyone with the content could.
+"""
+
+import logging
+
+from .. import defaults
+from ..exceptions import StorageError
+from ..wire import protocol
+from ..wire.protocol import Code, Msg
+
+log = logging.getLogger(__name__)
+
+
+class BlobService:
+    """``store`` (a cas.BlobStore) served to peers; ``send(rid, Msg, body)`` replies."""
+
+    def __init__(self, store, send):
+        self.store = store
+        self.send = send
+        self.incoming = {}          # (routing id, digest) -> cas.Incoming
+        self.uploads = {}           # routing id -> blobs it is uploading
+        self.received = 0           # bytes taken in by PUT
+        self.served = 0             # bytes sent by BLOB
+        self.corrupt = 0            # blobs refused whose content did not have their digest
+
+    def find(self, rid, body):
+        missing = [digest for digest in body["digests"] if not self.store.use(digest)]
+        self.send(rid, Msg.FOUND, protocol.found(body["ref"], missing))
+
+    def put(self, rid, body):
+        digest, size, offset, data = body["digest"], body["size"], body["offset"], body["data"]
+        key = (rid, digest)
+        incoming = self.incoming.get(key)
+        if incoming is not None and offset == 0:     # sent again from its start (reconnected)
+            self._drop(key)
+            incoming = None
+        if incoming is None and offset == 0:
+            if self.store.use(digest):           # someone else's copy got here first
+                self.send(rid, Msg.STORED, protocol.stored(digest, size, done=True))
+                return
+            if self.uploads.get(rid, 0) >= defaults.UPLOADS_PER_PEER:
+                self.send(rid, Msg.STORED, protocol.stored(
+                    digest, 0, code=Code.TOO_MANY, text="%d blobs are on their way from this "
+                    "peer already" % defaults.UPLOADS_PER_PEER))
+                return
+            try:
+                incoming = self.store.receive(digest, size)
+            except (StorageError, OSError) as exc:
+                self._refuse_full(rid, digest, exc)
+                return
+            self.incoming[key] = incoming
+            self.uploads[rid] = self.uploads.get(rid, 0) + 1
+        elif incoming is None or offset != incoming.received or size != incoming.size:
+            received = incoming.received if incoming is not None else 0
+            self.send(rid, Msg.STORED, protocol.stored(
+                digest, received, code=Code.OUT_OF_ORDER,
+                text="a chunk at offset %d of a blob of %d bytes, where %d were received"
+                % (offset, size, received)))
+            return
+        try:
+            incoming.write(data)
+        except (StorageError, OSError) as exc:
+            self._drop(key)
+            self._refuse_full(rid, digest, exc)
+            return
+        self.received += len(data)
+        if not incoming.complete:
+            self.send(rid, Msg.STORED, protocol.stored(digest, incoming.received))
+            return
+        self._drop(key, abort=False)
+        try:
+            stored = self.store.commit(incoming)
+        except OSError as exc:
+            incoming.abort()
+            self._refuse_full(rid, digest, exc)
+            return
+        if stored:
+            self.send(rid, Msg.STORED, protocol.stored(digest, size, done=True))
+        else:
+            self.corrupt += 1
+            log.warning("TaskManager: blob %s from peer %s refused: its content does not "
+                        "have its digest", digest[:12], rid.hex())
+            self.send(rid, Msg.STORED, protocol.stored(
+                digest, 0, code=Code.CORRUPT, text="the %d bytes received do not have the "
+                "digest %s" % (size, digest)))
+
+    def get(self, rid, body):
+        digest, offset = body["digest"], body["offset"]
+        size = self.store.size(digest)
+        data = self.store.read(digest, offset, body["length"]) if size is not None else None
+        if data is None:
+            self.send(rid, Msg.BLOB, protocol.blob(digest, offset, code=Code.MISSING))
+            return
+        self.store.use(digest)
+        self.served += len(data)
+        self.send(rid, Msg.BLOB, protocol.blob(digest, offset, size, data))
+
+    def tidy(self, peers):
+        """What peers no longer here (``peers``: routing id -> peer) were uploading
+        is dropped."""
+        for rid in [rid for rid in self.uploads if rid not in peers]:
+            del self.uploads[rid]
+            for key in [key for key in self.incoming if key[0] == rid]:
+                self.incoming.pop(key).abort()
+
+    def describe(self):
+        store = self.store
+        return {"blobs": len(store), "bytes": store.used, "limit": store.limit,
+                "evicted": store.evicted, "uploading": len(self.incoming),
+                "received": self.received, "served": self.served, "corrupt": self.corrupt}
+
+    def _drop(self, key, abort=True):
+        incoming = self.incoming.pop(key, None)
+        left = self.uploads.get(key[0], 1) - 1
+        if left > 0:
+            self.uploads[key[0]] = left
+        else:
+            self.uploads.pop(key[0], None)
+        if abort and incoming is not None:
+            incoming.abort()
+
+    def _refuse_full(self, rid, digest, exc):
+        text = str(exc) if isinstance(exc, StorageError) else "the store %s: %s" % (
+            self.store.root, exc.strerror or exc)
+        log.warning("TaskManager: blob %s from peer %s not stored: %s", digest[:12],
+                    rid.hex(), text)
+        self.send(rid, Msg.STORED, protocol.stored(digest, 0, code=Code.STORE_FULL, text=text))

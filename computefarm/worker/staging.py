@@ -1,0 +1,312 @@
+"""Staged tasks: run where the user's files are not, from the machine's blob cache.
+
+A request with a ``stage`` map comes from a client whose files this machine
+may not see::
+
+    {"root": "/home/ann/project",          # the project on the client's machine
+     "machine": "...",                     # that machine's id
+     "tree": {"digest": ..., "size": ...}, # the project's manifest (storage.trees)
+     "files": [{"path", "digest", "size", "exec"}, ...],   # more inputs (over the tree's)
+     "outputs": ["build/app", ...]}        # files to bring back (relative to the root)
+
+When this worker sees that very folder (the same machine, device and inode,
+whatever ``--machine`` name it was given) or its farm.yaml path_map maps the
+root, the task runs in place, as any other. Otherwise a ``StagedRun`` takes the slot:
+it fetches the blobs the cache lacks from the TaskManager that sent the task,
+lays the tree out in a private scratch folder (hard links from the cache),
+runs the plugin's command there with the root's paths rewritten, stores and
+uploads the outputs, and only then finishes; the scratch folder goes with it.
+"""
+
+import logging
+import os
+import shutil
+
+from .. import defaults
+from ..exceptions import PluginError, StorageError
+from ..hostinfo import machine_id
+from ..storage import trees
+from ..storage.cas import BlobStore, location, pid_alive
+from ..wire.protocol import Code
+from .plugin import PathMap
+from .runs import Outcome, Run
+
+log = logging.getLogger(__name__)
+
+
+class Staging:
+    """This worker's cache (shared with the machine's other workers) and scratch."""
+
+    def __init__(self, paths, cache=None, cache_size=defaults.CACHE_SIZE):
+        self.machine = machine_id()             # the real one, not a --machine name
+        self.paths = paths                      # plugin.PathMap (farm.yaml path_map)
+        self.cache_dir = location(cache, defaults.CACHE_ENV, defaults.CACHE_DIR)
+        self.cache_size = cache_size
+        self.store = None                       # opened at the first staged task
+        self.fetching = {}                      # digest -> callbacks waiting for it
+        self.serial = 0
+        self.fetched = 0                        # bytes fetched into the cache
+
+    def in_place(self, stage):
+        """Whether a staged request can run where it is (this is its machine, or
+        path_map maps its root)."""
+        root = stage.get("root")
+        if not isinstance(root, str):
+            return False
+        if self.paths.path(root) != root:
+            return True
+        if stage.get("machine") != self.machine:
+            return False
+        try:
+            st = os.stat(root)
+        except OSError:
+            return False
+        return stage.get("root_id") == [st.st_dev, st.st_ino]
+
+    def open(self):
+        if self.store is None:
+            self.store = BlobStore(self.cache_dir, self.cache_size)
+            scratch = os.path.join(self.cache_dir, "scratch")
+            os.makedirs(scratch, exist_ok=True)
+            for name in os.listdir(scratch):    # what a killed worker left
+                if not pid_alive(name.split("-")[0]):
+                    shutil.rmtree(os.path.join(scratch, name), ignore_errors=True)
+        return self.store
+
+    def scratch(self):
+        self.serial += 1
+        path = os.path.join(self.cache_dir, "scratch", "%d-%d" % (os.getpid(), self.serial))
+        os.makedirs(path)
+        return path
+
+    def fetch(self, digest, size, transfers, done):
+        """``done(error)`` once blob ``digest`` is in the cache (at once if it is)."""
+        if self.store.use(digest):
+            done(None)
+            return
+        waiting = self.fetching.get(digest)
+        if waiting is not None:
+            waiting.append(done)
+            return
+        self.fetching[digest] = [done]
+        try:
+            sink = self.store.receive(digest, size)
+        except StorageError as exc:
+            self._fetched(digest, str(exc))
+            return
+
+        def arrived(error):
+            if error is None:
+                self.fetched += size
+                if not self.store.commit(sink):
+                    error = "blob %s arrived corrupt" % digest[:12]
+            else:
+                sink.abort()
+            self._fetched(digest, error)
+        transfers.download(digest, size, sink, arrived)
+
+    def _fetched(self, digest, error):
+        for done in self.fetching.pop(digest, ()):
+            done(error)
+
+
+def stage_of(request):
+    """The request's ``stage`` map, checked: ``(root, tree or None, Manifest of the
+    files, outputs)``; PluginError names what is wrong."""
+    stage = request.get("stage")
+    try:
+        root = stage["root"]
+        if not isinstance(root, str) or not root.startswith("/"):
+            raise ValueError("root must be an absolute path")
+        tree = stage.get("tree")
+        if tree is not None and not (isinstance(tree, dict) and
+                                     isinstance(tree.get("digest"), str) and
+                                     isinstance(tree.get("size"), int)):
+            raise ValueError("tree must be {digest, size}")
+        manifest = trees.Manifest()
+        for entry in stage.get("files") or ():
+            manifest.files[trees.safe_path(entry["path"], "stage.files")] = (
+                entry["digest"], int(entry["size"]), bool(entry.get("exec")))
+        outputs = [trees.safe_path(path, "stage.outputs") for path in stage.get("outputs") or ()]
+    except (KeyError, TypeError, ValueError, StorageError) as exc:
+        raise PluginError("request: stage is not valid: %s" % (exc,)) from None
+    return root, tree, manifest, outputs
+
+
+class StagedRun(Run):
+    """One staged task: fetching, then running (the plugin's own Run), then
+    uploading its outputs."""
+
+    def __init__(self, staging, transfers, plugin, request, task, now):
+        super().__init__(task.id, task.attempt, task.timeout, now)
+        self.staging, self.transfers = staging, transfers
+        self.store = staging.open()
+        self.plugin_, self.task = plugin, task
+        self.root, tree, self.manifest, self.outputs = stage_of(request)
+        self.request = {key: value for key, value in request.items() if key != "stage"}
+        self.inner = None               # the plugin's Run, once the inputs are here
+        self.waiting = 0                # blobs being fetched
+        self.error = None               # why staging failed
+        self.pinned = []
+        self.linked = {}
+        self.directory = None           # the scratch folder
+        self.outcome = None             # the run's, while its outputs are uploaded
+        self.uploaded = None            # None: uploading; else the upload's error or False
+        self.timing = {"staged_at": now}
+        self.on_started = None          # the worker's hook: the run's processes exist
+        if tree is not None:
+            self._want(tree["digest"], tree["size"], lambda: self._tree(tree["digest"]))
+        else:
+            self._want_files()
+
+    # -- fetching ----------------------------------------------------------------
+    def _want(self, digest, size, then=None):
+        if self.pinned is None:
+            return
+        self.waiting += 1
+        self.store.pin(digest)
+        self.pinned.append(digest)
+        self.staging.fetch(digest, size, self.transfers,
+                           lambda error: self._arrived(error, then))
+
+    def _arrived(self, error, then):
+        self.waiting -= 1
+        if self.stopping is not None or self.pinned is None:   # cancelled meanwhile
+            return
+        if error is not None:
+            self.error = self.error or error
+        elif then is not None and self.error is None:
+            then()
+
+    def _tree(self, digest):
+        try:
+            with open(self.store.path(digest), "rb") as handle:
+                tree = trees.decode(handle.read(), "the task's tree")
+        except (OSError, StorageError) as exc:
+            self.error = str(exc)
+            return
+        tree.files.update(self.manifest.files)       # the task's own files win
+        self.manifest = tree
+        self._want_files()
+
+    def _want_files(self):
+        wanted = {}
+        for digest, size, _ in self.manifest.files.values():
+            wanted[digest] = size
+        for digest, size in wanted.items():
+            self._want(digest, size)
+
+    # -- running -------------------------------------------------------------------
+    def _start(self, now):
+        self.timing["fetched_s"] = now - self.started
+        self.directory = self.staging.scratch()
+        self.linked = trees.lay_out(self.manifest, self.store, self.directory)
+        for path in self.outputs:            # as on the user's machine: their folders exist
+            os.makedirs(os.path.dirname(os.path.join(self.directory, path)), exist_ok=True)
+        request = PathMap({self.root: self.directory}).apply(self.request)
+        if isinstance(request.get("cwd"), str):
+            os.makedirs(request["cwd"], exist_ok=True)
+        inner = self.plugin_.start(request, self.task, now)
+        inner.on_close_fd = lambda fd: self.on_close_fd(fd)
+        self.inner = inner
+        self.fds, self.tree, self.lasting_tree = inner.fds, inner.tree, inner.lasting_tree
+        self.started = now
+        if self.on_started is not None:
+            self.on_started(self)
+
+    def poll(self, now):
+        if self.inner is None:
+            if self.stopping is not None:
+                return Outcome(self.stopping[0], error=self.stopping[1])
+            if self.error is not None:
+                return Outcome("error", error="staging: %s" % self.error, code=Code.STAGING)
+            if self.waiting or self.suspended_at is not None:
+                return None
+            try:
+                self._start(now)
+            except (OSError, StorageError, PluginError) as exc:
+                text = exc.strerror if isinstance(exc, OSError) else str(exc)
+                return Outcome("error", error="staging: %s" % text, code=Code.STAGING)
+            return None
+        if self.outcome is None:
+            outcome = self.inner.poll(now)
+            if outcome is None:
+                return None
+            outcome.duration = now - self.started
+            for digest in trees.changed_inputs(self.store, self.linked):
+                log.warning("task %s wrote into an input: blob %s leaves the cache",
+                            self.task_id, digest[:12])
+                self.store.discard(digest)
+            if outcome.status != "ok" or not self.outputs or self.stopping is not None:
+                return self._finish(outcome)
+            try:
+                outcome.outputs = trees.collect(self.directory, self.outputs, self.store)
+            except (OSError, StorageError) as exc:
+                return self._finish(Outcome("error", error="storing the outputs: %s" % exc,
+                                            code=Code.STAGING))
+            self.outcome = outcome
+            self.timing["uploading_at"] = now
+            self.transfers.upload([(f["digest"], f["size"], self.store.path(f["digest"]))
+                                   for f in outcome.outputs], self._uploaded)
+            return None
+        if self.stopping is not None:
+            return Outcome(self.stopping[0], error=self.stopping[1])
+        if self.uploaded is None:
+            return None
+        if self.uploaded:
+            return self._finish(Outcome("error", error="uploading the outputs: %s"
+                                        % self.uploaded, code=Code.STAGING))
+        self.timing["upload_s"] = now - self.timing["uploading_at"]
+        return self._finish(self.outcome)
+
+    def _uploaded(self, error):
+        self.uploaded = error or False
+
+    def _finish(self, outcome):
+        outcome.staging = {"fetch_s": round(self.timing.get("fetched_s", 0.0), 6),
+                           "upload_s": round(self.timing.get("upload_s", 0.0), 6),
+                           "files": len(self.manifest.files)}
+        return outcome
+
+    # -- what the worker asks of every run ------------------------------------------
+    def readable(self, fd):
+        return self.inner.readable(fd)
+
+    def close_fd(self, fd):
+        if self.inner is not None:
+            self.inner.close_fd(fd)
+
+    def drain(self):
+        return self.inner.drain() if self.inner is not None else []
+
+    def suspend(self, now):
+        if self.inner is not None and self.outcome is None:
+            self.inner.suspend(now)
+        elif self.inner is None and self.stopping is None:
+            self.suspended_at = now          # the inputs come; the command waits
+
+    def resume(self, now):
+        if self.inner is not None:
+            self.inner.resume(now)
+        self.suspended_at = None
+
+    def stop(self, now, status, reason):
+        if self.stopping is None:
+            self.stopping = (status, reason)
+            if self.inner is not None and self.outcome is None:
+                self.inner.stop(now, status, reason)
+
+    def busy(self):
+        if self.inner is not None and self.outcome is None:
+            return self.inner.busy()
+        return self.stopping is not None or (self.inner is None and not self.waiting)
+
+    def release(self):
+        if self.inner is not None:
+            self.inner.release()
+        for digest in self.pinned or ():
+            self.store.unpin(digest)
+        self.pinned = None              # released: blobs arriving now are not this run's
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None

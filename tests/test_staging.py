@@ -1,0 +1,145 @@
+"""majordomo with workers that share nothing with the user's machine but the port.
+
+The TaskManager, two workers and the user's laptop are hosts of their own
+(network namespaces, tests/hosts.py); each worker's host also has a filesystem
+of its own where the project, the laptop's files and the other worker's cache
+are empty folders (a private mount namespace, tmpfs over each). The project's
+files travel as blobs through the TaskManager's store.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import hosts
+import pytest
+import yaml
+from support import SecureFarm
+
+PEERS = (("w1", "worker"), ("w2", "worker"), ("c1", "client"))
+
+SOURCES = {
+    "src/util.h": '#include "version.h"\nconst char *greeting(void);\nint count(int);\n',
+    "src/util.c": '#include "util.h"\nconst char *greeting(void) { return "hello " VERSION; }\n',
+    "src/count.c": '#include "util.h"\nint count(int n) { return n * 2; }\n',
+    "src/main.c": '#include <stdio.h>\n#include "util.h"\n'
+                  'int main(void) { printf("%s %d\\n", greeting(), count(21)); return 0; }\n',
+    "tools/version.sh": '#!/bin/sh\necho "#define VERSION \\"$1\\""\n',
+}
+UNITS = ("util", "count", "main")
+
+DODO = '''
+UNITS = %r
+
+def task_version():
+    return {"actions": ["./tools/version.sh v1.2 > build/version.h"],
+            "file_dep": ["tools/version.sh"], "targets": ["build/version.h"]}
+
+def task_compile():
+    for unit in UNITS:
+        yield {"name": unit,
+               "actions": ["gcc -c -Iinc -Ibuild src/%%s.c -o build/%%s.o" %% (unit, unit)],
+               "file_dep": ["src/%%s.c" %% unit, "src/util.h", "build/version.h"],
+               "targets": ["build/%%s.o" %% unit]}
+
+def task_link():
+    return {"actions": ["gcc build/*.o -o build/app"],
+            "file_dep": ["build/%%s.o" %% unit for unit in UNITS],
+            "targets": ["build/app"]}
+''' % (UNITS,)
+
+
+@pytest.fixture
+def lan():
+    with hosts.lan("tm", "w1", "w2", "laptop") as network:
+        yield network
+
+
+@pytest.fixture
+def staged_farm(lan, tmp_path):
+    """A keyed farm on the LAN: the TaskManager's store, two workers each with a
+    cache and a filesystem of its own, and the project on the laptop."""
+    farm = SecureFarm(tmp_path / "farm", peers=PEERS, store=str(tmp_path / "tm-store"))
+    project = tmp_path / "laptop" / "project"
+    (project / "build").mkdir(parents=True)
+    for path, text in SOURCES.items():
+        (project / path).parent.mkdir(parents=True, exist_ok=True)
+        (project / path).write_text(text)
+    os.chmod(project / "tools" / "version.sh", 0o755)
+    os.symlink("src", project / "inc")
+    (project / "dodo.py").write_text(DODO)
+    farm.project = project
+    try:
+        farm.start_taskmanager(bind="tcp://%s:0" % lan.hosts["tm"].address,
+                               host=lan.hosts["tm"])
+        for name in ("w1", "w2"):
+            (tmp_path / name).mkdir()
+        for name in ("w1", "w2"):
+            host = lan.hosts[name]
+            other = "w2" if name == "w1" else "w1"
+            host.hide(tmp_path / "laptop", tmp_path / "tm-store", tmp_path / other)
+            config = tmp_path / ("%s.yaml" % name)
+            document = yaml.safe_load(farm.peer_config(name).read_text())
+            document["machines"] = {name: {"cache": str(tmp_path / name / "cache")}}
+            config.write_text(yaml.safe_dump(document))
+            farm.start_worker("shell", slots=2, machine=name, config=config, host=host)
+        yield farm
+    finally:
+        farm.close()
+
+
+def majordomo(farm, lan, *args):
+    argv = [sys.executable, "-m", "computefarm.majordomo", "run", "--taskmanager",
+            farm.address, "--farm-config", str(farm.peer_config("c1"))] + list(args)
+    return lan.hosts["laptop"].run(argv, cwd=str(farm.project), capture_output=True,
+                                   text=True, timeout=180)
+
+
+def store_figures(farm, lan):
+    argv = [sys.executable, "-m", "computefarm.commands", "status", "--json",
+            "--taskmanager", farm.address, "--config", str(farm.peer_config("c1"))]
+    done = lan.hosts["laptop"].run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["store"]
+
+
+def test_a_c_project_builds_on_workers_that_see_none_of_its_files(staged_farm, lan):
+    farm, project = staged_farm, staged_farm.project
+    for name in ("w1", "w2"):             # the workers' hosts really lack the project
+        seen = lan.hosts[name].run(["ls", "-A", str(project.parent)], capture_output=True,
+                                   text=True)
+        assert seen.returncode == 0 and seen.stdout == "", seen
+    done = majordomo(farm, lan)
+    assert done.returncode == 0, done.stdout + done.stderr
+    app = project / "build" / "app"
+    assert os.access(app, os.X_OK)
+    assert subprocess.run([str(app)], capture_output=True, text=True).stdout == \
+        "hello v1.2 42\n"
+    assert (project / "build" / "version.h").read_text() == '#define VERSION "v1.2"\n'
+    assert os.stat(project / "build" / "util.o").st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in (project / "build").iterdir()) == \
+        ["app", "count.o", "main.o", "util.o", "version.h"]          # no temporary left
+    before = store_figures(farm, lan)
+    assert before["served"] > 0 and before["corrupt"] == 0
+
+    again = majordomo(farm, lan)          # doit's own up-to-date checks: nothing runs
+    assert again.returncode == 0, again.stderr
+    assert sum(line.startswith(".  ") for line in again.stdout.splitlines()) == 0
+
+    count = project / "src" / "count.c"
+    count.write_text('#include "util.h"\nint count(int n) { return n * 3; }\n')
+    rebuilt = majordomo(farm, lan)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    ran = sorted(line[3:].strip() for line in rebuilt.stdout.splitlines()
+                 if line.startswith(".  "))
+    assert ran == ["compile:count", "link"]
+    assert subprocess.run([str(app)], capture_output=True, text=True).stdout == \
+        "hello v1.2 63\n"
+    after = store_figures(farm, lan)
+    # into the store: the changed file, the new manifest of the tree, and the two
+    # outputs that depend on it; nothing else of the project went again
+    changed = os.path.getsize(count) + os.path.getsize(project / "build" / "count.o") + \
+        os.path.getsize(app)
+    manifest = after["received"] - before["received"] - changed
+    assert 0 < manifest < 2000, (before, after, changed)

@@ -1,0 +1,129 @@
+"""Blobs through the one port: a real TaskManager's store, real clients."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from support import Farm, wait_until
+
+from computefarm.exceptions import StorageError
+from computefarm.storage.cas import digest_bytes, digest_file
+
+
+@pytest.fixture
+def stored(tmp_path):
+    """A farm whose TaskManager has a store of its own (``tmp_path/store``)."""
+    farm = Farm(tmp_path, store=str(tmp_path / "store"))
+    farm.start_taskmanager()
+    try:
+        yield farm
+    finally:
+        farm.close()
+
+
+def write(path, data):
+    path.write_bytes(data)
+    return digest_file(str(path)) + (str(path),)
+
+
+def test_blobs_of_every_size_go_up_once_and_come_back_whole(stored, tmp_path):
+    client = stored.client()
+    sizes = [0, 1, 1 << 20, (1 << 20) + 1, 3_500_000]
+    files = [write(tmp_path / ("f%d" % size), os.urandom(size)) for size in sizes]
+    small = [(digest_bytes(b"small %d" % i), len(b"small %d" % i), b"small %d" % i)
+             for i in range(300)]
+    assert client.upload(files + small).result(30) is None
+    sent = client.files.transfers.sent_bytes
+    assert sent == sum(sizes) + sum(size for _, size, _ in small)
+    assert client.upload(files + small).result(30) is None
+    assert client.files.transfers.sent_bytes == sent        # the store has them: nothing sent
+    for index, (digest, size, _) in enumerate(files):
+        target = tmp_path / "back" / ("copy%d" % index)
+        mode = 0o755 if index % 2 else 0o644
+        assert client.download(digest, size, target, mode).result(30) == str(target)
+        assert digest_file(str(target)) == (digest, size)
+        assert os.stat(target).st_mode & 0o777 == mode
+    assert [p.name for p in (tmp_path / "back").iterdir() if p.name.startswith(".")] == []
+    store = client.status()["store"]
+    assert store["blobs"] == len(files) + len(small) and store["corrupt"] == 0
+
+
+def test_content_that_is_not_its_digest_is_refused_and_never_stored(stored, tmp_path):
+    client = stored.client()
+    claimed = digest_bytes(b"what the file held when it was hashed")
+    with pytest.raises(StorageError, match="do not have the digest"):
+        client.upload([(claimed, 24, b"what it holds now: other")]).result(30)
+    target = tmp_path / "never"
+    with pytest.raises(StorageError, match="missing"):
+        client.download(claimed, 24, target).result(30)
+    assert not target.exists() and os.listdir(tmp_path) .count("never") == 0
+    store = client.status()["store"]
+    assert store["corrupt"] == 1 and store["blobs"] == 0
+    assert os.listdir(tmp_path / "store" / "tmp") == []
+
+
+def test_tasks_keep_their_pace_while_a_large_blob_moves(stored, tmp_path):
+    """The transfer goes a window of chunks at a time, each answered: the loop
+    takes no-op tasks between chunks (the figure is bench/files_bench.py's)."""
+    stored.start_worker("shell", slots=1)
+    client = stored.client()
+    big = write(tmp_path / "big", os.urandom(256 << 20))
+    assert client.submit("shell", {"argv": ["true"]}).result(30).ok   # warm
+    upload = client.upload([big])
+    trips = []
+    while not upload.done():
+        started = time.monotonic()
+        assert client.submit("shell", {"argv": ["true"]}).result(30).ok
+        trips.append(time.monotonic() - started)
+    upload.result()
+    upload_time = sum(trips)
+    assert len(trips) >= 5, "the upload took %.2fs: too fast to measure" % upload_time
+    assert max(trips) < max(0.5, upload_time / 4), trips
+
+
+UPLOADER = """
+import os, sys, time
+from computefarm.client import Client
+from computefarm.storage.cas import digest_file
+client = Client(sys.argv[1])
+digest, size = digest_file(sys.argv[2])
+client.upload([(digest, size, sys.argv[2])])
+print("uploading", flush=True)
+time.sleep(60)
+"""
+
+
+def test_what_a_killed_client_was_uploading_is_dropped(stored, tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(512 << 20))
+    proc = subprocess.Popen([sys.executable, "-c", UPLOADER, stored.address, str(big)],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "uploading"
+        temporary = tmp_path / "store" / "tmp"
+        wait_until(lambda: os.listdir(temporary), what="the upload begun")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc.stdout.close()
+    wait_until(lambda: not os.listdir(temporary), what="the partial blob dropped")
+    assert stored.client().status()["store"]["blobs"] == 0
+
+
+def test_an_upload_goes_on_after_the_taskmanager_restarts(stored, tmp_path):
+    client = stored.client()
+    big = write(tmp_path / "big", os.urandom(384 << 20))
+    upload = client.upload([big])
+    wait_until(lambda: os.listdir(tmp_path / "store" / "tmp") or upload.done(),
+               what="the upload begun")
+    address = stored.address
+    assert stored.stop(stored.taskmanager) == 0
+    assert not upload.done()
+    stored.start_taskmanager(bind=address)
+    assert upload.result(60) is None
+    target = tmp_path / "back"
+    assert client.download(big[0], big[1], target).result(60) == str(target)
+    assert digest_file(str(target))[0] == big[0]
