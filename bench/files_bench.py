@@ -114,6 +114,7 @@ def clean(project):
 
 
 def farm_with_workers(folder, project, workers, slots, hidden):
+    folder.mkdir()
     farm = Farm(folder, store=str(folder / "store"))
     farm.start_taskmanager()
     for index in range(workers):

@@ -9,13 +9,14 @@ files travel as blobs through the TaskManager's store.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import hosts
 import pytest
 import yaml
-from support import SecureFarm
+from support import Farm, SecureFarm
 
 PEERS = (("w1", "worker"), ("w2", "worker"), ("c1", "client"))
 
@@ -143,3 +144,66 @@ def test_a_c_project_builds_on_workers_that_see_none_of_its_files(staged_farm, l
         os.path.getsize(app)
     manifest = after["received"] - before["received"] - changed
     assert 0 < manifest < 2000, (before, after, changed)
+
+
+@pytest.fixture
+def loopback_farm(tmp_path):
+    """A farm on loopback whose worker runs where the project is an empty folder."""
+    (tmp_path / "farm").mkdir()
+    farm = Farm(tmp_path / "farm", store=str(tmp_path / "tm-store"))
+    farm.project = tmp_path / "laptop" / "project"
+    (farm.project / "build").mkdir(parents=True)
+    farm.start_taskmanager()
+    try:
+        yield farm
+    finally:
+        farm.close()
+
+
+def hidden_worker(farm, tmp_path, name):
+    config = tmp_path / ("%s.yaml" % name)
+    config.write_text(yaml.safe_dump({"machines": {name: {"cache": str(tmp_path / name)}}}))
+    return farm.start_worker("shell", machine=name, config=config,
+                             host=hosts.Elsewhere(farm.project.parent))
+
+
+def run_here(farm, *args):
+    return subprocess.run([sys.executable, "-m", "computefarm.majordomo", "run",
+                           "--taskmanager", farm.address] + list(args),
+                          cwd=str(farm.project), capture_output=True, text=True, timeout=120)
+
+
+def test_a_task_that_writes_into_its_input_never_spoils_the_cache(loopback_farm, tmp_path):
+    """Inputs are hard links into the worker's cache: one written into is noticed
+    and its blob leaves the cache, so the next run gets the file as it is."""
+    farm = loopback_farm
+    hidden_worker(farm, tmp_path, "w1")
+    (farm.project / "data.txt").write_text("original\n")
+    (farm.project / "dodo.py").write_text(
+        'def task_append():\n'
+        '    return {"actions": ["echo extra >> data.txt; cat data.txt > build/out.txt"],\n'
+        '            "file_dep": ["data.txt"], "targets": ["build/out.txt"]}\n')
+    for _ in range(2):
+        done = run_here(farm, "-a")           # -a: run again, whatever doit thinks
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (farm.project / "build" / "out.txt").read_text() == "original\nextra\n"
+    assert (farm.project / "data.txt").read_text() == "original\n"
+
+
+def test_a_blob_gone_from_the_store_is_sent_again_and_the_task_runs(loopback_farm, tmp_path):
+    farm = loopback_farm
+    first = hidden_worker(farm, tmp_path, "w1")
+    (farm.project / "words.txt").write_text("alpha beta gamma\n")
+    (farm.project / "dodo.py").write_text(
+        'def task_count():\n'
+        '    return {"actions": ["wc -w < words.txt > build/count.txt"],\n'
+        '            "file_dep": ["words.txt"], "targets": ["build/count.txt"]}\n')
+    assert run_here(farm).returncode == 0
+    for folder in (tmp_path / "tm-store").iterdir():    # the store lost every blob
+        if folder.name != "tmp":
+            shutil.rmtree(folder)
+    farm.stop(first)
+    hidden_worker(farm, tmp_path, "w2")                  # a worker whose cache is empty
+    done = run_here(farm, "-a")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (farm.project / "build" / "count.txt").read_text().strip() == "3"

@@ -9,7 +9,9 @@ import time
 import pytest
 from support import Farm, wait_until
 
+from computefarm.client.staging import ProjectFiles
 from computefarm.exceptions import StorageError
+from computefarm.storage import trees
 from computefarm.storage.cas import digest_bytes, digest_file
 
 
@@ -127,3 +129,30 @@ def test_an_upload_goes_on_after_the_taskmanager_restarts(stored, tmp_path):
     target = tmp_path / "back"
     assert client.download(big[0], big[1], target).result(60) == str(target)
     assert digest_file(str(target))[0] == big[0]
+
+
+def test_a_snapshot_whose_file_is_not_what_its_digest_says_reads_it_again(stored, tmp_path):
+    """A file rewritten in place keeping its size, mtime and inode (or one that
+    changed while it was read) reaches the store as content that is not its
+    digest: refused, and the snapshot reads every file again."""
+    project = tmp_path / "project"
+    project.mkdir()
+    source = project / "main.c"
+    source.write_text("int main() { return 0; }\n")
+    old = time.time() - 60
+    os.utime(source, (old, old))
+    cache = str(tmp_path / "digests")
+    stale = trees.DigestCache(cache)
+    st = os.stat(source)
+    stale.entries[str(source)] = [st.st_size, st.st_mtime_ns, st.st_ino,
+                                  digest_bytes(b"int main() { return 1; }\n")]
+    stale.changed = True
+    stale.save()
+    client = stored.client()
+    files = ProjectFiles(client, project, cache_path=cache)
+    files.snapshot()
+    digest = digest_file(str(source))[0]
+    assert files.manifest.files["main.c"][0] == digest
+    store = client.status()["store"]
+    assert store["corrupt"] == 1 and os.path.exists(tmp_path / "store" / digest[:2] / digest)
+    assert trees.DigestCache(cache).entries[str(source)][3] == digest

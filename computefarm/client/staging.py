@@ -19,6 +19,7 @@ from ..storage import trees
 from ..storage.cas import digest_bytes, location
 
 UPLOAD_WAIT = 3600.0       # s: a snapshot's upload may take this long before it is an error
+SNAPSHOT_TRIES = 3         # snapshots of a tree whose files keep changing before giving up
 
 
 class ProjectFiles:
@@ -48,8 +49,20 @@ class ProjectFiles:
             return None
         return os.path.relpath(full, self.root).replace(os.sep, "/")
 
-    def snapshot(self, timeout=UPLOAD_WAIT):
-        """Describe the tree and make sure the store has it (blocks until it has)."""
+    def snapshot(self, timeout=UPLOAD_WAIT, tries=SNAPSHOT_TRIES):
+        """Describe the tree and make sure the store has it (blocks until it has).
+        A file that changed while it was read or sent (the store refuses content
+        that is not its digest) is read again: every file, digests kept or not."""
+        for attempt in range(1, tries + 1):
+            try:
+                return self._snapshot(timeout)
+            except StorageError:
+                if attempt == tries:
+                    raise
+                self.digests.entries.clear()      # (saved so: the wrong ones go)
+                self.digests.changed = True
+
+    def _snapshot(self, timeout):
         self.manifest = trees.scan(self.root, self.exclude, self.leave_out, self.digests)
         self.digests.save()
         blob = self.manifest.encode()

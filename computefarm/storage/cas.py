@@ -63,12 +63,13 @@ def digest_file(path):
 class Incoming:
     """A blob being received: chunks written in order, its digest checked at the end."""
 
-    __slots__ = ("digest", "size", "received", "path", "handle", "hasher")
+    __slots__ = ("digest", "size", "received", "accepted", "path", "handle", "hasher")
 
     def __init__(self, digest, size, path):
         self.digest = digest
         self.size = size
-        self.received = 0
+        self.received = 0             # bytes written
+        self.accepted = 0             # ... and queued to be (a TaskManager's writer thread)
         self.path = path
         self.handle = open(path, "wb", buffering=0)
         self.hasher = hashlib.sha256()
@@ -166,6 +167,13 @@ class BlobStore:
             except OSError:
                 pass
         return True
+
+    def present(self, digest):
+        """``use``, after making sure the file is still on disk (a stat): for the
+        answer to FIND, on which a client decides not to send a blob."""
+        if digest in self.blobs and not os.path.exists(self.path(digest)):
+            self._forget(digest)
+        return self.use(digest)
 
     def read(self, digest, offset, length):
         """Up to ``length`` bytes of the blob from ``offset``; None when it is gone."""

@@ -7,11 +7,19 @@ a window of them in flight, so a transfer takes the loop a chunk at a time and
 never starves dispatch, heartbeats or logs. A blob is stored only once all of
 it arrived and its content has its digest (``cas.BlobStore.commit``).
 
+Writing a chunk and hashing it (about 1.5 ms a MiB) happen in a thread of
+their own (``Writer``: file writes and sha256 release the GIL), so the loop
+only queues the chunk; the STORED that lets the peer send more goes once the
+chunk is written, so a peer never has more than its window queued here.
+
 Blobs are shared by everyone the farm lets in: anyone who knows a digest (the
 content's hash) may read it, as anyone with the content could.
 """
 
+import collections
 import logging
+import os
+import threading
 
 from .. import defaults
 from ..exceptions import StorageError
@@ -21,12 +29,66 @@ from ..wire.protocol import Code, Msg
 log = logging.getLogger(__name__)
 
 
+MAX_PENDING = 2 * defaults.TRANSFER_WINDOW    # chunks of one peer waiting to be written
+MAX_BACKLOG = 256 << 20                       # bytes of all peers' chunks waiting
+
+
+class Writer(threading.Thread):
+    """Writes chunks into their ``cas.Incoming`` and hashes them, in order; each
+    done chunk is put in ``done`` and the loop woken (``wakeup``: a pipe's read
+    end it polls)."""
+
+    def __init__(self):
+        super().__init__(name="blob-writer", daemon=True)
+        self.jobs = collections.deque()
+        self.done = collections.deque()
+        self.ready = threading.Condition()
+        self.wakeup, self._wake = os.pipe()
+        os.set_blocking(self.wakeup, False)
+        os.set_blocking(self._wake, False)
+
+    def put(self, job):
+        with self.ready:
+            self.jobs.append(job)
+            self.ready.notify()
+
+    def run(self):
+        while True:
+            with self.ready:
+                while not self.jobs:
+                    self.ready.wait()
+                job = self.jobs.popleft()
+            if job is None:
+                return
+            key, incoming, data = job
+            try:
+                incoming.write(data)
+                error = None
+            except (StorageError, OSError, ValueError) as exc:
+                error = exc
+            self.done.append((key, incoming, len(data), error))
+            try:
+                os.write(self._wake, b"x")
+            except (BlockingIOError, OSError):
+                pass                        # the pipe is full: the loop is awake anyway
+
+    def stop(self):
+        self.put(None)
+        self.join(5.0)
+        for fd in (self.wakeup, self._wake):
+            os.close(fd)
+
+
 class BlobService:
     """``store`` (a cas.BlobStore) served to peers; ``send(rid, Msg, body)`` replies."""
 
     def __init__(self, store, send):
         self.store = store
         self.send = send
+        self.writer = Writer()
+        self.writer.start()
+        self.pending = collections.Counter()   # Incoming -> chunks queued for the writer
+        self.backlog = 0                       # bytes queued for the writer
         self.incoming = {}          # (routing id, digest) -> cas.Incoming
         self.uploads = {}           # routing id -> blobs it is uploading
         self.received = 0           # bytes taken in by PUT
@@ -34,7 +96,7 @@ class BlobService:
         self.corrupt = 0            # blobs refused whose content did not have their digest
 
     def find(self, rid, body):
-        missing = [digest for digest in body["digests"] if not self.store.use(digest)]
+        missing = [digest for digest in body["digests"] if not self.store.present(digest)]
         self.send(rid, Msg.FOUND, protocol.found(body["ref"], missing))
 
     def put(self, rid, body):
@@ -60,24 +122,58 @@ class BlobService:
                 return
             self.incoming[key] = incoming
             self.uploads[rid] = self.uploads.get(rid, 0) + 1
-        elif incoming is None or offset != incoming.received or size != incoming.size:
-            received = incoming.received if incoming is not None else 0
+        elif incoming is None or offset != incoming.accepted or size != incoming.size:
+            received = incoming.accepted if incoming is not None else 0
             self.send(rid, Msg.STORED, protocol.stored(
                 digest, received, code=Code.OUT_OF_ORDER,
                 text="a chunk at offset %d of a blob of %d bytes, where %d were received"
                 % (offset, size, received)))
             return
-        try:
-            incoming.write(data)
-        except (StorageError, OSError) as exc:
+        if offset + len(data) > size or self.pending[incoming] >= MAX_PENDING or \
+                self.backlog + len(data) > MAX_BACKLOG:
             self._drop(key)
-            self._refuse_full(rid, digest, exc)
+            self.send(rid, Msg.STORED, protocol.stored(
+                digest, 0, code=Code.TOO_MANY if offset + len(data) <= size
+                else Code.OUT_OF_ORDER, text="a chunk beyond the blob's size, or more "
+                "chunks than a window before their answers: the blob is dropped"))
             return
-        self.received += len(data)
+        incoming.accepted += len(data)
+        self.pending[incoming] += 1
+        self.backlog += len(data)
+        self.writer.put((key, incoming, data))
+
+    def completed(self):
+        """Answer the chunks the writer has written (the loop calls this each turn)."""
+        try:
+            while os.read(self.writer.wakeup, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        done = self.writer.done
+        while done:
+            key, incoming, length, error = done.popleft()
+            self.backlog -= length
+            self.pending[incoming] -= 1
+            if self.pending[incoming] <= 0:
+                del self.pending[incoming]
+            if self.incoming.get(key) is not incoming:     # dropped meanwhile
+                if incoming not in self.pending:
+                    incoming.abort()
+                continue
+            self._written(key, incoming, length, error)
+
+    def _written(self, key, incoming, length, error):
+        rid, digest = key
+        if error is not None:
+            self._drop(key)
+            self._refuse_full(rid, digest, error)
+            return
+        self.received += length
         if not incoming.complete:
             self.send(rid, Msg.STORED, protocol.stored(digest, incoming.received))
             return
         self._drop(key, abort=False)
+        size = incoming.size
         try:
             stored = self.store.commit(incoming)
         except OSError as exc:
@@ -111,7 +207,9 @@ class BlobService:
         for rid in [rid for rid in self.uploads if rid not in peers]:
             del self.uploads[rid]
             for key in [key for key in self.incoming if key[0] == rid]:
-                self.incoming.pop(key).abort()
+                incoming = self.incoming.pop(key)
+                if incoming not in self.pending:
+                    incoming.abort()
 
     def describe(self):
         store = self.store
@@ -126,8 +224,14 @@ class BlobService:
             self.uploads[key[0]] = left
         else:
             self.uploads.pop(key[0], None)
-        if abort and incoming is not None:
+        if abort and incoming is not None and incoming not in self.pending:
+            incoming.abort()            # (else once the writer is done with it)
+
+    def close(self):
+        self.writer.stop()
+        for incoming in self.incoming.values():
             incoming.abort()
+        self.incoming.clear()
 
     def _refuse_full(self, rid, digest, exc):
         text = str(exc) if isinstance(exc, StorageError) else "the store %s: %s" % (

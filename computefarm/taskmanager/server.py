@@ -132,6 +132,7 @@ class TaskManager(Service):
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLIN)
+        self.poller.register(self.blobs.writer.wakeup, zmq.POLLIN)   # chunks written
         if self.zap is not None:
             self.poller.register(self.zap.socket, zmq.POLLIN)
         self.next_heartbeat = now + self.interval
@@ -153,6 +154,7 @@ class TaskManager(Service):
             if self.zap is not None:
                 self.zap.handle(now)
             self.drain(now, started)
+        self.blobs.completed()
         drained = clock()
         if self.state.dirty or self.state.held:
             self.schedule(now)
@@ -198,6 +200,7 @@ class TaskManager(Service):
         if self.logs.forwarder is not None:
             stop_forwarder(self.logs.forwarder)
         self.memory.close()
+        self.blobs.close()
         log.info("TaskManager: stopped")
 
     def start_forwarder(self, now):
