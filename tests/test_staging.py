@@ -18,6 +18,8 @@ import pytest
 import yaml
 from support import Farm, SecureFarm
 
+from computefarm.storage.cas import digest_file
+
 PEERS = (("w1", "worker"), ("w2", "worker"), ("c1", "client"))
 
 SOURCES = {
@@ -207,3 +209,73 @@ def test_a_blob_gone_from_the_store_is_sent_again_and_the_task_runs(loopback_far
     done = run_here(farm, "-a")
     assert done.returncode == 0, done.stdout + done.stderr
     assert (farm.project / "build" / "count.txt").read_text().strip() == "3"
+
+
+CACHED_DODO = '''
+def task_upper():
+    return {"actions": ["tr a-z A-Z < words.txt > build/upper.txt"], "clean": True,
+            "file_dep": ["words.txt"], "targets": ["build/upper.txt"]}
+
+def task_count():
+    return {"actions": ["wc -w < build/upper.txt > build/count.txt"], "clean": True,
+            "file_dep": ["build/upper.txt"], "targets": ["build/count.txt"]}
+
+def task_stamp():
+    return {"actions": ["date +%%N > build/stamp.txt"], "clean": True,
+            "targets": ["build/stamp.txt"], "meta": {"cache": False}}
+'''
+
+
+def cached_project(farm, tmp_path, words):
+    """CACHED_DODO over ``words``, built once by a worker that does not see it."""
+    hidden_worker(farm, tmp_path, "w1")
+    (farm.project / "words.txt").write_text(words)
+    (farm.project / "dodo.py").write_text(CACHED_DODO)
+    done = run_here(farm)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def clean_here(farm):
+    cleaned = subprocess.run([sys.executable, "-m", "computefarm.majordomo", "clean"],
+                             cwd=str(farm.project), capture_output=True, text=True)
+    assert cleaned.returncode == 0 and not (farm.project / "build" / "count.txt").exists()
+
+
+def test_a_clean_rebuild_comes_from_the_action_cache_even_after_a_restart(loopback_farm,
+                                                                            tmp_path):
+    farm = loopback_farm
+    done = cached_project(farm, tmp_path, "alpha beta gamma\n")
+    assert "action cache" not in done.stderr
+    stamp = (farm.project / "build" / "stamp.txt").read_text()
+    client = farm.client()
+    for restart in (False, True):
+        if restart:                         # entries and blobs are on disk: they stay
+            address = farm.address
+            assert farm.stop(farm.taskmanager) == 0
+            farm.start_taskmanager(bind=address)
+        clean_here(farm)
+        again = run_here(farm)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "3 task(s) done, 0 failed" in again.stderr
+        assert "2 action(s) from the action cache" in again.stderr     # not the stamp
+        assert (farm.project / "build" / "upper.txt").read_text() == "ALPHA BETA GAMMA\n"
+        assert (farm.project / "build" / "count.txt").read_text().strip() == "3"
+        new_stamp = (farm.project / "build" / "stamp.txt").read_text()
+        assert new_stamp != stamp              # meta cache False: it ran again
+        stamp = new_stamp
+    cache = client.status()["action_cache"]
+    assert cache["hits"] == 2 and cache["entries"] >= 2     # since the restart
+
+
+def test_a_cached_result_whose_output_left_the_store_simply_runs_again(loopback_farm,
+                                                                         tmp_path):
+    farm = loopback_farm
+    cached_project(farm, tmp_path, "one two\n")
+    upper = digest_file(str(farm.project / "build" / "upper.txt"))[0]
+    os.unlink(tmp_path / "tm-store" / upper[:2] / upper)       # evicted, say
+    clean_here(farm)
+    again = run_here(farm)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 action(s) from the action cache" in again.stderr     # count's; upper ran
+    assert (farm.project / "build" / "count.txt").read_text().strip() == "2"

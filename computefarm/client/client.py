@@ -103,7 +103,7 @@ class Client:
     # -- the caller's side -------------------------------------------------------
     def submit(self, capability, request, requires=None, priority=0, timeout=None,
                max_attempts=None, on_output=None, on_start=None, estimated_load=None,
-               label=None, group=None, _settle=None):
+               label=None, group=None, action=None, _settle=None):
         """Queue a task; returns a TaskFuture of its TaskResult.
 
         ``request`` is the plugin's request map (see workers/); ``requires`` maps
@@ -113,6 +113,9 @@ class Client:
         ``estimated_load``: cores' worth of CPU the task uses (placement, default 1);
         ``label``: a name for people, shown in logs and status (e.g. the doit task).
         ``group``: the work spec it belongs to (``group()``; default: this client's).
+        ``action``: the digest naming what decides its outcome (client/staging.py,
+        ``ProjectFiles.action``): a task of an action done before is answered from
+        the TaskManager's action cache (its result's ``code`` is ``cache-hit``).
         ``_settle(future, result item)`` (for FarmExecutor): resolves the future
         itself, so a task needs no second future to turn its result into a value.
         """
@@ -141,6 +144,8 @@ class Client:
             spec["load"] = float(estimated_load)
         if label is not None:
             spec["label"] = str(label)
+        if action is not None:
+            spec["action"] = action
         if group is not None:
             if group not in self.groups:
                 raise UsageError("submit: group %r was not declared with Client.group()"

@@ -12,6 +12,8 @@ place (worker/staging.py), so only the machines that need the files get them.
 import os
 from concurrent.futures import TimeoutError as FutureTimeout
 
+import msgpack
+
 from .. import defaults
 from ..exceptions import FarmUnreachable, StorageError
 from ..hostinfo import machine_id
@@ -98,6 +100,20 @@ class ProjectFiles:
                  "outputs": [path for path in map(self.relative, outputs) if path]}
         return dict(request, stage=stage)
 
+    def action(self, capability, request, requires=None):
+        """The digest naming a staged ``request``'s action (the action cache): its
+        capability, command, environment and working folder with the project's
+        path taken out (the same project elsewhere shares them), its constraints,
+        its inputs' digests and its outputs."""
+        stage = request["stage"]
+        plain = _rooted({key: value for key, value in request.items() if key != "stage"},
+                        self.root)
+        described = [capability, plain, sorted((requires or {}).items()),
+                     stage["tree"]["digest"] if stage["tree"] else None,
+                     sorted([f["path"], f["digest"], f["exec"]] for f in stage["files"]),
+                     sorted(stage["outputs"])]
+        return digest_bytes(msgpack.packb(described, use_bin_type=True))
+
     def fetch(self, result, timeout=UPLOAD_WAIT):
         """Write a staged task's outputs (``result.outputs``) into the project."""
         futures = []
@@ -125,6 +141,17 @@ class ProjectFiles:
         _wait(self.client.upload([(digest, size, source)
                                   for digest, (size, source) in files.items()]),
               timeout, "uploading the project's files")
+
+
+def _rooted(value, root):
+    """``value`` with ``root`` replaced by a placeholder in every string in it."""
+    if isinstance(value, str):
+        return value.replace(root, "\0ROOT")
+    if isinstance(value, list):
+        return [_rooted(item, root) for item in value]
+    if isinstance(value, dict):
+        return {key: _rooted(item, root) for key, item in sorted(value.items())}
+    return value
 
 
 def _stat(path):

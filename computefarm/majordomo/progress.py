@@ -13,6 +13,9 @@ import threading
 import time
 
 from .. import defaults
+from ..wire.protocol import Code
+
+CACHE_HIT = Code.CACHE_HIT
 
 
 class Progress:
@@ -33,6 +36,7 @@ class Progress:
         self.announced = set()     # tasks whose start went to the log viewer
         self.done = 0
         self.failed = 0
+        self.cached = 0            # actions answered from the action cache
         self.hosts = {}            # host -> [tasks, seconds of task time]
         self.shown = False
         self.last_draw = 0.0
@@ -77,6 +81,9 @@ class Progress:
     def ran(self, name, result):
         """One action of ``name`` ended on ``result.host``."""
         with self.lock:
+            if result.code == CACHE_HIT:       # it did not run: reused from the cache
+                self.cached += 1
+                return
             stats = self.hosts.setdefault(result.host or "?", [0, 0.0])
             stats[1] += result.duration or 0.0
 
@@ -147,14 +154,16 @@ class Progress:
         with self.lock:
             self._clear()
             elapsed = self.clock() - self.began
-            lines = ["%d task(s) done, %d failed in %.1fs" % (self.done, self.failed, elapsed)]
+            lines = ["%d task(s) done, %d failed in %.1fs%s" % (
+                self.done, self.failed, elapsed, ", %d action(s) from the action cache"
+                % self.cached if self.cached else "")]
             for host, (tasks, seconds) in sorted(self.hosts.items()):
                 lines.append("  %-24s %5d task(s) %9.1fs of task time" % (host, tasks, seconds))
             for line in lines:
                 self.stream.write("majordomo: %s\n" % line)
             self.stream.flush()
         self.events("WARNING" if self.failed else "INFO", None, "\n".join(lines),
-                    done=self.done, failed=self.failed, seconds=elapsed)
+                    done=self.done, failed=self.failed, cached=self.cached, seconds=elapsed)
 
     def _clear(self):
         if self.shown:

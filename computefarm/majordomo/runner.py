@@ -29,7 +29,8 @@ from ..exceptions import FarmError, FarmUnreachable, UsageError
 from ..hostinfo import machine_id
 from ..wire.protocol import Code
 
-META_KEYS = ("capability", "requires", "priority", "timeout", "max_attempts", "estimated_load")
+META_KEYS = ("capability", "requires", "priority", "timeout", "max_attempts", "estimated_load",
+             "cache")
 DEFAULT_COMMAND_CAPABILITY = "shell"
 PYTHON_CAPABILITY = "python"
 
@@ -38,7 +39,7 @@ class Placement:
     """Where a task's actions run, from its ``meta``."""
 
     __slots__ = ("capability", "requires", "priority", "timeout", "max_attempts",
-                 "estimated_load")
+                 "estimated_load", "cache")
 
     def __init__(self, task):
         meta = task.meta or {}
@@ -68,6 +69,9 @@ class Placement:
                                                 or self.estimated_load <= 0):
             _bad(task, "meta.estimated_load must be a number of cores > 0, got %r"
                  % (self.estimated_load,))
+        self.cache = meta.get("cache", True)
+        if not isinstance(self.cache, bool):
+            _bad(task, "meta.cache must be true or false, got %r" % (self.cache,))
         self.max_attempts = meta.get("max_attempts")
         if self.max_attempts is not None and (isinstance(self.max_attempts, bool) or
                                               not isinstance(self.max_attempts, int) or
@@ -212,9 +216,13 @@ class FarmRunner(Runner):
                                                 exc)))
             return
         files = self.session.files
+        requires = job.placement.requires if capability == job.placement.capability else None
+        cache_as = None
         if files is not None and not isinstance(action, PythonAction):
             try:
                 request = files.stage(request, job.task.file_dep, job.task.targets)
+                if job.placement.cache and job.task.targets:   # no targets: side effects
+                    cache_as = files.action(capability, request, requires)
             except FarmError as exc:
                 self.jobs[id(job)] = job
                 self.done.put((job, None, TaskError("farm: staging its files: %s" % exc)))
@@ -223,13 +231,12 @@ class FarmRunner(Runner):
         progress = self.session.progress
         on_output = _live_writer(out and progress.writer(out), err and progress.writer(err)) \
             if (out or err) else None
-        requires = job.placement.requires if capability == job.placement.capability else None
         name = job.task.name
         future = self.session.client.submit(
             capability, request, requires=requires, priority=job.placement.priority,
             label=name,
             timeout=job.placement.timeout, max_attempts=job.placement.max_attempts,
-            on_output=on_output, estimated_load=job.placement.estimated_load,
+            on_output=on_output, estimated_load=job.placement.estimated_load, action=cache_as,
             on_start=lambda host, name=name: self.session.progress.started(name, host))
         job.future = future
         job.submitted = time.time()
@@ -278,7 +285,7 @@ class FarmRunner(Runner):
             if result is not None and self._restage(job, result):
                 return False
             if result is not None:
-                job.hosts.append(result.host)
+                job.hosts.append(result.host if result.code != Code.CACHE_HIT else "")
                 job.machines.add(result.machine)
                 job.ran += result.duration or 0.0
                 self.session.timeline.add(task.name, job.submitted, result)

@@ -23,6 +23,7 @@ from ..wire import protocol
 from ..wire.certificates import generated_keys
 from ..wire.protocol import Code, Msg
 from ..wire.schemas import MAX_HELD
+from .actioncache import ActionCache, profile
 from .blobs import BlobService
 from .gate import Grant, secure_router
 from .logrouting import LogRouter, start_forwarder, stop_forwarder
@@ -77,6 +78,7 @@ class TaskManager(Service):
         self.longest_phases = {}         # what that iteration spent in each phase (s)
         self.assign_cost = defaults.SCHEDULE_TIME / defaults.SCHEDULE_BUDGET  # s, measured
         self.blobs = None                # blobs.BlobService: the store, over the port
+        self.actions = None              # actioncache.ActionCache: results reused
         common = {Msg.HELLO: self.on_hello, Msg.HEARTBEAT: _nothing, Msg.BYE: self.on_bye}
         files = {Msg.FIND: self.on_find, Msg.PUT: self.on_put, Msg.GET: self.on_get}
         self.handlers = {
@@ -129,6 +131,7 @@ class TaskManager(Service):
                             "(farm-keys list); its settings apply once one is", user, user)
         self.outbox = Outbox(sock, self.undeliverable, self.stalled)
         self.blobs = BlobService(store, self.outbox.send)
+        self.actions = ActionCache(os.path.join(store.root, "actions"), store)
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLIN)
@@ -154,7 +157,9 @@ class TaskManager(Service):
             if self.zap is not None:
                 self.zap.handle(now)
             self.drain(now, started)
-        self.blobs.completed()
+        if self.blobs.writer.done or (events and any(
+                item[0] == self.blobs.writer.wakeup for item in events)):
+            self.blobs.completed()               # chunks the writer thread has written
         drained = clock()
         if self.state.dirty or self.state.held:
             self.schedule(now)
@@ -367,7 +372,13 @@ class TaskManager(Service):
         log.info("TaskManager: %s left: %s", peer.describe(), body.get("reason", ""))
 
     def on_submit(self, client, body, now):
-        self.apply(self.state.submit, client, body["tasks"], now,
+        tasks = body["tasks"]
+        if any("action" in spec for spec in tasks):     # answered from the action cache
+            tasks = self.actions.answered(
+                tasks, self.state.workers.values(),
+                lambda spec: client.scope + spec["id"] in self.state.tasks,
+                lambda item: self.outbox.queue(client.rid, Msg.RESULT, item))
+        self.apply(self.state.submit, client, tasks, now,
                    limit=self.config.max_queued_per_client,
                    limit_bytes=self.config.max_queued_bytes_per_client)
 
@@ -382,6 +393,7 @@ class TaskManager(Service):
         status["internal_errors"] = self.internal_errors
         status["messages"] = {"received": self.received, "sent": self.outbox.count}
         status["store"] = self.blobs.describe()
+        status["action_cache"] = self.actions.describe()
         status["loop"] = {"iterations": self.iterations,
                           "longest_ms": round(self.longest_turn * 1000, 3),
                           "longest_cpu_ms": round(self.longest_cpu * 1000, 3),
@@ -407,7 +419,14 @@ class TaskManager(Service):
         for result in body["results"]:
             if result["status"] != "ok" and self.logs.active:
                 self.logs.result(worker, result)
+            task = worker.running.get(result["id"])
             self.state.finish(worker, result, now, effects)   # may give it its client's id
+            if task is not None and task.action is not None and result["status"] == "ok" \
+                    and result.get("exit_code") == 0 and result.get("outputs") \
+                    and task.attempt == result["attempt"]:   # (in place: nothing to reuse)
+                worker_profile = profile(worker.capabilities.get(task.capability) or {})
+                if worker_profile is not None:
+                    self.actions.record(task.action, worker_profile, result)
         self.outbox.apply(effects)
         self.outbox.ack(worker.rid, ids)
 

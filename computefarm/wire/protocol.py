@@ -98,6 +98,13 @@ class Code:
     MISSING = "missing"               # GET of a blob the store does not have (evicted)
     # RESULT of a staged task that could not be staged
     STAGING = "staging"               # an input could not be fetched or laid out
+    # RESULT the TaskManager answered from its action cache (status ok)
+    CACHE_HIT = "cache-hit"           # the same action ran before: its outputs are in the store
+
+# A worker capability's attribute listing the attributes its plugin declares
+# relevant to a run's outcome (comma separated): the action cache's profile.
+CACHE_ATTRIBUTES = "cache_attributes"
+
 
 def encode(mtype, body):
     """One frame for message type ``mtype`` carrying ``body`` (a dict)."""

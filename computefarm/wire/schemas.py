@@ -283,6 +283,7 @@ TASK = record(
     group=ID,               # the work spec (group of its client's tasks) it belongs to
     group_priority=Int(-(1 << 31), 1 << 31),   # ... that group's priority and weight
     group_weight=Num(0.001, 1e6),
+    action=Digest(),        # its action's name (the action cache): a rerun may be answered
 )
 DISPATCHED = record(("id", "attempt", "capability", "body"),
                     id=TASK_ID, attempt=ATTEMPT, capability=ID, body=Bytes(),

@@ -59,6 +59,10 @@ class WorkerPlugin:
     """
 
     capability = None
+    # The attributes that decide a run's outcome besides its request and inputs:
+    # results are reused (the action cache) only from a worker with the same.
+    # Empty: this plugin's results are never reused.
+    cache_attributes = ("platform",)
 
     def __init__(self, slots, options=None):
         self.slots = slots

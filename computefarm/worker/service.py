@@ -80,6 +80,8 @@ class FarmWorker(Service):
             plugin = load_plugin(name)(self.slots)
             attrs = plugin.attributes()
             attrs.update(self.extra_attributes)
+            if plugin.cache_attributes:       # what the action cache tells workers apart by
+                attrs[protocol.CACHE_ATTRIBUTES] = ",".join(plugin.cache_attributes)
             self.plugins[name] = plugin
             self.capabilities[name] = attrs
         self.poller = zmq.Poller()

@@ -37,6 +37,7 @@ def _probe(compiler, flag):
 
 class GccWorker(WorkerPlugin):
     capability = "gcc"
+    cache_attributes = ("platform", "compiler", "version", "target")
     default_compiler = "gcc"
 
     def __init__(self, slots, options=None):

@@ -148,6 +148,7 @@ class SlotRun(Run):
 
 class PythonWorker(WorkerPlugin):
     capability = "python"
+    cache_attributes = ()             # a callable's outcome is its own business
 
     def __init__(self, slots, options=None):
         super().__init__(slots, options)

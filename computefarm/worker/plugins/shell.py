@@ -22,6 +22,7 @@ def _shell_version():
 
 class ShellWorker(WorkerPlugin):
     capability = "shell"
+    cache_attributes = ("platform", "shell")
 
     def attributes(self):
         attrs = super().attributes()
