@@ -92,3 +92,18 @@ def test_batches_keep_every_item_within_the_size_limit():
                for size in (10, 600000, 600000, 2000000, 5)]
     weighed = list(protocol.batches(Msg.LOG, records, protocol.weigh_record))
     assert [len(b["records"]) for b in weighed] == [2, 1, 1, 1]   # ~1 MB each, or one
+
+
+@pytest.mark.parametrize("mtype, body, error", [
+    (Msg.GET, {"digest": "a" * 64, "offset": 0, "length": (1 << 20) + 1},
+     r"GET\.length: 1048577 is outside 1\.\.1048576"),
+    (Msg.FIND, {"ref": 1, "digests": ["../../etc/passwd" + "a" * 48]},
+     r"FIND\.digests\[0\]: .* is not a sha256 digest"),
+    (Msg.PUT, {"digest": "A" * 64, "size": 1, "offset": 0, "data": b"x"},
+     r"PUT\.digest: .* is not a sha256 digest"),
+])
+def test_file_messages_that_could_hurt_a_store_are_refused(mtype, body, error):
+    """A blob's name becomes a file name in stores; a GET's answer sits in the
+    asker's queue: both are bounded by the schema before anything reads them."""
+    with pytest.raises(ProtocolError, match=error):
+        protocol.decode(protocol.encode(mtype, body))

@@ -290,7 +290,8 @@ DISPATCHED = record(("id", "attempt", "capability", "body"),
                     timeout=Opt(SECONDS))
 DIGEST = Digest()
 DIGESTS = List(DIGEST, MAX_BATCH)
-MAX_CHUNK = 16 << 20      # bytes of one chunk of a blob (peers send 1 MiB)
+MAX_CHUNK = defaults.CHUNK_SIZE   # bytes a GET may ask for: what a peer's queue holds per
+#                                   message the TaskManager answers (peers ask for 1 MiB)
 # A file of a task's inputs or outputs: path (relative, '/'-separated), digest,
 # size, and whether it is executable.
 FILE_ENTRY = record(("path", "digest", "size"), path=Str(4096), digest=DIGEST,
