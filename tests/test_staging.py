@@ -279,3 +279,36 @@ def test_a_cached_result_whose_output_left_the_store_simply_runs_again(loopback_
     assert again.returncode == 0, again.stdout + again.stderr
     assert "1 action(s) from the action cache" in again.stderr     # count's; upper ran
     assert (farm.project / "build" / "count.txt").read_text().strip() == "2"
+
+
+NARROW_DODO = '''
+def task_narrow():
+    return {"actions": ["tr a-z A-Z < words.txt > build/narrow.txt"], "clean": True,
+            "targets": ["build/narrow.txt"], "meta": {"inputs": ["words.txt"]}}
+
+def task_whole():
+    return {"actions": ["tr a-z A-Z < words.txt > build/whole.txt"], "clean": True,
+            "targets": ["build/whole.txt"]}
+'''
+
+
+def test_meta_inputs_narrow_a_task_to_its_files_so_other_changes_keep_its_cached_result(
+        loopback_farm, tmp_path):
+    farm = loopback_farm
+    hidden_worker(farm, tmp_path, "w1")
+    (farm.project / "words.txt").write_text("kept words\n")
+    (farm.project / "notes.txt").write_text("first notes\n")
+    (farm.project / "dodo.py").write_text(NARROW_DODO)
+    assert run_here(farm).returncode == 0
+    (farm.project / "notes.txt").write_text("other notes\n")    # not an input of narrow
+    cleaned = subprocess.run([sys.executable, "-m", "computefarm.majordomo", "clean"],
+                             cwd=str(farm.project), capture_output=True, text=True)
+    assert cleaned.returncode == 0
+    again = run_here(farm)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 action(s) from the action cache" in again.stderr      # narrow's; whole ran
+    for name in ("narrow", "whole"):
+        assert (farm.project / "build" / ("%s.txt" % name)).read_text() == "KEPT WORDS\n"
+    (farm.project / "dodo.py").write_text(NARROW_DODO.replace('["words.txt"]', '"words.txt"'))
+    bad = run_here(farm)
+    assert bad.returncode != 0 and "meta.inputs must be a list" in bad.stdout + bad.stderr

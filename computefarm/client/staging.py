@@ -43,6 +43,7 @@ class ProjectFiles:
         self.manifest = trees.Manifest()
         self.tree = None            # {"digest", "size"} of the manifest in the store
         self.known = {}             # relative path -> FILE_ENTRY: produced or sent since
+        self.narrowed = {}          # patterns -> (tree, Manifest): trees of meta inputs
 
     def relative(self, path):
         """``path`` relative to the root ('/'-separated), or None when outside it."""
@@ -74,13 +75,19 @@ class ProjectFiles:
             files.setdefault(digest, (size, os.path.join(self.root, path)))
         self._upload(files, timeout)
 
-    def stage(self, request, inputs=(), outputs=(), timeout=UPLOAD_WAIT):
+    def stage(self, request, inputs=(), outputs=(), narrow=None, timeout=UPLOAD_WAIT):
         """``request`` with its ``stage``: ``inputs`` (paths) the tree does not hold
-        are added (and uploaded), ``outputs`` (paths) come back with the result."""
+        are added (and uploaded), ``outputs`` (paths) come back with the result.
+        ``narrow`` (gitignore-style patterns, meta inputs): the task's tree is only
+        the files they match, plus any file a plain path among them names."""
+        tree, manifest = self.tree, self.manifest
+        if narrow:
+            tree, manifest = self._narrowed(narrow, timeout)
+            inputs = list(inputs) + [path for path in narrow if not _pattern(path)]
         files, upload = [], {}
         for path in inputs:
             relative = self.relative(path)
-            if relative is None or relative in self.manifest.files:
+            if relative is None or relative in manifest.files:
                 continue          # outside the project (the worker's own), or in the tree
             entry = self.known.get(relative)
             full = os.path.join(self.root, relative)
@@ -96,9 +103,23 @@ class ProjectFiles:
         if upload:
             self._upload(upload, timeout)
         stage = {"root": self.root, "machine": self.machine, "root_id": self.root_id,
-                 "tree": self.tree, "files": files,
+                 "tree": tree, "files": files,
                  "outputs": [path for path in map(self.relative, outputs) if path]}
         return dict(request, stage=stage)
+
+    def _narrowed(self, patterns, timeout):
+        key = tuple(patterns)
+        if key not in self.narrowed:
+            matches = trees.excluder(patterns, defaults=False)
+            manifest = trees.Manifest(
+                {p: entry for p, entry in self.manifest.files.items() if matches(p)},
+                {p: target for p, target in self.manifest.links.items() if matches(p)},
+                [p for p in self.manifest.dirs if matches(p + "/")])
+            blob = manifest.encode()
+            tree = {"digest": digest_bytes(blob), "size": len(blob)}
+            self._upload({tree["digest"]: (len(blob), blob)}, timeout)
+            self.narrowed[key] = (tree, manifest)
+        return self.narrowed[key]
 
     def action(self, capability, request, requires=None):
         """The digest naming a staged ``request``'s action (the action cache): its
@@ -141,6 +162,11 @@ class ProjectFiles:
         _wait(self.client.upload([(digest, size, source)
                                   for digest, (size, source) in files.items()]),
               timeout, "uploading the project's files")
+
+
+def _pattern(text):
+    """Whether a meta input is a pattern (else a plain path, added if outside the tree)."""
+    return text.endswith("/") or any(c in text for c in "*?[!")
 
 
 def _rooted(value, root):

@@ -30,7 +30,7 @@ from ..hostinfo import machine_id
 from ..wire.protocol import Code
 
 META_KEYS = ("capability", "requires", "priority", "timeout", "max_attempts", "estimated_load",
-             "cache")
+             "cache", "inputs")
 DEFAULT_COMMAND_CAPABILITY = "shell"
 PYTHON_CAPABILITY = "python"
 
@@ -39,7 +39,7 @@ class Placement:
     """Where a task's actions run, from its ``meta``."""
 
     __slots__ = ("capability", "requires", "priority", "timeout", "max_attempts",
-                 "estimated_load", "cache")
+                 "estimated_load", "cache", "inputs")
 
     def __init__(self, task):
         meta = task.meta or {}
@@ -69,6 +69,11 @@ class Placement:
                                                 or self.estimated_load <= 0):
             _bad(task, "meta.estimated_load must be a number of cores > 0, got %r"
                  % (self.estimated_load,))
+        self.inputs = meta.get("inputs")    # staged: the tree narrowed to these patterns
+        if self.inputs is not None and (not isinstance(self.inputs, list) or not all(
+                isinstance(p, str) and p for p in self.inputs)):
+            _bad(task, "meta.inputs must be a list of paths or gitignore-style patterns "
+                 "(relative to the project), got %r" % (self.inputs,))
         self.cache = meta.get("cache", True)
         if not isinstance(self.cache, bool):
             _bad(task, "meta.cache must be true or false, got %r" % (self.cache,))
@@ -220,7 +225,8 @@ class FarmRunner(Runner):
         cache_as = None
         if files is not None and not isinstance(action, PythonAction):
             try:
-                request = files.stage(request, job.task.file_dep, job.task.targets)
+                request = files.stage(request, job.task.file_dep, job.task.targets,
+                                      narrow=job.placement.inputs)
                 if job.placement.cache and job.task.targets:   # no targets: side effects
                     cache_as = files.action(capability, request, requires)
             except FarmError as exc:

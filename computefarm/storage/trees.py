@@ -128,9 +128,11 @@ class DigestCache:
             pass                      # a cache: the next run reads the files again
 
 
-def excluder(patterns):
-    """A function telling whether a relative path (dirs end with '/') is excluded."""
-    spec = pathspec.GitIgnoreSpec.from_lines(list(DEFAULT_EXCLUDE) + list(patterns or ()))
+def excluder(patterns, defaults=True):
+    """A function telling whether a relative path (dirs end with '/') is matched by
+    ``patterns`` (gitignore-style; with ``defaults``, or by ``DEFAULT_EXCLUDE``)."""
+    spec = pathspec.GitIgnoreSpec.from_lines(
+        (list(DEFAULT_EXCLUDE) if defaults else []) + list(patterns or ()))
     return spec.match_file
 
 
