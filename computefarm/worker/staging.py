@@ -152,7 +152,7 @@ class StagedRun(Run):
         self.directory = None           # the scratch folder
         self.outcome = None             # the run's, while its outputs are uploaded
         self.uploaded = None            # None: uploading; else the upload's error or False
-        self.timing = {"staged_at": now}
+        self.timing = {}                # fetched_s, uploading_at, upload_s
         self.on_started = None          # the worker's hook: the run's processes exist
         if tree is not None:
             self._want(tree["digest"], tree["size"], lambda: self._tree(tree["digest"]))
