@@ -100,9 +100,7 @@ class Files:
         with self.lock:
             futures, self.futures = self.futures, set()
             self.requests = []
-        transfers = self.transfers
-        for get in list(transfers.getting.values()) + list(transfers.gets):
-            get.sink.abort()                       # no half-written file is left
+        self.transfers.abandon()                   # no half-written file is left
         self.transfers = Transfers()
         for future in futures:
             if not future.done():

@@ -87,6 +87,13 @@ class Incoming:
         self.hasher.update(data)
         self.received += len(data)
 
+    def restart(self):
+        """Empty it, to be received again from the start."""
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.received = self.accepted = 0
+        self.hasher = hashlib.sha256()
+
     def abort(self):
         if not self.handle.closed:
             self.handle.close()

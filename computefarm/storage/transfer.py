@@ -280,10 +280,7 @@ class Transfers:
             self._end_get(get, None)
         elif get.tries < DOWNLOAD_TRIES:
             log.warning("transfers: blob %s arrived corrupt: fetching it again", get.digest[:12])
-            sink.handle.seek(0)
-            sink.handle.truncate()
-            sink.received = 0
-            sink.hasher = type(sink.hasher)()
+            sink.restart()
             get.requested = 0
             get.tries += 1
         else:
@@ -310,6 +307,14 @@ class Transfers:
                     self.putting.pop(put.digest)
                     self._unqueue(put)
         batch.done(error)
+
+    def abandon(self):
+        """Give up every download (the link is gone for good): their partial
+        files are removed. Uploads only read; they just stop."""
+        for get in list(self.getting.values()) + list(self.gets):
+            get.sink.abort()
+        self.getting.clear()
+        self.gets.clear()
 
     def reset(self):
         """The link reconnected (or went silent): what was in flight is lost; ask
