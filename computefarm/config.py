@@ -57,6 +57,8 @@ class TaskManagerConfig:
     usage_half_life: float = defaults.USAGE_HALF_LIFE   # fair share's memory (s)
     store: str = None    # the blob store (files over the port); None: storage.cas.location
     store_size: int = defaults.STORE_SIZE    # ... its size limit in bytes
+    database: str = None   # batches' SQLite file; None: by port (taskmanager/server.py)
+    speculate_after: float = defaults.SPECULATE_AFTER   # stragglers: x the median run time
     configured: bool = False  # whether farm.yaml named an address at all
 
     @property
@@ -214,7 +216,7 @@ SCHEMA = {
     "taskmanager": ("address", "bind", "heartbeat_interval", "heartbeat_liveness",
                     "max_attempts", "max_message_size", "recovery_grace", "handover_wait",
                     "max_queued_per_client", "max_queued_bytes_per_client", "max_log_rate",
-                    "usage_half_life", "store", "store_size"),
+                    "usage_half_life", "store", "store_size", "database", "speculate_after"),
     "machines.NAME": ("host", "workers", "path_map", "policy", "taskmanagers", "cache",
                       "cache_size"),
     "machines.NAME.taskmanagers[]": ("address", "weight", "server"),
@@ -277,7 +279,8 @@ def _taskmanager(check, data):
         tm.configured = True
     if section.get("bind") is not None:
         tm.bind = check.address(section["bind"], "taskmanager.bind", allow_port_zero=True)
-    for key in ("heartbeat_interval", "recovery_grace", "handover_wait", "usage_half_life"):
+    for key in ("heartbeat_interval", "recovery_grace", "handover_wait", "usage_half_life",
+                "speculate_after"):
         if key in section:
             setattr(tm, key, check.number(section[key], "taskmanager." + key))
     for key in ("heartbeat_liveness", "max_attempts", "max_message_size",
@@ -287,6 +290,8 @@ def _taskmanager(check, data):
             setattr(tm, key, check.integer(section[key], "taskmanager." + key, minimum=1))
     if section.get("store") is not None:
         tm.store = check.string(section["store"], "taskmanager.store")
+    if section.get("database") is not None:
+        tm.database = check.string(section["database"], "taskmanager.database")
     return tm
 
 

@@ -277,3 +277,33 @@ CACHE_SIZE = 4 << 30
 # A client's digests of its project's files (path, size, mtime, inode -> digest),
 # so a run reads again only the files that changed.
 DIGESTS_ENV, DIGESTS_DIR = "COMPUTEFARM_DIGESTS", "~/.cache/computefarm/digests"
+
+# Batches (farm-run): kept in an SQLite database on the TaskManager's machine
+# (farm.yaml taskmanager.database, else DATA_ENV's folder, else DATA_DIR) named
+# for the port, so a TaskManager restarted on its port finds its batches again.
+# A TaskManager on a port chosen at random (port 0) keeps them in memory.
+DATA_ENV, DATA_DIR = "COMPUTEFARM_DATA", "~/.local/share/computefarm"
+# Tasks of one batch the TaskManager holds in memory at once, queued or running:
+# the rest wait on disk, so a million queued tasks do not need a million records.
+BATCH_WINDOW = 2000
+# Commands one BATCH message carries at most (and bytes, about), and BATCH
+# messages a client has on their way at once, each answered once on disk.
+BATCH_PART = 2000
+BATCH_PART_BYTES = 1 << 20
+BATCH_PARTS_IN_FLIGHT = 8
+# The longest command line of a batch (characters).
+BATCH_COMMAND_MAX = 1 << 16
+# Characters of a task's output (its result's tail) a batch keeps.
+BATCH_OUTPUT_MAX = 256 * 1024
+# A batch whose client went before sending all its commands is dropped after this
+# long without a part (s): it was never acknowledged, so nothing is lost.
+BATCH_OPEN_TTL = 3600.0
+# A database write that failed (a full disk) is tried again this often (s); the
+# results it holds are not acknowledged to their workers until it succeeds.
+DATABASE_RETRY = 1.0
+# Straggler speculation: a running task of a batch that allows it, with idle
+# slots around, gets a second copy once it has run SPECULATE_AFTER times the
+# median run time of its batch's finished tasks (at least SPECULATE_MIN_DONE of
+# them), or once its machine's owner has suspended it.
+SPECULATE_AFTER = 2.0
+SPECULATE_MIN_DONE = 3

@@ -25,6 +25,8 @@ def quiet_farm_config(tmp_path_factory):
     os.environ["COMPUTEFARM_STORE"] = str(directory / "store")
     os.environ["COMPUTEFARM_CACHE"] = str(directory / "cache")
     os.environ["COMPUTEFARM_DIGESTS"] = str(directory / "digests")
+    # ... and the TaskManagers' databases (batches) not named in a farm.yaml
+    os.environ["COMPUTEFARM_DATA"] = str(directory / "data")
     yield config
     if previous is None:
         del os.environ["COMPUTEFARM_CONFIG"]

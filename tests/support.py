@@ -71,7 +71,9 @@ class Farm:
         self.config = tmp_path / "farm.yaml"
         settings = {"heartbeat_interval": HEARTBEAT, "heartbeat_liveness": LIVENESS,
                     # a peer's reconnection takes up to RECONNECT_MAX, plus a hello
-                    "recovery_grace": 2.0}
+                    "recovery_grace": 2.0,
+                    # batches: one database per farm, found again by a restart
+                    "database": str(tmp_path / "taskmanager.sqlite")}
         settings.update(taskmanager)
         document = {"taskmanager": settings,
                     "logging": {"records": str(tmp_path / "records.jsonl"), "cutelog": None}}

@@ -13,7 +13,8 @@ from computefarm.wire import schemas
 from computefarm.wire.protocol import Msg, encode
 
 ROLE_TYPES = {
-    "client": (Msg.HELLO, Msg.HEARTBEAT, Msg.BYE, Msg.SUBMIT, Msg.CANCEL, Msg.STATUS, Msg.LOG),
+    "client": (Msg.HELLO, Msg.HEARTBEAT, Msg.BYE, Msg.SUBMIT, Msg.CANCEL, Msg.STATUS, Msg.LOG,
+               Msg.BATCH, Msg.QUERY),
     "worker": (Msg.HELLO, Msg.HEARTBEAT, Msg.BYE, Msg.RESULT, Msg.OUTPUT),
     "monitor": (Msg.HELLO, Msg.HEARTBEAT, Msg.BYE, Msg.REPORT),
 }

@@ -26,6 +26,7 @@ from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg
 from ..wire.schemas import MAX_ID
 from . import report
+from .batches import Batch, Batches, batch_spec, check_commands, new_batch_id, resolve
 from .files import Files
 from .tasks import TaskFuture, TaskResult, _Pending
 from .timeline import Timeline
@@ -77,6 +78,7 @@ class Client:
         self._logs = []                # LOG records waiting to be sent
         self._pending = {}             # task id -> _Pending
         self.files = Files(self._wake)  # blobs to and from the TaskManager's store
+        self.batch_requests = Batches(self._wake)   # batches kept by the TaskManager
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._closing = False
@@ -172,6 +174,51 @@ class Client:
         """Fetch blob ``digest`` (``size`` bytes) from the TaskManager's store to
         ``path``, written atomically with ``mode``; a Future of the path."""
         return self.files.download(digest, size, path, mode)
+
+    def submit_batch(self, commands, replicas=1, capability="shell", timeout=None, **settings):
+        """Hand the TaskManager a batch: each of ``commands`` (shell lines, with
+        placeholders such as ``{replica}`` and ``{token}``: ``placeholders``) run
+        ``replicas`` times. Returns its ``Batch`` once every command is in the
+        TaskManager's database: the batch then needs no client (close this one,
+        attach later with ``batch(id)``). ``settings``: requires, priority,
+        weight, task_timeout (each task's), max_attempts, speculate, label, cwd,
+        env. A command that cannot run is refused (UsageError) before anything
+        is sent. ``timeout``: seconds to wait for the TaskManager to take it all
+        (default: a minute, plus a second per 5,000 commands)."""
+        commands = list(commands)
+        if not commands:
+            raise UsageError("submit_batch: no commands")
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise UsageError("submit_batch: replicas must be a whole number of at least 1")
+        check_commands(commands)
+        task_timeout = settings.pop("task_timeout", None)
+        spec = batch_spec(capability, timeout=task_timeout, **settings)
+        batch_id = new_batch_id()
+        self._check_open()
+        future = self.batch_requests.submit(batch_id, spec, commands, replicas)
+        resolve(future, 60.0 + len(commands) / 5000 if timeout is None else timeout,
+                self.address)
+        return Batch(self, batch_id)
+
+    def batch(self, batch_id):
+        """The batch ``batch_id`` (submitted by this user, from any client): checked
+        with the TaskManager (BatchError when it knows none of that id)."""
+        self._batch_query("status", batch_id)
+        return Batch(self, batch_id)
+
+    def batches(self, timeout=30.0):
+        """This user's batches the TaskManager knows (an admin key: everyone's)."""
+        return self._batch_query("list", timeout=timeout)["batches"]
+
+    def _batch_query(self, what, batch_id=None, after=None, timeout=30.0):
+        self._check_open()
+        return resolve(self.batch_requests.query(what, batch_id, after), timeout, self.address)
+
+    def _check_open(self):
+        if self._refused:
+            raise AccessRefused(self._refused)
+        if self._closing or self._error is not None:
+            raise FarmUnreachable(self._error or "the client is closed")
 
     def group(self, name, priority=0, weight=1.0):
         """Declare a work spec: tasks submitted with ``group=name`` share this user's
@@ -287,10 +334,12 @@ class Client:
                 except BlockingIOError:
                     pass
                 for mtype, body in link.receive(now):
-                    if not self.files.handle(mtype, body, now):
+                    if not self.files.handle(mtype, body, now) \
+                            and not self.batch_requests.handle(mtype, body):
                         self._process(mtype, body)
                 self._send_new(now)
                 self.files.pump(link, now)
+                self.batch_requests.pump(link, now)
                 link.tick(now)
                 if self._away is not None:
                     self._wait_for_return(now)
@@ -334,6 +383,7 @@ class Client:
     def _welcomed(self, restarted):
         self._status_asked = False
         self.files.reset()
+        self.batch_requests.reset()
         with self._lock:
             resend = [p for p in self._pending.values() if p.sent]
         if resend:
@@ -433,6 +483,7 @@ class Client:
         if permanent:                    # later submits are refused with it
             self._error = self._error or text
             self.files.fail_all(text)
+            self.batch_requests.fail_all(text)
         with self._lock:
             pending, self._pending = self._pending, {}
         for p in pending.values():

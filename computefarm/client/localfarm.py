@@ -68,7 +68,8 @@ class LocalFarm:
         self.address = _with_free_port(self.bind)
         self._ready = os.path.join(self._tmp.name, "ready")
         self._manager = self._spawn("taskmanager", ["--bind", self.address,
-                                                    "--ready-file", self._ready] +
+                                                    "--ready-file", self._ready,
+                                                    "--database", "memory"] +
                                     (["--placement", "round-robin", "--on-owner",
                                       "continue"] if self.monitor else []))
         return self.address

@@ -2,7 +2,8 @@
 
 ``render`` makes the lines: a heading with the time, then machines (state, a
 CPU bar on a terminal), workers (used/slots), what is queued (per capability),
-users (running, queued, fair-share usage, weight, share of the slots), the running tasks by name with their age, and the recent failures
+users (running, queued, fair-share usage, weight, share of the slots), the
+batches under way (farm-run), the running tasks by name with their age, and the recent failures
 with the line of their error that says what went wrong (a traceback's last
 line, not its first). ``Screen`` redraws them in place on a terminal: the
 cursor goes home, each line overwrites the last drawing's and clears the rest of
@@ -51,6 +52,14 @@ def render(status, address, wall_time=None, width=100, bars=False):
         lines.append("          %-20s %8d %8d %12s %7s %5.0f%%" % (
             (user or "-")[:20], u["running"], u["queued"], _num(u.get("usage")),
             _num(u.get("weight")), 100 * u["share"]))
+    batches = status.get("batches") or []
+    if batches:
+        lines += ["", "BATCHES   %-12s %-10s %-12s %8s %8s %7s %8s %8s  %s" % (
+            "id", "user", "state", "tasks", "ok", "failed", "running", "queued", "label")]
+    for b in batches:
+        lines.append("          %-12s %-10s %-12s %8d %8d %7d %8d %8d  %s" % (
+            b["id"], (b["user"] or "-")[:10], b["state"], b["tasks"], b["ok"], b["failed"],
+            b["running"], b["queued"], b["label"]))
     others = status.get("others_running", 0)
     lines += ["", "RUNNING   %d%s" % (len(status["running"]), ", and %d of other users"
                                       % others if others else "")]

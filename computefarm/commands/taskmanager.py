@@ -29,6 +29,10 @@ def main(argv=None):
         parser.add_argument("--on-owner", choices=ON_OWNER,
                             help="what running tasks do when a machine's owner is back, "
                                  "for every machine (default: farm.yaml's policies)")
+        parser.add_argument("--database", metavar="FILE",
+                            help="the batches' SQLite file, or 'memory' (default: "
+                                 "taskmanager.database, else taskmanager-PORT.sqlite in "
+                                 "$COMPUTEFARM_DATA or ~/.local/share/computefarm)")
         args = parser.parse_args(argv)
         config = setup(args, "taskmanager")
         bind = args.bind
@@ -36,6 +40,8 @@ def main(argv=None):
             check_address(bind, "--bind", allow_port_zero=True)
         elif args.taskmanager:
             bind = config.taskmanager.address
+        if args.database:
+            config.taskmanager.database = args.database
         policies = {name: machine.policy for name, machine in config.machines.items()}
         if args.on_owner:
             for policy in list(policies.values()) + [config.load.policy]:

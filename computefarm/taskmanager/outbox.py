@@ -34,8 +34,13 @@ class Outbox:
         self.sent_before = set()             # ... in the round before
         self.count = 0                       # messages sent
         self.acks = {}                       # worker routing id -> result ids to acknowledge
+        # peers no connection stands behind (batches): routing id -> (Msg, item) -> None
+        self.local = {}
 
     def queue(self, rid, mtype, item):
+        if self.local and rid in self.local:
+            self.local[rid](mtype, item)
+            return
         items = self.pending.get((rid, mtype))
         if items is None:
             self.pending[(rid, mtype)] = items = []
@@ -61,7 +66,10 @@ class Outbox:
         for client, result in effects.results:
             self.queue(client.rid, Msg.RESULT, result)
         for client, level, code, text, ids in effects.notices:
-            self.send(client.rid, Msg.NOTICE, protocol.notice(level, code, text, ids))
+            if client.rid in self.local:
+                self.local[client.rid](Msg.NOTICE, protocol.notice(level, code, text, ids))
+            else:
+                self.send(client.rid, Msg.NOTICE, protocol.notice(level, code, text, ids))
 
     def ack(self, rid, ids):
         """Acknowledge results: on the next DISPATCH to that worker, or at the next

@@ -23,7 +23,10 @@ from ..wire import protocol
 from ..wire.certificates import generated_keys
 from ..wire.protocol import Code, Msg
 from ..wire.schemas import MAX_HELD
+from . import batchqueries
 from .actioncache import ActionCache, profile
+from .batchdb import BatchDB
+from .batches import BatchBook
 from .blobs import BlobService
 from .gate import Grant, secure_router
 from .logrouting import LogRouter, start_forwarder, stop_forwarder
@@ -79,12 +82,14 @@ class TaskManager(Service):
         self.assign_cost = defaults.SCHEDULE_TIME / defaults.SCHEDULE_BUDGET  # s, measured
         self.blobs = None                # blobs.BlobService: the store, over the port
         self.actions = None              # actioncache.ActionCache: results reused
+        self.batches = None              # batches.BatchBook: farm-run's durable queue
         common = {Msg.HELLO: self.on_hello, Msg.HEARTBEAT: _nothing, Msg.BYE: self.on_bye}
         files = {Msg.FIND: self.on_find, Msg.PUT: self.on_put, Msg.GET: self.on_get}
         self.handlers = {
             "client": {**common, **files, Msg.SUBMIT: self.on_submit,
                        Msg.CANCEL: self.on_cancel, Msg.STATUS: self.on_status,
-                       Msg.LOG: self.on_log},
+                       Msg.LOG: self.on_log, Msg.BATCH: self.on_batch,
+                       Msg.QUERY: self.on_query},
             "worker": {**common, **files, Msg.RESULT: self.on_result,
                        Msg.OUTPUT: self.on_output, Msg.SLOTS: self.on_slots},
             "monitor": {**common, Msg.REPORT: self.on_report},
@@ -100,6 +105,7 @@ class TaskManager(Service):
                            placement=self.placement, users=self.users,
                            half_life=self.config.usage_half_life)
         self.memory = Memory(self.state, now)
+        database = BatchDB(database_path(self.config.database, self.bind))
         store = BlobStore(location(self.config.store, defaults.STORE_ENV, defaults.STORE_DIR),
                           self.config.store_size)
         sock = self.context.socket(zmq.ROUTER)
@@ -122,6 +128,7 @@ class TaskManager(Service):
             sock.bind(self.bind)
         except zmq.ZMQError as exc:
             sock.close(0)
+            database.close()
             raise UsageError("cannot bind %s: %s" % (self.bind, exc.strerror)) from None
         self.socket = sock
         if self.keys is not None and self.keys.server_secret and self.users:
@@ -132,6 +139,13 @@ class TaskManager(Service):
         self.outbox = Outbox(sock, self.undeliverable, self.stalled)
         self.blobs = BlobService(store, self.outbox.send)
         self.actions = ActionCache(os.path.join(store.root, "actions"), store)
+        self.batches = BatchBook(database, self.state, self.apply, self.outbox, self.clock,
+                                 self.config.max_queued_per_client,
+                                 self.config.max_queued_bytes_per_client,
+                                 self.config.speculate_after)
+        self.batches.restore(now)
+        if database.path is not None:
+            log.info("TaskManager: batches in %s", database.path)
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLIN)
@@ -161,6 +175,7 @@ class TaskManager(Service):
                 item[0] == self.blobs.writer.wakeup for item in events)):
             self.blobs.completed()               # chunks the writer thread has written
         drained = clock()
+        self.batches.refill(now)
         if self.state.dirty or self.state.held:
             self.schedule(now)
         scheduled = clock()
@@ -206,6 +221,7 @@ class TaskManager(Service):
             stop_forwarder(self.logs.forwarder)
         self.memory.close()
         self.blobs.close()
+        self.batches.close()
         log.info("TaskManager: stopped")
 
     def start_forwarder(self, now):
@@ -256,6 +272,7 @@ class TaskManager(Service):
         effects = Effects()
         made = self.state.schedule(now, effects,
                                    budget=int(defaults.SCHEDULE_TIME / self.assign_cost))
+        self.batches.render(effects.dispatch)
         self.outbox.apply(effects)
         if made >= 50:
             cost = (self.clock() - started) / made
@@ -363,6 +380,8 @@ class TaskManager(Service):
                                             "heartbeat": self.interval,
                                             "liveness": self.config.heartbeat_liveness,
                                             "max_message": self.config.max_message_size})
+        if role == "worker" and self.state.adopted:
+            self.batches.adopt(now)            # batch tasks it runs since before a restart
         if role == "worker" and registered.shared:
             registered.wanted = None           # it learns anew what waits here
             self.tell_demand(registered)
@@ -382,6 +401,12 @@ class TaskManager(Service):
                    limit=self.config.max_queued_per_client,
                    limit_bytes=self.config.max_queued_bytes_per_client)
 
+    def on_batch(self, client, body, now):
+        self.batches.part(client, body, now)
+
+    def on_query(self, client, body, now):
+        self.outbox.send(client.rid, Msg.ANSWER, batchqueries.answer(self.batches, client, body))
+
     def on_cancel(self, client, body, now):
         self.apply(self.state.cancel, client, body["ids"], now)
 
@@ -394,6 +419,8 @@ class TaskManager(Service):
         status["messages"] = {"received": self.received, "sent": self.outbox.count}
         status["store"] = self.blobs.describe()
         status["action_cache"] = self.actions.describe()
+        status["batches"] = [b for b in self.batches.describe()
+                             if client.admin or b["user"] == client.user]
         status["loop"] = {"iterations": self.iterations,
                           "longest_ms": round(self.longest_turn * 1000, 3),
                           "longest_cpu_ms": round(self.longest_cpu * 1000, 3),
@@ -428,7 +455,7 @@ class TaskManager(Service):
                 if worker_profile is not None:
                     self.actions.record(task.action, worker_profile, result)
         self.outbox.apply(effects)
-        self.outbox.ack(worker.rid, ids)
+        self.batches.settle(worker.rid, ids)     # once the batches' results are on disk
 
     def on_slots(self, worker, body, now):
         self.state.lend(worker, body["slots"])
@@ -487,6 +514,7 @@ class TaskManager(Service):
         self.watch_forwarder(now)
         self.refusals.tidy(now)
         self.blobs.tidy(self.state.peers)
+        self.batches.tick(now)
         if self.keyring is not None:
             self.keyring.refresh()              # revocations take effect here
         self.next_heartbeat = now + self.interval / 2
@@ -496,6 +524,21 @@ class TaskManager(Service):
                 self.tell_demand(worker)
         self.outbox.flush()
         self.outbox.heartbeat(self.state.peers)
+
+
+def database_path(configured, bind):
+    """The batches' database file (None: in memory): farm.yaml's, else one per port
+    in the data folder; a port chosen at random (0) keeps them in memory, as no
+    TaskManager started later would find them."""
+    if configured == "memory":
+        return None
+    if configured:
+        return os.path.abspath(os.path.expanduser(configured))
+    port = addresses.split(bind, "bind", allow_port_zero=True)[1]
+    if port == 0:
+        return None
+    return os.path.join(location(None, defaults.DATA_ENV, defaults.DATA_DIR),
+                        "taskmanager-%d.sqlite" % port)
 
 
 def _nothing(peer, body, now):

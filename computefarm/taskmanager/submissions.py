@@ -127,6 +127,18 @@ class Submissions:
             self.transition(task, QUEUED, "submitted", now)
         return task
 
+    def start_copy(self, client, spec, worker, attempt, now, effects):
+        """A second copy of a running task (a straggler's speculative copy): a task of
+        its own, given to ``worker`` at once rather than queued."""
+        key = self._intern(queue_key(spec["capability"], spec.get("requires")))
+        task = Task.from_spec(spec, client, key, next(self._seq), self.max_attempts)
+        task.run = self.ledger.run(client, spec)
+        task.attempt = attempt
+        self.tasks[task.id] = task
+        client.tasks.add(task.id, charge(spec))
+        self._assign(task, worker, now, effects)
+        return task
+
     def _intern(self, key):
         """The key object of an existing queue, so tasks share it."""
         lanes = self.queues.get(key)

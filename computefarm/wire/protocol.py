@@ -58,6 +58,10 @@ class Msg(enum.IntEnum):
     STORED = 26     # TM -> peer: a PUT's chunk taken (the next may go), or the blob stored
     GET = 27        # client/worker -> TM: send me this piece of a blob
     BLOB = 28       # TM -> peer: the answer to GET (a chunk), or that it is missing
+    BATCH = 29      # client -> TM: commands of a batch (farm-run), a part at a time
+    BATCHED = 30    # TM -> client: that part is on disk (or refused, and why)
+    QUERY = 31      # client -> TM: about batches: list, status, results, output, cancel
+    ANSWER = 32     # TM -> client: the answer to QUERY
 
 
 class Code:
@@ -100,6 +104,9 @@ class Code:
     STAGING = "staging"               # an input could not be fetched or laid out
     # RESULT the TaskManager answered from its action cache (status ok)
     CACHE_HIT = "cache-hit"           # the same action ran before: its outputs are in the store
+    # BATCHED and ANSWER: a batch request refused
+    UNKNOWN_BATCH = "unknown-batch"   # no batch of that id (that this key may see)
+    DATABASE = "database"             # the TaskManager's database cannot be written now
 
 # A worker capability's attribute listing the attributes its plugin declares
 # relevant to a run's outcome (comma separated): the action cache's profile.
@@ -203,6 +210,35 @@ def blob(digest, offset, size=None, data=None, code=None):
         body["code"] = code
     else:
         body["size"], body["data"] = size, data
+    return body
+
+
+def batch_part(ref, batch_id, spec, commands, replicas, first, lines):
+    """A BATCH body: ``lines`` are commands ``first ..`` of ``commands`` in all."""
+    return {"ref": ref, "id": batch_id, "spec": spec, "commands": commands,
+            "replicas": replicas, "first": first, "lines": list(lines)}
+
+
+def batched(ref, batch_id, received=None, code=None, text=None):
+    """A BATCHED body: the part is on disk (``received`` commands so far), or refused."""
+    return _refusable({"ref": ref, "id": batch_id}, code, text, received=received)
+
+
+def query(ref, what, batch_id=None, after=None, limit=None):
+    return _refusable({"ref": ref, "what": what}, None, None, id=batch_id, after=after,
+                      limit=limit)
+
+
+def answer(ref, what, answer=None, code=None, text=None):
+    return _refusable({"ref": ref, "what": what}, code, text, answer=answer)
+
+
+def _refusable(body, code, text, **optional):
+    """``body`` with the ``optional`` fields that are not None, and ``code`` and
+    ``text`` when it says no."""
+    body.update((field, value) for field, value in optional.items() if value is not None)
+    if code is not None:
+        body["code"], body["text"] = code, text or code
     return body
 
 

@@ -329,6 +329,17 @@ RESULT_ITEM = record(
     staging=Map(Plain(1), max=20),          # ... and the time fetching and uploading took
 )
 RUNNING_ENTRY = record(("id",), id=TASK_ID, attempt=ATTEMPT, capability=ID)
+# Batches (farm-run): a batch's id is drawn by its client; its settings ride on
+# every part, so any part can open it; a task is a command line and a replica.
+BATCH_ID = Str(64)
+MAX_BATCH_COMMANDS = 1 << 40
+BATCH_SPEC = record(
+    ("capability",),
+    capability=ID, requires=ATTRS, priority=Int(-(1 << 31), 1 << 31),
+    weight=Num(0.001, 1e6), timeout=Opt(SECONDS), max_attempts=Int(1, 1000),
+    speculate=Bool(),       # a task may run twice at once: a second copy for stragglers
+    label=Str(MAX_LABEL), cwd=Str(4096), env=ATTRS)
+QUERIES = ("list", "status", "results", "output", "cancel")
 
 SCHEMAS = {
     "HELLO": record(
@@ -383,4 +394,15 @@ SCHEMAS = {
                   length=Int(1, MAX_CHUNK)),
     "BLOB": record(("digest", "offset"), digest=DIGEST, offset=Int(), size=Int(),
                    data=Bytes(), code=NAME),
+    "BATCH": record(("ref", "id", "spec", "commands", "replicas", "first", "lines"),
+                    ref=Int(), id=BATCH_ID, spec=BATCH_SPEC,
+                    commands=Int(1, MAX_BATCH_COMMANDS), replicas=Int(1, 1 << 30),
+                    first=Int(0, MAX_BATCH_COMMANDS),
+                    lines=List(Str(defaults.BATCH_COMMAND_MAX), MAX_BATCH)),
+    "BATCHED": record(("ref", "id"), ref=Int(), id=BATCH_ID, received=Int(), code=NAME,
+                      text=TEXT),
+    "QUERY": record(("ref", "what"), ref=Int(), what=Str(20, QUERIES), id=BATCH_ID,
+                    after=Int(-1), limit=Int(1, MAX_BATCH)),
+    "ANSWER": record(("ref", "what"), ref=Int(), what=Str(20, QUERIES), code=NAME,
+                     text=TEXT, answer=Map(Plain(), max=100)),
 }
