@@ -105,7 +105,7 @@ class Client:
     # -- the caller's side -------------------------------------------------------
     def submit(self, capability, request, requires=None, priority=0, timeout=None,
                max_attempts=None, on_output=None, on_start=None, estimated_load=None,
-               label=None, group=None, action=None, _settle=None):
+               label=None, group=None, action=None, speculate=False, _settle=None):
         """Queue a task; returns a TaskFuture of its TaskResult.
 
         ``request`` is the plugin's request map (see workers/); ``requires`` maps
@@ -118,6 +118,9 @@ class Client:
         ``action``: the digest naming what decides its outcome (client/staging.py,
         ``ProjectFiles.action``): a task of an action done before is answered from
         the TaskManager's action cache (its result's ``code`` is ``cache-hit``).
+        ``speculate``: the task may run twice at once: a straggler gets a second
+        copy on another machine while slots are idle; the first result is its
+        result (``TaskResult.copies`` 2, ``winner`` 1 or 2).
         ``_settle(future, result item)`` (for FarmExecutor): resolves the future
         itself, so a task needs no second future to turn its result into a value.
         """
@@ -148,6 +151,8 @@ class Client:
             spec["label"] = str(label)
         if action is not None:
             spec["action"] = action
+        if speculate:
+            spec["speculate"] = True
         if group is not None:
             if group not in self.groups:
                 raise UsageError("submit: group %r was not declared with Client.group()"

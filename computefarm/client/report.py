@@ -86,7 +86,10 @@ def render(timeline, graph, title, wall_time=None):
             len(tracks), len({m for m, _ in tracks}),
             _percent(busy / (span * len(tracks))) if tracks else "-")),
         ("critical path", "%d task(s), %s of run time" % (
-            len(chain), _seconds(sum(spans[n][1] - spans[n][0] for n in chain))))]))
+            len(chain), _seconds(sum(spans[n][1] - spans[n][0] for n in chain)))),
+        ("stragglers' copies", "%d started on another machine, %d finished first" % (
+            sum(p[5].copies == 2 for p in placed),
+            sum(p[5].copies == 2 and p[5].winner == 2 for p in placed)))]))
     parts.append("<h2>Timeline</h2>")
     parts.append(_gantt(placed, tracks, wall, critical))
     parts.append("<h2>Critical path</h2>")

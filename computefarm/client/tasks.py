@@ -9,7 +9,7 @@ class TaskResult:
 
     __slots__ = ("id", "status", "exit_code", "value", "error", "attempt", "duration",
                  "started", "host", "worker", "machine", "detail", "stdout", "stderr",
-                 "records", "truncated", "code", "outputs", "staging")
+                 "records", "truncated", "code", "outputs", "staging", "copies", "winner")
 
     def __init__(self, body):
         self.id = body["id"]
@@ -35,6 +35,8 @@ class TaskResult:
                     self.records.append(dict(record, stream=stream, index=first + index))
         self.truncated = body.get("truncated") or 0
         self.code = body.get("code")          # a wire Code when the farm failed it itself
+        self.copies = body.get("copies") or 1  # 2: a straggler's copy ran too ...
+        self.winner = body.get("winner") or 1  # ... and this result is the first (1) or copy
         self.outputs = body.get("outputs") or []   # staged: {path, digest, size, exec} stored
         self.staging = body.get("staging") or {}   # staged: fetch_s, upload_s, files
 

@@ -107,6 +107,7 @@ class Timeline:
                          "worker": result.worker, "machine": machine,
                          "status": result.status, "queued_s": round(queued, 6),
                          "run_s": round(run, 6), "id": result.id,
+                         "copies": result.copies, "winner": result.winner,
                          "suspended_s": round(sum(e - b for b, e in pauses), 6)}})
         meta = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
                  "args": {"name": "machine %s" % machine}} for machine, pid in machines.items()]

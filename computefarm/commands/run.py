@@ -130,6 +130,9 @@ def show_status(status, out):
         out.write("  running %d.%d on %s for %.0f s (attempt %d)\n"
                   % (task["task"], task["replica"], task["host"], task["age"],
                      task["attempt"]))
+    if status.get("copies"):
+        out.write("  %d straggler(s) copied onto another machine, %d copy(ies) finished "
+                  "first\n" % (status["copies"], status["copies_won"]))
     if status.get("notice") and status["state"] == "active":
         out.write("  note: %s\n" % status["notice"])
 

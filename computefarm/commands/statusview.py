@@ -60,6 +60,10 @@ def render(status, address, wall_time=None, width=100, bars=False):
         lines.append("          %-12s %-10s %-12s %8d %8d %7d %8d %8d  %s" % (
             b["id"], (b["user"] or "-")[:10], b["state"], b["tasks"], b["ok"], b["failed"],
             b["running"], b["queued"], b["label"]))
+    copies = status.get("speculation") or {}
+    if copies.get("copies"):
+        lines += ["", "COPIES    %d of stragglers started on another machine, %d finished "
+                  "first" % (copies["copies"], copies["won"])]
     others = status.get("others_running", 0)
     lines += ["", "RUNNING   %d%s" % (len(status["running"]), ", and %d of other users"
                                       % others if others else "")]

@@ -30,7 +30,7 @@ from ..hostinfo import machine_id
 from ..wire.protocol import Code
 
 META_KEYS = ("capability", "requires", "priority", "timeout", "max_attempts", "estimated_load",
-             "cache", "inputs")
+             "cache", "inputs", "speculate")
 DEFAULT_COMMAND_CAPABILITY = "shell"
 PYTHON_CAPABILITY = "python"
 
@@ -39,7 +39,7 @@ class Placement:
     """Where a task's actions run, from its ``meta``."""
 
     __slots__ = ("capability", "requires", "priority", "timeout", "max_attempts",
-                 "estimated_load", "cache", "inputs")
+                 "estimated_load", "cache", "inputs", "speculate")
 
     def __init__(self, task):
         meta = task.meta or {}
@@ -77,6 +77,9 @@ class Placement:
         self.cache = meta.get("cache", True)
         if not isinstance(self.cache, bool):
             _bad(task, "meta.cache must be true or false, got %r" % (self.cache,))
+        self.speculate = meta.get("speculate", False)    # it may run twice at once
+        if not isinstance(self.speculate, bool):
+            _bad(task, "meta.speculate must be true or false, got %r" % (self.speculate,))
         self.max_attempts = meta.get("max_attempts")
         if self.max_attempts is not None and (isinstance(self.max_attempts, bool) or
                                               not isinstance(self.max_attempts, int) or
@@ -243,6 +246,7 @@ class FarmRunner(Runner):
             label=name,
             timeout=job.placement.timeout, max_attempts=job.placement.max_attempts,
             on_output=on_output, estimated_load=job.placement.estimated_load, action=cache_as,
+            speculate=job.placement.speculate,
             on_start=lambda host, name=name: self.session.progress.started(name, host))
         job.future = future
         job.submitted = time.time()

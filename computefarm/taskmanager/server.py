@@ -34,6 +34,7 @@ from .memory import Memory
 from .outbox import Outbox
 from .refusals import Refusals
 from .snapshot import snapshot
+from .speculation import Speculator
 from .state import Effects, State
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class TaskManager(Service):
         self.blobs = None                # blobs.BlobService: the store, over the port
         self.actions = None              # actioncache.ActionCache: results reused
         self.batches = None              # batches.BatchBook: farm-run's durable queue
+        self.speculator = None           # speculation.Speculator: clients' stragglers copied
         common = {Msg.HELLO: self.on_hello, Msg.HEARTBEAT: _nothing, Msg.BYE: self.on_bye}
         files = {Msg.FIND: self.on_find, Msg.PUT: self.on_put, Msg.GET: self.on_get}
         self.handlers = {
@@ -105,6 +107,7 @@ class TaskManager(Service):
                            placement=self.placement, users=self.users,
                            half_life=self.config.usage_half_life)
         self.memory = Memory(self.state, now)
+        self.speculator = Speculator(self.state, self.config.speculate_after)
         database = BatchDB(database_path(self.config.database, self.bind))
         store = BlobStore(location(self.config.store, defaults.STORE_ENV, defaults.STORE_DIR),
                           self.config.store_size)
@@ -409,6 +412,7 @@ class TaskManager(Service):
 
     def on_cancel(self, client, body, now):
         self.apply(self.state.cancel, client, body["ids"], now)
+        self.apply(self.speculator.cancelled, client, body["ids"], now)
 
     def on_status(self, client, body, now):
         status = snapshot(self.state, now, client)
@@ -421,6 +425,8 @@ class TaskManager(Service):
         status["action_cache"] = self.actions.describe()
         status["batches"] = [b for b in self.batches.describe()
                              if client.admin or b["user"] == client.user]
+        status["speculation"] = {"copies": self.speculator.started,
+                                 "won": self.speculator.won}
         status["loop"] = {"iterations": self.iterations,
                           "longest_ms": round(self.longest_turn * 1000, 3),
                           "longest_cpu_ms": round(self.longest_cpu * 1000, 3),
@@ -447,6 +453,8 @@ class TaskManager(Service):
             if result["status"] != "ok" and self.logs.active:
                 self.logs.result(worker, result)
             task = worker.running.get(result["id"])
+            if task is not None and task.attempt == result["attempt"]:
+                self.speculator.finished(task, result, now, effects)   # a copy's race
             self.state.finish(worker, result, now, effects)   # may give it its client's id
             if task is not None and task.action is not None and result["status"] == "ok" \
                     and result.get("exit_code") == 0 and result.get("outputs") \
@@ -515,6 +523,9 @@ class TaskManager(Service):
         self.refusals.tidy(now)
         self.blobs.tidy(self.state.peers)
         self.batches.tick(now)
+        if self.state.speculating:
+            self.apply(self.speculator.check, now)
+        self.speculator.forget(self.state.clients)
         if self.keyring is not None:
             self.keyring.refresh()              # revocations take effect here
         self.next_heartbeat = now + self.interval / 2

@@ -1,4 +1,8 @@
-"""Stragglers: a second copy of a slow batch task on another machine, first result wins.
+"""Stragglers: a second copy of a slow task on another machine, first result wins.
+
+Two keepers share the rule below: ``check``/``settle`` for the tasks of a
+batch (``BatchBook``), and ``Speculator`` for clients' tasks submitted with
+``speculate`` (majordomo's ``meta: {"speculate": True}``, ``Client.submit``).
 
 A batch that allows it (``speculate``) has its running tasks looked at every
 half heartbeat, once none of its tasks waits in a queue (the slots left are
@@ -11,6 +15,12 @@ copy is a task of its own for ``State``; ``BatchBook`` keeps the pair and
 records the first result of the two (``copies`` 2, ``winner`` 1 or 2), and
 the other copy is cancelled (its result dropped). At most one copy per task.
 A copy that is cancelled or lost leaves the other to carry on alone.
+
+A client's task is copied the same way, its *family* being its run and the
+part of its label before ``:`` (a doit task's base name). The copy has the
+original's own id (the client hears of one task), and the first result is
+forwarded with ``copies`` 2 and ``winner``; the other copy is cancelled and
+detached from its client, so its end is heard by no one.
 """
 
 import collections
@@ -78,6 +88,15 @@ def check(book, batch, now, after):
         book.outbox.apply(effects)
 
 
+def _slow(samples, started, suspended, now, after):
+    """Whether a task running since ``started`` is a straggler against ``samples``."""
+    if suspended:
+        return True
+    if len(samples) < defaults.SPECULATE_MIN_DONE:
+        return False
+    return now - started > after * statistics.median(samples)
+
+
 def _idle_worker(state, capability, requires, avoid, now):
     """The best-ranked worker with an idle slot (not only pipelining room) for
     ``capability`` on an eligible machine other than ``avoid``."""
@@ -113,3 +132,78 @@ def settle(book, batch, own_id, n, item, now):
     if winner == 2:
         straggling.won += 1
     return 2, winner
+
+
+class Speculator:
+    """Copies of clients' running tasks that allow them (``Task.speculate``)."""
+
+    def __init__(self, state, after=defaults.SPECULATE_AFTER):
+        self.state = state
+        self.after = after
+        self.samples = {}            # (client routing id, family) -> run times of ok results
+        self.pairs = {}              # task id -> the Task it is paired with (both ways)
+        self.started = 0             # copies started
+        self.won = 0                 # ... that finished first
+
+    @staticmethod
+    def family(task):
+        return (task.client.rid if task.client is not None else None,
+                (task.label or "").split(":", 1)[0])
+
+    def check(self, now, effects):
+        """Start copies of the stragglers among the running tasks that allow one."""
+        state = self.state
+        for task in list(state.speculating.values()):
+            if task.id in self.pairs or task.worker is None or task.client is None \
+                    or (task.run is not None and task.run.queued) \
+                    or not state.scheduler.has_free(task.capability):
+                continue
+            suspended = task.id in task.worker.machine_record.suspended
+            if not _slow(self.samples.get(self.family(task), ()), task.started, suspended,
+                         now, self.after):
+                continue
+            worker = _idle_worker(state, task.capability, task.requires, task.worker.machine,
+                                  now)
+            if worker is None or task.id + "~2" in state.tasks:
+                continue
+            spec = {"id": task.own_id + "~2", "capability": task.capability,
+                    "body": task.body, "priority": task.priority, "timeout": task.timeout,
+                    "max_attempts": task.max_attempts, "track": task.track,
+                    "load": task.load, "label": task.label, "requires": task.requires}
+            copy = state.start_copy(task.client, spec, worker, task.attempt, now, effects)
+            copy.own_id = task.own_id          # its result is the task's, to its client
+            self.pairs[task.id], self.pairs[copy.id] = copy, task
+            self.started += 1
+        for task_id in [i for i, t in self.pairs.items() if t.id not in state.tasks]:
+            self.pairs.pop(task_id, None)      # ended some other way (its client left)
+
+    def finished(self, task, result, now, effects):
+        """Before ``State.finish`` takes ``result`` of ``task``: a copy's race
+        settled (the other cancelled and detached), and the run time sampled."""
+        if task.speculate and result["status"] == "ok" and result.get("duration") is not None:
+            samples = self.samples.get(self.family(task))
+            if samples is None:
+                samples = self.samples[self.family(task)] = collections.deque(maxlen=SAMPLES)
+            samples.append(result["duration"])
+        other = self.pairs.pop(task.id, None)
+        if other is None or (result["status"] == "cancelled" and task.requeue):
+            return
+        self.pairs.pop(other.id, None)
+        copy = task.id.endswith("~2")
+        result["copies"], result["winner"] = 2, 2 if copy else 1
+        self.won += copy
+        if other.id in self.state.tasks and other.client is not None:
+            self.state._cancel(other, effects, tell_client=False, now=now)
+
+    def cancelled(self, client, own_ids, now, effects):
+        """A client cancelled tasks: their copies go too."""
+        for own_id in own_ids:
+            copy = self.state.tasks.get(client.scope + own_id + "~2")
+            if copy is not None and copy.client is client:
+                self.pairs.pop(copy.id, None)
+                self.state._cancel(copy, effects, tell_client=False, now=now)
+
+    def forget(self, clients):
+        """Samples of clients gone."""
+        for key in [k for k in self.samples if k[0] not in clients]:
+            del self.samples[key]

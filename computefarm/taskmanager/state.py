@@ -51,6 +51,7 @@ class State(Membership, Submissions):
         self.machines = {}             # machine id -> Machine
         self.held = {}                 # task id -> Task resubmitted in the recovery grace
         self.adopted = {}              # task id -> Task a worker runs that no client claimed
+        self.speculating = {}          # task id -> running Task that may get a copy
         self.orphans = OrderedDict()   # task id -> (result, time): finished, nobody asked yet
         self.failures = deque(maxlen=defaults.RECENT_FAILURES)
         self.transitions = deque(maxlen=defaults.TRANSITION_LOG)
@@ -96,6 +97,8 @@ class State(Membership, Submissions):
         elif origin in (RUNNING, CANCELLING) and to != CANCELLING:
             self._vacate(task, now)
             self.adopted.pop(task.id, None)
+        if task.speculate and origin == RUNNING:
+            self.speculating.pop(task.id, None)
         task.state = to
         if to == QUEUED:
             lane = self._lane(task)
@@ -111,6 +114,8 @@ class State(Membership, Submissions):
             self.ledger.occupy(task)
             if task.client is None:
                 self.adopted[task.id] = task
+            elif task.speculate:
+                self.speculating[task.id] = task
         elif to == DONE:
             del self.tasks[task.id]
             if task.client is not None:

@@ -43,7 +43,7 @@ class Task:
     __slots__ = ("id", "own_id", "client", "key", "priority", "timeout", "max_attempts", "body",
                  "attempt", "state", "worker", "seq", "started", "lost_on", "stream",
                  "track", "revive", "load", "requeue", "label", "queue", "run", "charged",
-                 "action")
+                 "action", "speculate")
 
     def __init__(self, task_id, client, key, seq):
         self.id = task_id             # its client's scope (``peers.scope``) + ``own_id``
@@ -67,6 +67,7 @@ class Task:
         self.requeue = False          # being stopped to run elsewhere (its owner is back)
         self.label = None             # a name for people: logs, status
         self.action = None            # its action's digest (the action cache), if any
+        self.speculate = False        # it may run twice at once (a straggler's copy)
         self.queue = None             # the Queue holding it while QUEUED
         self.run = None               # its fairshare.Run (None while unclaimed)
         self.charged = None           # the Run whose slots count it while it holds one
@@ -92,6 +93,7 @@ class Task:
         self.load = float(spec.get("load", 1.0))
         self.label = spec.get("label")
         self.action = spec.get("action")    # the action cache's name for it, if any
+        self.speculate = bool(spec.get("speculate"))
 
     @property
     def capability(self):

@@ -284,6 +284,7 @@ TASK = record(
     group_priority=Int(-(1 << 31), 1 << 31),   # ... that group's priority and weight
     group_weight=Num(0.001, 1e6),
     action=Digest(),        # its action's name (the action cache): a rerun may be answered
+    speculate=Bool(),       # it may run twice at once: a straggler gets a second copy
 )
 DISPATCHED = record(("id", "attempt", "capability", "body"),
                     id=TASK_ID, attempt=ATTEMPT, capability=ID, body=Bytes(),
@@ -327,6 +328,7 @@ RESULT_ITEM = record(
     truncated=Int(0), host=NAME, worker=NAME, machine=NAME, code=NAME,
     outputs=List(FILE_ENTRY, MAX_ITEMS),    # staged tasks: their outputs, in the store
     staging=Map(Plain(1), max=20),          # ... and the time fetching and uploading took
+    copies=Int(1, 2), winner=Int(1, 2),     # a straggler's copy ran: which one's result this is
 )
 RUNNING_ENTRY = record(("id",), id=TASK_ID, attempt=ATTEMPT, capability=ID)
 # Batches (farm-run): a batch's id is drawn by its client; its settings ride on
