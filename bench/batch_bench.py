@@ -1,7 +1,8 @@
 """Batches (farm-run) on a real farm: crashes, a million queued tasks, stragglers.
 
-    python bench/batch_bench.py [--only kill9|million|stragglers ...]
+    python bench/batch_bench.py [--only kill9|million|stragglers|owner ...]
         [--tasks 10000] [--queued 1000000] [--sweep 300] [--task 0.5] [--rounds 1]
+        [--owner-stays 30]
 
   kill9       a batch of --tasks tasks (each appends its index to a file) on two
               workers of 2 slots; the client leaves once it is submitted; the
@@ -19,6 +20,11 @@
               on 4 machines, one of them 4x slower (its tasks sleep 4x longer):
               the wall time with --speculate and without, against the same sweep
               on the 3 fast machines only. Alternated for --rounds; medians.
+  owner       the same sweep on 4 equal machines, one with a monitor whose owner
+              comes back halfway (a process of its own burning a core; the
+              machine's policy suspends the farm's tasks) and stays --owner-stays
+              seconds: the wall time with --speculate and without, against the 3
+              other machines alone.
 """
 
 import argparse
@@ -26,6 +32,7 @@ import os
 import pathlib
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -136,11 +143,18 @@ def million(args, folder):
         farm.close()
 
 
-def sweep(folder, machines, slow, speculate, count, seconds):
+def sweep(folder, machines, slow, speculate, count, seconds, owner_after=None,
+          owner_stays=None):
     folder.mkdir(parents=True)
-    farm = Farm(folder)
+    farm = Farm(folder, extra={"machines": {"m0": {"policy": {
+        "owner_cpu_limit": 20.0, "max_load": 100.0, "on_owner": "suspend"}}}})
     farm.start_taskmanager()
+    owner = None
     try:
+        if owner_after is not None:       # sleeps, then burns a core for owner_stays s
+            owner = subprocess.Popen([sys.executable, "-c", OWNER, str(owner_after),
+                                      str(owner_stays)])
+            farm.start_monitor("m0", owner.pid, interval=0.5)
         for index in range(machines):
             env = {"TASK_SECONDS": str(seconds * (4 if slow and index == 0 else 1))}
             saved = os.environ.get("TASK_SECONDS")
@@ -161,7 +175,44 @@ def sweep(folder, machines, slow, speculate, count, seconds):
         assert status["ok"] == count, status
         return took, status["copies"], status["copies_won"]
     finally:
+        if owner is not None:
+            owner.kill()
+            owner.wait()
         farm.close()
+
+
+OWNER = """
+import sys, time
+time.sleep(float(sys.argv[1]))
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    pass
+"""
+
+
+def owner(args, folder):
+    times = {"3 machines": [], "+ 1 whose owner returns halfway": [],
+             "+ 1 whose owner returns, --speculate": []}
+    copies = []
+    half = args.sweep * args.task / 8 / 2          # 8 slots: halfway through the sweep
+    for round_ in range(args.rounds):
+        for name, (machines, present, speculate) in zip(times, ((3, False, False),
+                                                                (4, True, False),
+                                                                (4, True, True))):
+            took, started, won = sweep(
+                folder / ("o%d-%d" % (round_, len(copies) + len(times[name]))) /
+                name.replace(" ", "_").replace(",", ""), machines, False, speculate,
+                args.sweep, args.task, owner_after=half if present else None,
+                owner_stays=args.owner_stays)
+            times[name].append(took)
+            if speculate:
+                copies.append((started, won))
+    base = statistics.median(times["3 machines"])
+    for name, values in times.items():
+        print("owner: %-40s %6.2f s (x%.2f of the 3 machines alone)"
+              % (name, statistics.median(values), statistics.median(values) / base))
+    print("owner: the owner stays %g s; copies started / won per --speculate round: %s"
+          % (args.owner_stays, ", ".join("%d/%d" % c for c in copies)))
 
 
 def stragglers(args, folder):
@@ -189,19 +240,21 @@ def stragglers(args, folder):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append",
-                        choices=("kill9", "million", "stragglers"))
+                        choices=("kill9", "million", "stragglers", "owner"))
     parser.add_argument("--tasks", type=int, default=10000)
     parser.add_argument("--queued", type=int, default=1000000)
     parser.add_argument("--sweep", type=int, default=300)
     parser.add_argument("--task", type=float, default=0.5)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--owner-stays", type=float, default=30.0)
     args = parser.parse_args()
-    parts = args.only or ("kill9", "million", "stragglers")
+    parts = args.only or ("kill9", "million", "stragglers", "owner")
     with tempfile.TemporaryDirectory(prefix="batch-bench-") as folder:
         for part in parts:
             path = pathlib.Path(folder) / part
             path.mkdir()
-            {"kill9": kill9, "million": million, "stragglers": stragglers}[part](args, path)
+            {"kill9": kill9, "million": million, "stragglers": stragglers,
+             "owner": owner}[part](args, path)
 
 
 if __name__ == "__main__":

@@ -154,6 +154,8 @@ def test_cancel_stops_running_tasks_and_ends_queued_ones(farm, tmp_path):
     client = farm.client()
     batch = client.submit_batch(["touch %s/{index}; sleep 60" % started], replicas=10)
     wait_until(lambda: len(os.listdir(started)) == 2, what="two tasks running")
+    with pytest.raises(BatchError, match="is active: cancel it first"):
+        batch.forget()
     began = time.monotonic()
     assert batch.cancel()["state"] == "cancelling"       # until its running ones stop
     status = batch.wait(timeout=20, interval=0.1)
@@ -163,6 +165,10 @@ def test_cancel_stops_running_tasks_and_ends_queued_ones(farm, tmp_path):
     assert len(os.listdir(started)) == 2             # no third task ever started
     statuses = [item["status"] for item in batch.results()]
     assert statuses == ["cancelled"] * len(statuses) and len(statuses) >= 2
+    assert batch.forget()["state"] == "forgotten"
+    assert client.batches() == []
+    with pytest.raises(BatchError, match="no batch %s here" % batch.id):
+        batch.status()
 
 
 def test_a_detached_batch_survives_two_kill9_of_the_taskmanager(farm, tmp_path):
@@ -333,3 +339,24 @@ def test_a_full_disk_holds_results_back_and_a_crash_then_loses_none(tmp_path):
         if farm is not None:
             farm.close()
         disk.close()
+
+
+def test_a_cancelled_batch_with_copies_running_ends_cancelled(farm):
+    """Cancel while stragglers and their copies both run: every copy stops and the
+    batch ends `cancelled`, whichever copy's end it hears last (a dropped one's,
+    at times)."""
+    start_worker_with(farm, {}, "shell", slots=2, machine="a")
+    start_worker_with(farm, {}, "shell", slots=2, machine="b")
+    client = farm.client()
+    batch = client.submit_batch(["if [ {replica} -ge 4 ]; then sleep 60; else sleep 0.2; fi"],
+                                replicas=6, speculate=True)
+    deadline = time.monotonic() + 30
+    while batch.status()["copies"] < 2:
+        assert time.monotonic() < deadline, batch.status()
+        time.sleep(0.1)
+    assert batch.status()["running"] == 4             # two tasks, each with its copy
+    batch.cancel()
+    status = batch.wait(timeout=20, interval=0.1)
+    assert status["state"] == "cancelled" and status["running"] == 0
+    assert status["ok"] == 4 and status["cancelled"] == 2
+    assert client.status()["running"] == []

@@ -206,7 +206,13 @@ class Batch:
         return self.client._batch_query("status", self.id, timeout=timeout)
 
     def cancel(self, timeout=30.0):
+        """Stop it: its status (``cancelling`` until its running tasks have stopped)."""
         return self.client._batch_query("cancel", self.id, timeout=timeout)
+
+    def forget(self, timeout=30.0):
+        """Remove it, once finished or cancelled, and its results from the
+        TaskManager's database (BatchError while it runs)."""
+        return self.client._batch_query("forget", self.id, timeout=timeout)
 
     def wait(self, timeout=None, interval=1.0, on_progress=None):
         """Block until it is finished or cancelled (its status); ``on_progress(status)``

@@ -17,7 +17,7 @@ from ..client.batches import DONE_STATES, check_commands
 from ..exceptions import UsageError
 from .common import add_common_options, run_command, setup
 
-ACTIONS = ("list", "status", "wait", "cancel", "results", "output")
+ACTIONS = ("list", "status", "wait", "cancel", "results", "output", "forget")
 
 
 def read_commands(path, stream=None):
@@ -177,6 +177,9 @@ def act(client, args, out):
     elif args.action == "cancel":
         status = batch.cancel()
         out.write("batch %s: %s\n" % (args.id, status["state"]))
+    elif args.action == "forget":
+        batch.forget()
+        out.write("batch %s: forgotten\n" % args.id)
     elif args.action == "results":
         return show_results(batch, args.json, out)
     elif args.action == "output":
@@ -207,7 +210,7 @@ def build_parser(action):
     parser = argparse.ArgumentParser(
         prog="farm-run", description="Run a batch of command lines on the farm: the "
         "TaskManager keeps it, so this returns at once (the batch id). Then: farm-run "
-        "list | status ID | wait ID | cancel ID | results ID | output ID.",
+        "list | status ID | wait ID | cancel ID | results ID | output ID | forget ID.",
         epilog="Placeholders in commands: {replica}, {task}, {index}, {batch}, {attempt}, "
                "{token} (unique for each try); {{ and }} for braces.")
     add_common_options(parser)

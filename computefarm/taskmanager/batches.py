@@ -1,8 +1,8 @@
 """Batches on the TaskManager (farm-run): queues that outlive their client.
 
 A client sends a batch's command lines in parts (BATCH), each answered
-(BATCHED) once it is in the database (``batchdb``); the last part makes the
-batch *active*, and from then on it needs no client. ``BatchBook`` is the
+(BATCHED) once it is in the database (``batchdb``, ``batchparts``); the last
+part makes the batch *active*, and from then on it needs no client. ``BatchBook`` is the
 batches' owner here: it feeds ``State`` an active batch's tasks a window at a
 time (``BATCH_WINDOW``; the rest wait on disk) as the tasks of a *batch peer*,
 a client record no connection stands behind, so fair share, placement,
@@ -25,10 +25,8 @@ import secrets
 import time
 
 from .. import defaults, placeholders
-from ..exceptions import ProtocolError
 from ..wire import protocol
 from ..wire.protocol import Code, Msg
-from ..wire.schemas import MAX_BATCH_COMMANDS
 from . import speculation
 from .peers import Peer
 
@@ -110,6 +108,7 @@ class BatchBook:
         self.limit, self.limit_bytes = limit, limit_bytes
         self.speculate_after = speculate_after
         self.batches = {}            # id -> Batch
+        self.active = {}             # id -> Batch with a batch peer (being run)
         self.held_acks = []          # (worker rid, result ids) waiting for a write
         self.retry_at = 0.0
 
@@ -122,85 +121,23 @@ class BatchBook:
             batch.counts.update(counts)
             batch.finished = sum(counts.values())
             if batch.state == ACTIVE:
-                self._activate(batch, now)
+                self.activate(batch, now)
         active = [b for b in self.batches.values() if b.state == ACTIVE]
         if active:
             log.info("TaskManager: %d batch(es) back from the database, %d task(s) to go",
                      len(active), sum(b.total - b.finished for b in active))
 
-    # -- parts -------------------------------------------------------------------
-    def part(self, client, body, now):
-        """A BATCH part: its commands written, the BATCHED answer sent once on disk."""
-        batch_id, ref = body["id"], body["ref"]
-        batch = self.batches.get(batch_id)
-        if batch is not None and not self.may(client, batch):
-            return self._answer_part(client, ref, batch_id, code=Code.ID_IN_USE,
-                                     text="batch id %s is another user's" % batch_id)
-        if self.db.failing is not None:
-            return self._answer_part(client, ref, batch_id, code=Code.DATABASE,
-                                     text="the TaskManager cannot write its database now "
-                                     "(%s); try again later" % self.db.failing)
-        spec, lines, first = body["spec"], body["lines"], body["first"]
-        try:
-            self._check(client, batch, body)
-        except ProtocolError as exc:         # nothing written; the client says why
-            return self._answer_part(client, ref, batch_id, code=exc.code, text=str(exc))
-        if batch is None:
-            row = {"id": batch_id, "user": client.user, "spec": spec,
-                   "commands": body["commands"], "replicas": body["replicas"],
-                   "received": 0, "state": OPEN, "created": self.wall(), "ended": None}
-            batch = self.batches[batch_id] = Batch(row, now)
-            self.db.create(batch_id, client.user, spec, batch.commands, batch.replicas,
-                           batch.created)
-            log.info("TaskManager: batch %s of user %s: %d command(s) x %d coming",
-                     batch_id, client.user, batch.commands, batch.replicas)
-        batch.touched = now
-        if batch.state == OPEN and lines:
-            known = len(self.db.commands(batch_id, first, first + len(lines)))
-            batch.received += len(lines) - known
-            self.db.add_commands(batch_id, first, lines)
-            if batch.received >= batch.commands:
-                batch.state = ACTIVE
-            self.db.set_received(batch_id, batch.received, batch.state)
-        if not self.db.commit():
-            if batch.state == ACTIVE and batch.peer is None:
-                batch.state = OPEN
-            return self._answer_part(client, ref, batch_id, code=Code.DATABASE,
-                                     text="the TaskManager cannot write its database now "
-                                     "(%s); try again later" % self.db.failing)
-        if batch.state == ACTIVE and batch.peer is None:
-            log.info("TaskManager: batch %s: all %d command(s) in, %d task(s) to run",
-                     batch_id, batch.commands, batch.total)
-            self._activate(batch, now)
-        self._answer_part(client, ref, batch_id, received=batch.received)
-
-    def _check(self, client, batch, body):
-        """ProtocolError (refused with a code, nothing written) unless the part fits."""
-        spec, lines, first = body["spec"], body["lines"], body["first"]
-        if batch is not None and (spec != batch.spec or body["commands"] != batch.commands
-                                  or body["replicas"] != batch.replicas):
-            raise ProtocolError("BATCH %s: settings differ from its first part's"
-                                % body["id"])
-        if body["commands"] * body["replicas"] > MAX_BATCH_COMMANDS:
-            raise ProtocolError("BATCH %s: %d x %d tasks, more than %d in one batch"
-                                % (body["id"], body["commands"], body["replicas"],
-                                   MAX_BATCH_COMMANDS))
-        if first + len(lines) > body["commands"]:
-            raise ProtocolError("BATCH %s: commands %d.. go past the %d it announced"
-                                % (body["id"], first, body["commands"]))
-        for offset, line in enumerate(lines):
-            why = placeholders.problem(line) or (None if line.strip() else "it is empty")
-            if why is not None:
-                raise ProtocolError("BATCH %s: command %d: %s" % (body["id"], first + offset,
-                                                                  why))
-        account = self.state.ledger.account(client.user)
-        if spec.get("priority", 0) > 0 and not account.may_prioritize:
-            raise ProtocolError("BATCH %s: user %s may not use priority above 0 (farm.yaml "
-                                "users.%s.priority)" % (body["id"], client.user, client.user),
-                                Code.PRIORITY_REFUSED)
-
-    def _answer_part(self, client, ref, batch_id, **fields):
-        self.outbox.send(client.rid, Msg.BATCHED, protocol.batched(ref, batch_id, **fields))
+    def open(self, client, body, now):
+        """A new batch from the first part of it that arrived (not yet written)."""
+        row = {"id": body["id"], "user": client.user, "spec": body["spec"],
+               "commands": body["commands"], "replicas": body["replicas"],
+               "received": 0, "state": OPEN, "created": self.wall(), "ended": None}
+        batch = self.batches[body["id"]] = Batch(row, now)
+        self.db.create(batch.id, client.user, batch.spec, batch.commands, batch.replicas,
+                       batch.created)
+        log.info("TaskManager: batch %s of user %s: %d command(s) x %d coming",
+                 batch.id, client.user, batch.commands, batch.replicas)
+        return batch
 
     @staticmethod
     def may(client, batch):
@@ -208,21 +145,22 @@ class BatchBook:
         return client.admin or client.user == batch.user
 
     # -- feeding State -------------------------------------------------------------
-    def _activate(self, batch, now):
+    def activate(self, batch, now):
         hello = {"id": "batch " + batch.id, "host": "(batch)", "machine": "", "pid": None}
         peer = Peer(b"\0batch:" + batch.id.encode() + secrets.token_bytes(4), "client",
                     hello, None, now)
         peer.user, peer.scope = batch.user, _SCOPE + batch.id + "/"
         batch.peer = peer
         batch.cursor = 0
+        self.active[batch.id] = batch
         self.state.ledger.join(peer)
         self.outbox.local[peer.rid] = lambda mtype, item: self.deliver(batch, mtype, item)
         self.load(batch, now)
 
     def refill(self, now):
         """Top up the windows of active batches whose tasks left."""
-        for batch in self.batches.values():
-            if batch.peer is not None and batch.state == ACTIVE \
+        for batch in self.active.values():
+            if batch.state == ACTIVE \
                     and now >= batch.blocked_until \
                     and len(batch.loaded) <= defaults.BATCH_WINDOW * 3 // 4 \
                     and (batch.returned or batch.cursor < batch.total):
@@ -367,8 +305,9 @@ class BatchBook:
         copies, winner = 1, 1
         if batch.straggling.pairs or batch.straggling.outrun:
             verdict = speculation.settle(self, batch, own_id, n, item, self.clock())
-            if verdict is None:
-                return                       # the other copy won, or carries on
+            if verdict is None:              # the other copy won, or carries on
+                self._maybe_close(batch)
+                return
             copies, winner = verdict
         batch.texts.pop(n, None)
         status = item["status"]
@@ -383,7 +322,13 @@ class BatchBook:
         batch.finished += 1
         if status == "ok" and item.get("duration") is not None:
             batch.straggling.samples.append(item["duration"])
-        if batch.finished >= batch.total or (batch.state == CANCELLING and not batch.loaded):
+        self._maybe_close(batch)
+
+    def _maybe_close(self, batch):
+        """Close a batch whose every task has its result, or a cancelled one whose
+        last running task (or copy) has stopped."""
+        if batch.peer is not None and (batch.finished >= batch.total or (
+                batch.state == CANCELLING and not batch.loaded)):
             self._close(batch, FINISHED if batch.state == ACTIVE else CANCELLED)
 
     def _close(self, batch, state):
@@ -394,6 +339,7 @@ class BatchBook:
             self.outbox.local.pop(batch.peer.rid, None)
             self.state.ledger.leave(batch.peer, now)
             batch.peer = None
+            del self.active[batch.id]
         batch.texts.clear()
         batch.running.clear()
         log.info("TaskManager: batch %s %s: %d ok of %d task(s)", batch.id, state,
@@ -421,8 +367,8 @@ class BatchBook:
                 held, self.held_acks = self.held_acks, []
                 for rid, ids in held:
                     self.outbox.ack(rid, ids)
-        for batch in self.batches.values():
-            if batch.state == ACTIVE and batch.peer is not None and batch.spec.get("speculate"):
+        for batch in self.active.values():
+            if batch.state == ACTIVE and batch.spec.get("speculate"):
                 speculation.check(self, batch, now, self.speculate_after)
         for batch in [b for b in self.batches.values() if b.state == OPEN
                       and now - b.touched > defaults.BATCH_OPEN_TTL]:
@@ -448,6 +394,16 @@ class BatchBook:
             self._close(batch, CANCELLED)
         self.db.commit()
         log.info("TaskManager: batch %s cancelled", batch.id)
+
+    def forget(self, batch):
+        """Remove a batch that is over, its commands and results, from the database."""
+        if batch.state not in (CANCELLED, FINISHED):
+            return False
+        self.db.drop(batch.id)
+        del self.batches[batch.id]
+        self.db.commit()
+        log.info("TaskManager: batch %s forgotten", batch.id)
+        return True
 
     def describe(self):
         """Active batches, for STATE."""

@@ -3,7 +3,8 @@
 ``list`` (the batches this key may see), ``status`` (counts, the running
 tasks and where, why tasks wait), ``results`` and ``output`` (finished tasks
 from the database, in task order, a page at a time: ``after`` the last task of
-the previous page), and ``cancel``. A batch of another user is answered as
+the previous page), ``cancel``, and ``forget`` (a batch that is over leaves the
+database). A batch of another user is answered as
 unknown, as one that does not exist.
 """
 
@@ -26,6 +27,11 @@ def answer(book, client, body):
     if batch is None or not book.may(client, batch):
         return protocol.answer(ref, what, code=Code.UNKNOWN_BATCH,
                                text="no batch %s here" % body.get("id"))
+    if what == "forget":
+        if not book.forget(batch):
+            return protocol.answer(ref, what, code=Code.INVALID, text="batch %s is %s: "
+                                   "cancel it first, or wait for it" % (batch.id, batch.state))
+        return protocol.answer(ref, what, {"id": batch.id, "state": "forgotten"})
     if what == "cancel":
         book.cancel(batch)
     if what in ("status", "cancel"):

@@ -23,7 +23,7 @@ from ..wire import protocol
 from ..wire.certificates import generated_keys
 from ..wire.protocol import Code, Msg
 from ..wire.schemas import MAX_HELD
-from . import batchqueries
+from . import batchparts, batchqueries
 from .actioncache import ActionCache, profile
 from .batchdb import BatchDB
 from .batches import BatchBook
@@ -405,7 +405,7 @@ class TaskManager(Service):
                    limit_bytes=self.config.max_queued_bytes_per_client)
 
     def on_batch(self, client, body, now):
-        self.batches.part(client, body, now)
+        batchparts.take(self.batches, client, body, now)
 
     def on_query(self, client, body, now):
         self.outbox.send(client.rid, Msg.ANSWER, batchqueries.answer(self.batches, client, body))

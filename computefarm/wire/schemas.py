@@ -341,7 +341,7 @@ BATCH_SPEC = record(
     weight=Num(0.001, 1e6), timeout=Opt(SECONDS), max_attempts=Int(1, 1000),
     speculate=Bool(),       # a task may run twice at once: a second copy for stragglers
     label=Str(MAX_LABEL), cwd=Str(4096), env=ATTRS)
-QUERIES = ("list", "status", "results", "output", "cancel")
+QUERIES = ("list", "status", "results", "output", "cancel", "forget")
 
 SCHEMAS = {
     "HELLO": record(
