@@ -143,7 +143,7 @@ def million(args, folder):
         farm.close()
 
 
-def sweep(folder, machines, slow, speculate, count, seconds, owner_after=None,
+def sweep(folder, machines, count, seconds, slow=False, speculate=False, owner_after=None,
           owner_stays=None):
     folder.mkdir(parents=True)
     farm = Farm(folder, extra={"machines": {"m0": {"policy": {
@@ -190,51 +190,40 @@ while time.monotonic() < end:
 """
 
 
-def owner(args, folder):
-    times = {"3 machines": [], "+ 1 whose owner returns halfway": [],
-             "+ 1 whose owner returns, --speculate": []}
+def compare(args, folder, part, configs):
+    """Run each of ``configs`` (name -> sweep's keyword arguments) in turn for
+    --rounds; print the medians against the first one's."""
+    times = {name: [] for name in configs}
     copies = []
-    half = args.sweep * args.task / 8 / 2          # 8 slots: halfway through the sweep
     for round_ in range(args.rounds):
-        for name, (machines, present, speculate) in zip(times, ((3, False, False),
-                                                                (4, True, False),
-                                                                (4, True, True))):
-            took, started, won = sweep(
-                folder / ("o%d-%d" % (round_, len(copies) + len(times[name]))) /
-                name.replace(" ", "_").replace(",", ""), machines, False, speculate,
-                args.sweep, args.task, owner_after=half if present else None,
-                owner_stays=args.owner_stays)
+        for index, (name, options) in enumerate(configs.items()):
+            took, started, won = sweep(folder / ("%d-%d" % (round_, index)), count=args.sweep,
+                                       seconds=args.task, **options)
             times[name].append(took)
-            if speculate:
+            if options.get("speculate"):
                 copies.append((started, won))
-    base = statistics.median(times["3 machines"])
+    base = statistics.median(next(iter(times.values())))
     for name, values in times.items():
-        print("owner: %-40s %6.2f s (x%.2f of the 3 machines alone)"
-              % (name, statistics.median(values), statistics.median(values) / base))
-    print("owner: the owner stays %g s; copies started / won per --speculate round: %s"
-          % (args.owner_stays, ", ".join("%d/%d" % c for c in copies)))
+        print("%s: %-40s %6.2f s (x%.2f of the first)"
+              % (part, name, statistics.median(values), statistics.median(values) / base))
+    print("%s: copies started / won per --speculate round: %s"
+          % (part, ", ".join("%d/%d" % c for c in copies)))
 
 
 def stragglers(args, folder):
-    times = {"3 fast machines": [], "+ a 4x slower one": [],
-             "+ a 4x slower one, --speculate": []}
-    copies = []
-    for round_ in range(args.rounds):
-        for name, (machines, slow, speculate) in zip(times, ((3, False, False),
-                                                             (4, True, False),
-                                                             (4, True, True))):
-            took, started, won = sweep(folder / ("s%d-%d" % (round_, len(times[name]))) /
-                                       name.replace(" ", "_").replace(",", ""),
-                                       machines, slow, speculate, args.sweep, args.task)
-            times[name].append(took)
-            if speculate:
-                copies.append((started, won))
-    base = statistics.median(times["3 fast machines"])
-    for name, values in times.items():
-        print("stragglers: %-32s %6.2f s (x%.2f of the fast machines alone)"
-              % (name, statistics.median(values), statistics.median(values) / base))
-    print("stragglers: copies started / won per --speculate round: %s"
-          % ", ".join("%d/%d" % c for c in copies))
+    compare(args, folder, "stragglers", {
+        "3 fast machines": dict(machines=3),
+        "+ a 4x slower one": dict(machines=4, slow=True),
+        "+ a 4x slower one, --speculate": dict(machines=4, slow=True, speculate=True)})
+
+
+def owner(args, folder):
+    back = dict(owner_after=args.sweep * args.task / 8 / 2,   # 8 slots: halfway through
+                owner_stays=args.owner_stays)
+    compare(args, folder, "owner", {
+        "3 machines": dict(machines=3),
+        "+ 1 whose owner returns halfway": dict(machines=4, **back),
+        "+ 1 whose owner returns, --speculate": dict(machines=4, speculate=True, **back)})
 
 
 def main():

@@ -3,13 +3,14 @@ their client, through kill -9 of the TaskManager, a full disk and bad input.
 Real TaskManager, worker and farm-run processes."""
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import time
 
 import pytest
-from support import Farm, SecureFarm, command, wait_until
+from support import Farm, SecureFarm, Terminal, command, wait_until
 
 from computefarm.client import Client
 from computefarm.client.batches import BatchError
@@ -360,3 +361,27 @@ def test_a_cancelled_batch_with_copies_running_ends_cancelled(farm):
     assert status["state"] == "cancelled" and status["running"] == 0
     assert status["ok"] == 4 and status["cancelled"] == 2
     assert client.status()["running"] == []
+
+
+def test_wait_on_a_terminal_shows_a_progress_line_then_the_summary(farm):
+    """farm-run --wait on a terminal: one line redrawn in place with done/total,
+    running and failed, cleared before the summary (nothing garbled)."""
+    farm.start_worker("shell", slots=2)
+    terminal = Terminal(command("farm-run") + [
+        "--config", str(farm.config), "--taskmanager", farm.address, "--wait", "-n", "8",
+        "--", "sleep", "0.5"], cwd=str(farm.dir), columns=120, lines=20)
+    try:
+        assert terminal.wait(60) == 0, "\n".join(terminal.lines())
+    finally:
+        terminal.close()
+    raw = bytes(terminal.output).decode()
+    drawn = [re.match(r"(b[0-9a-f]+): (\d+)/8 done, (\d+) running, (\d+) failed$", part)
+             for part in raw.split("\r\x1b[K")]
+    done = [int(m.group(2)) for m in drawn if m]
+    assert len(done) >= 2 and done == sorted(done) and done[0] < 8, raw
+    screen = [line for line in terminal.lines() if line]
+    batch_id = screen[0]
+    assert re.fullmatch(r"b[0-9a-f]{10}", batch_id), screen
+    assert screen[1].startswith("batch %s of " % batch_id) and screen[1].endswith(": finished")
+    assert screen[2:] == [
+        "  8 task(s) (1 command(s) x 8): 8 ok, 0 failed, 0 cancelled, 0 running, 0 queued"]

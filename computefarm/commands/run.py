@@ -159,6 +159,13 @@ def show_results(batch, as_json, out):
             "%d.%d" % (item["task"], item["replica"]), item["status"],
             "" if item["exit_code"] is None else item["exit_code"], item["host"] or "",
             item["duration"] or 0.0, item["attempt"] or "", error[-1] if error else ""))
+    if not as_json:
+        status = batch.status()
+        left = status["tasks"] - status["finished"]
+        if left:
+            out.write("(%d task(s) without a result: %d running, %d queued, %d cancelled "
+                      "before they ran)\n" % (left, status["running"], status["queued"],
+                                               left - status["running"] - status["queued"]))
     return 0
 
 
