@@ -286,6 +286,8 @@ DATA_ENV, DATA_DIR = "COMPUTEFARM_DATA", "~/.local/share/computefarm"
 # Tasks of one batch the TaskManager holds in memory at once, queued or running:
 # the rest wait on disk, so a million queued tasks do not need a million records.
 BATCH_WINDOW = 2000
+# ... and characters of their command lines at most (long commands: a smaller window).
+BATCH_WINDOW_BYTES = 32 << 20
 # Commands one BATCH message carries at most (and bytes, about), and BATCH
 # messages a client has on their way at once, each answered once on disk.
 BATCH_PART = 2000

@@ -12,6 +12,7 @@ import time
 import pytest
 from support import Farm, SecureFarm, Terminal, command, wait_until
 
+from computefarm import defaults
 from computefarm.client import Client
 from computefarm.client.batches import BatchError
 from computefarm.commands.run import ACTIONS, read_commands
@@ -385,3 +386,20 @@ def test_wait_on_a_terminal_shows_a_progress_line_then_the_summary(farm):
     assert screen[1].startswith("batch %s of " % batch_id) and screen[1].endswith(": finished")
     assert screen[2:] == [
         "  8 task(s) (1 command(s) x 8): 8 ok, 0 failed, 0 cancelled, 0 running, 0 queued"]
+
+
+def test_a_window_of_long_commands_is_smaller(farm):
+    """The TaskManager holds at most BATCH_WINDOW tasks of a batch in memory, and
+    fewer when their command lines are long (BATCH_WINDOW_BYTES of them); the rest
+    wait on disk. No worker: every task it holds is queued (STATE's queues)."""
+    client = farm.client()
+    client.submit_batch(["true"], replicas=3000)
+    wait_until(lambda: client.status()["queues"].get("shell") == defaults.BATCH_WINDOW,
+               what="a full window of short commands")
+    long = ": " + "x" * 60000
+    client.submit_batch([long], replicas=3000, capability="other")
+    held = defaults.BATCH_WINDOW_BYTES // len(long)
+    wait_until(lambda: client.status()["queues"].get("other") == held,
+               what="a window of %d long commands" % held)
+    status = [b for b in client.batches() if b["capability"] == "other"][0]
+    assert status["queued"] == 3000 and status["state"] == "active"

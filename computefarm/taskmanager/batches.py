@@ -45,7 +45,7 @@ class Batch:
     __slots__ = ("id", "user", "spec", "commands", "replicas", "received", "state", "created",
                  "ended", "peer", "cursor", "returned", "loaded", "texts", "counts",
                  "finished", "running", "notice", "touched", "blocked_until", "straggling",
-                 "held_below")
+                 "held_below", "text_bytes")
 
     def __init__(self, row, now):
         self.id = row["id"]
@@ -62,6 +62,7 @@ class Batch:
         self.returned = []           # tasks to load again (refused for a limit)
         self.loaded = {}             # own id -> n: its tasks in State now
         self.texts = {}              # n -> command line, for the loaded tasks
+        self.text_bytes = 0          # ... their characters (BATCH_WINDOW_BYTES at most)
         self.counts = collections.Counter()   # status -> finished tasks
         self.finished = 0
         self.running = {}            # own id -> (n, host, wall-clock start, attempt)
@@ -163,6 +164,7 @@ class BatchBook:
             if batch.state == ACTIVE \
                     and now >= batch.blocked_until \
                     and len(batch.loaded) <= defaults.BATCH_WINDOW * 3 // 4 \
+                    and batch.text_bytes <= defaults.BATCH_WINDOW_BYTES * 3 // 4 \
                     and (batch.returned or batch.cursor < batch.total):
                 self.load(batch, now)
 
@@ -193,9 +195,14 @@ class BatchBook:
             return
         lines = self._commands(batch, wanted)
         specs = []
-        for n in wanted:
+        for index, n in enumerate(wanted):
+            text = lines[n // batch.replicas]
+            if batch.text_bytes + len(text) > defaults.BATCH_WINDOW_BYTES and batch.loaded:
+                batch.returned[:0] = wanted[index:]     # long commands: a smaller window
+                break
             batch.loaded[str(n)] = n
-            batch.texts[n] = lines[n // batch.replicas]
+            batch.texts[n] = text
+            batch.text_bytes += len(text)
             specs.append(self.task_spec(batch, n, now))
         self.apply(self.state.submit, batch.peer, specs, now, limit=self.limit,
                    limit_bytes=self.limit_bytes)
@@ -267,8 +274,8 @@ class BatchBook:
                 self.apply(self.state.cancel, batch.peer, [own_id], now)
                 continue
             batch.returned.append(n)    # claimed by the next load (held -> running)
-        for batch in self.batches.values():
-            if batch.returned and batch.peer is not None:
+        for batch in list(self.active.values()):
+            if batch.returned:
                 self.load(batch, now)
 
     def _stop_stray(self, task_id, own_id, now):
@@ -298,7 +305,7 @@ class BatchBook:
             return
         started = batch.running.pop(own_id, (n, None, None, None))
         if item.get("code") in _LIMITS:
-            batch.texts.pop(n, None)
+            self._unload(batch, n)
             batch.returned.append(n)
             batch.blocked_until = self.clock() + _RETRY_LOAD
             return
@@ -309,7 +316,7 @@ class BatchBook:
                 self._maybe_close(batch)
                 return
             copies, winner = verdict
-        batch.texts.pop(n, None)
+        self._unload(batch, n)
         status = item["status"]
         row = {"n": n, "attempt": item.get("attempt"), "status": status,
                "exit_code": item.get("exit_code"), "code": item.get("code"),
@@ -323,6 +330,12 @@ class BatchBook:
         if status == "ok" and item.get("duration") is not None:
             batch.straggling.samples.append(item["duration"])
         self._maybe_close(batch)
+
+    @staticmethod
+    def _unload(batch, n):
+        text = batch.texts.pop(n, None)
+        if text is not None:
+            batch.text_bytes -= len(text)
 
     def _maybe_close(self, batch):
         """Close a batch whose every task has its result, or a cancelled one whose
@@ -341,6 +354,7 @@ class BatchBook:
             batch.peer = None
             del self.active[batch.id]
         batch.texts.clear()
+        batch.text_bytes = 0
         batch.running.clear()
         log.info("TaskManager: batch %s %s: %d ok of %d task(s)", batch.id, state,
                  batch.counts.get("ok", 0), batch.total)
