@@ -7,6 +7,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 
 import pytest
@@ -403,3 +404,20 @@ def test_a_window_of_long_commands_is_smaller(farm):
                what="a window of %d long commands" % held)
     status = [b for b in client.batches() if b["capability"] == "other"][0]
     assert status["queued"] == 3000 and status["state"] == "active"
+
+
+def test_the_database_can_be_backed_up_while_the_taskmanager_runs(farm, tmp_path):
+    """README's backup line, against a running TaskManager: the copy holds the batch."""
+    client = farm.client()
+    batch = client.submit_batch(["true {replica}"], replicas=5)      # no worker: queued
+    copy = tmp_path / "copy.sqlite"
+    done = subprocess.run([sys.executable, "-c", "import sqlite3; sqlite3.connect(%r).backup("
+                           "sqlite3.connect(%r))" % (str(farm.dir / "taskmanager.sqlite"),
+                                                     str(copy))],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(str(copy)) as db:
+        assert db.execute("SELECT id, state, commands, replicas FROM batches").fetchall() == [
+            (batch.id, "active", 1, 5)]
+        assert db.execute("SELECT text FROM commands").fetchall() == [("true {replica}",)]
+    assert batch.status()["queued"] == 5                  # and it goes on serving
