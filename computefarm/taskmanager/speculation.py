@@ -60,8 +60,7 @@ def check(book, batch, now, after):
     if (run is not None and run.queued) or not state.scheduler.has_free(capability):
         return
     straggling = batch.straggling
-    median = statistics.median(straggling.samples) \
-        if len(straggling.samples) >= defaults.SPECULATE_MIN_DONE else None
+    limit = _threshold(straggling.samples, after)
     slow = []
     for own_id, n in batch.loaded.items():
         if n in straggling.pairs or "~" in own_id:
@@ -70,7 +69,7 @@ def check(book, batch, now, after):
         if task is None or task.state != RUNNING or task.worker is None:
             continue
         suspended = task.id in task.worker.machine_record.suspended
-        if suspended or (median is not None and now - task.started > after * median):
+        if suspended or (limit is not None and now - task.started > limit):
             slow.append((task.started, n, task))
     requires = spec.get("requires") or {}
     for _, n, task in sorted(slow, key=lambda entry: entry[:2]):
@@ -88,13 +87,12 @@ def check(book, batch, now, after):
         book.outbox.apply(effects)
 
 
-def _slow(samples, started, suspended, now, after):
-    """Whether a task running since ``started`` is a straggler against ``samples``."""
-    if suspended:
-        return True
+def _threshold(samples, after):
+    """The run time past which a task of a family with run times ``samples`` is a
+    straggler (``after`` x their median), or None while too few have finished."""
     if len(samples) < defaults.SPECULATE_MIN_DONE:
-        return False
-    return now - started > after * statistics.median(samples)
+        return None
+    return after * statistics.median(samples)
 
 
 def _idle_worker(state, capability, requires, avoid, now):
@@ -153,14 +151,18 @@ class Speculator:
     def check(self, now, effects):
         """Start copies of the stragglers among the running tasks that allow one."""
         state = self.state
+        limits = {}                  # family -> its threshold, once a call
         for task in list(state.speculating.values()):
             if task.id in self.pairs or task.worker is None or task.client is None \
                     or (task.run is not None and task.run.queued) \
                     or not state.scheduler.has_free(task.capability):
                 continue
-            suspended = task.id in task.worker.machine_record.suspended
-            if not _slow(self.samples.get(self.family(task), ()), task.started, suspended,
-                         now, self.after):
+            family = self.family(task)
+            if family not in limits:
+                limits[family] = _threshold(self.samples.get(family, ()), self.after)
+            limit = limits[family]
+            if task.id not in task.worker.machine_record.suspended and (
+                    limit is None or now - task.started <= limit):
                 continue
             worker = _idle_worker(state, task.capability, task.requires, task.worker.machine,
                                   now)
@@ -193,7 +195,7 @@ class Speculator:
         result["copies"], result["winner"] = 2, 2 if copy else 1
         self.won += copy
         if other.id in self.state.tasks and other.client is not None:
-            self.state._cancel(other, effects, tell_client=False, now=now)
+            self.state.withdraw(other, now, effects)
 
     def cancelled(self, client, own_ids, now, effects):
         """A client cancelled tasks: their copies go too."""
@@ -201,7 +203,7 @@ class Speculator:
             copy = self.state.tasks.get(client.scope + own_id + "~2")
             if copy is not None and copy.client is client:
                 self.pairs.pop(copy.id, None)
-                self.state._cancel(copy, effects, tell_client=False, now=now)
+                self.state.withdraw(copy, now, effects)
 
     def forget(self, clients):
         """Samples of clients gone."""

@@ -187,6 +187,11 @@ class Submissions:
                 continue
             self._cancel(task, effects, tell_client=True, now=now)
 
+    def withdraw(self, task, now, effects):
+        """Stop ``task`` for good without a word to its client, who will not hear of
+        it again (the slower of a straggler's two copies)."""
+        self._cancel(task, effects, tell_client=False, now=now)
+
     def _cancel(self, task, effects, tell_client, now):
         if task.state in (QUEUED, HELD):
             client = task.client
