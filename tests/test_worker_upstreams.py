@@ -120,6 +120,9 @@ def test_weights_and_a_taskmanager_killed_does_not_stop_the_other(two):
         wait_until(lambda: any(m["id"] == "shared" and m["cpu_percent"] is not None
                                for m in client.status()["machines"]), what="a report")
     fa = [ca.submit("shell", {"cmd": CMD}) for _ in range(24)]
+    # A's demand is known to the worker before B's tasks come (else B may be
+    # lent slots first, and what runs is not taken back)
+    wait_until(lambda: ca.status()["running"], what="A's tasks running")
     fb = [cb.submit("shell", {"cmd": CMD}) for _ in range(24)]
     first = intervals([f.result(60) for f in fb[:4]])
     assert most_at_once(first) == 1                          # 3:1 of 4 slots while A wants
