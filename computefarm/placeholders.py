@@ -36,11 +36,6 @@ def problem(text):
     return None
 
 
-def uses(text, name):
-    """Whether ``text`` (already checked) uses placeholder ``name``."""
-    return any(field == name for _, field, _, _ in _FORMATTER.parse(text))
-
-
 def fill(text, values):
     """``text`` with its placeholders replaced by ``values`` (name -> value)."""
     return text.format_map(values)
