@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from . import addresses, defaults
-from .configcheck import Checker, show
+from .configcheck import Checker
 from .exceptions import ConfigError
 
 PLACEMENTS = ("load", "round-robin")
@@ -90,6 +90,7 @@ class MachineConfig:
     taskmanagers: list = field(default_factory=list)   # Upstream: those it serves, if several
     cache: str = None    # its workers' blob cache (staged tasks); None: storage.cas.location
     cache_size: int = defaults.CACHE_SIZE    # ... its size limit in bytes
+    monitor: bool = True       # farm-service runs a monitor beside its workers
 
 
 @dataclass
@@ -98,6 +99,12 @@ class KeysConfig:
     server_secret: str = None   # the TaskManager's secret key file (the TaskManager)
     authorized: str = None      # directory of trusted public keys (the TaskManager)
     secret: str = None          # this machine's or user's secret key file (other processes)
+    invitations: str = None     # farm-keys invite's directory (the TaskManager);
+    #                             None: ``invitations`` beside ``authorized``
+
+    def invitations_dir(self):
+        return self.invitations or os.path.join(
+            os.path.dirname(self.authorized.rstrip("/")), "invitations")
 
     def peer_curve(self, where="keys"):
         """``(public, secret, server public)`` for a connecting process, or None."""
@@ -147,6 +154,29 @@ class StagingConfig:
 
 
 @dataclass
+class FactoryConfig:
+    """farm-factory's pilots (``factory:``); ``options``: its backend's own section."""
+    backend: str = None             # slurm, ssh, local, or module:Class
+    name: str = "computefarm-pilot"   # its pilots' job name: found again after a restart
+    min: int = 0                    # pilots kept even with nothing to do
+    max: int = 4                    # pilots at most
+    interval: float = 5.0           # seconds between looks at the demand
+    capabilities: list = field(default_factory=lambda: ["shell"])   # what pilots offer
+    slots: int = 1                  # each pilot's
+    attributes: dict = field(default_factory=dict)   # what tasks may constrain on
+    idle_exit: float = 60.0         # a pilot leaves after this long with nothing to do
+    lifetime: float = None          # a pilot's walltime (s): it drains before its end
+    max_tasks: int = None           # a pilot leaves after this many tasks
+    python: str = None              # the pilots' Python (default: the factory's)
+    pilot_config: str = None        # the farm.yaml pilots read (keys); default: the factory's
+    workdir: str = None             # scripts and pilots' logs; default: DATA/factory-NAME
+    options: dict = field(default_factory=dict)
+
+
+FACTORY_BACKENDS = ("slurm", "ssh", "local")
+
+
+@dataclass
 class FarmConfig:
     path: str = None
     taskmanager: TaskManagerConfig = field(default_factory=TaskManagerConfig)
@@ -156,6 +186,8 @@ class FarmConfig:
     keys: KeysConfig = field(default_factory=KeysConfig)
     users: dict = field(default_factory=dict)    # user name -> UserPolicy
     staging: StagingConfig = field(default_factory=StagingConfig)
+    this_machine: str = None     # ``machine:``: this machine's name (farm-join writes it)
+    factory: FactoryConfig = None   # ``factory:``: farm-factory's pilots
 
     def machine(self, name):
         """The machine entry called ``name`` (or whose host is ``name``), else None."""
@@ -211,21 +243,25 @@ _POLICY_KEYS = ("max_load", "min_free_memory", "owner_cpu_limit", "on_owner", "r
 # The keys each section may hold: the reference farm.yaml lists every one
 # (tests/test_config.py checks it against this table).
 SCHEMA = {
-    "": ("taskmanager", "machines", "logging", "load", "keys", "users", "staging"),
+    "": ("taskmanager", "machines", "logging", "load", "keys", "users", "staging", "machine",
+         "factory"),
+    "factory": ("backend", "name", "min", "max", "interval", "capabilities", "slots",
+                "attributes", "idle_exit", "lifetime", "max_tasks", "python", "pilot_config",
+                "workdir") + FACTORY_BACKENDS,
     "staging": ("mode", "exclude"),
     "taskmanager": ("address", "bind", "heartbeat_interval", "heartbeat_liveness",
                     "max_attempts", "max_message_size", "recovery_grace", "handover_wait",
                     "max_queued_per_client", "max_queued_bytes_per_client", "max_log_rate",
                     "usage_half_life", "store", "store_size", "database", "speculate_after"),
     "machines.NAME": ("host", "workers", "path_map", "policy", "taskmanagers", "cache",
-                      "cache_size"),
+                      "cache_size", "monitor"),
     "machines.NAME.taskmanagers[]": ("address", "weight", "server"),
     "machines.NAME.workers[]": ("capabilities", "slots", "attributes"),
     "machines.NAME.policy": _POLICY_KEYS,
     "load": ("placement", "monitor_interval", "policy"),
     "load.policy": _POLICY_KEYS,
     "logging": ("level", "file", "cutelog", "records", "buffer"),
-    "keys": ("server", "server_secret", "authorized", "secret"),
+    "keys": ("server", "server_secret", "authorized", "secret", "invitations"),
     "users.NAME": ("weight", "max_slots", "max_queued", "max_queued_bytes", "priority"),
 }
 
@@ -237,6 +273,8 @@ def parse_config(data, path="farm.yaml"):
         data = {}
     top = check.mapping(data, "", SCHEMA[""])
     config = FarmConfig(path=path)
+    if top.get("machine") is not None:
+        config.this_machine = check.string(top["machine"], "machine")
     if "keys" in top:
         section = check.mapping(top["keys"], "keys", SCHEMA["keys"])
         for key, value in section.items():
@@ -264,6 +302,8 @@ def parse_config(data, path="farm.yaml"):
                                          % machine.name, config.load.policy)
     if "logging" in top:
         config.logging = _logging(check, top["logging"])
+    if top.get("factory") is not None:
+        config.factory = _factory(check, top["factory"])
     if "users" in top:
         users = check.mapping(top["users"], "users")
         config.users = {str(name): _user(check, spec, "users.%s" % name)
@@ -302,6 +342,8 @@ def _machine(check, data, where, name):
         machine.policy = check.mapping(section["policy"], where + ".policy")  # checked later
     if "host" in section:
         machine.host = check.string(section["host"], where + ".host")
+    if "monitor" in section:
+        machine.monitor = check.boolean(section["monitor"], where + ".monitor")
     if section.get("cache") is not None:
         machine.cache = check.string(section["cache"], where + ".cache")
     if "cache_size" in section:
@@ -348,6 +390,39 @@ def _machine(check, data, where, name):
     return machine
 
 
+def _factory(check, data):
+    section = check.mapping(data, "factory", SCHEMA["factory"])
+    factory = FactoryConfig()
+    if section.get("backend") is not None:
+        factory.backend = check.string(section["backend"], "factory.backend")
+    for key in ("name", "python", "pilot_config", "workdir"):
+        if section.get(key) is not None:
+            setattr(factory, key, check.string(section[key], "factory." + key))
+    for key in ("min", "max"):
+        if key in section:
+            setattr(factory, key, check.integer(section[key], "factory." + key))
+    for key in ("slots", "max_tasks"):
+        if section.get(key) is not None:
+            setattr(factory, key, check.integer(section[key], "factory." + key, minimum=1))
+    for key in ("interval", "idle_exit", "lifetime"):
+        if section.get(key) is not None:
+            setattr(factory, key, check.number(section[key], "factory." + key))
+    if "capabilities" in section:
+        caps = section["capabilities"]
+        if not isinstance(caps, list) or not caps or not all(
+                isinstance(c, str) and c for c in caps):
+            check.fail("factory.capabilities", "expected a non-empty list of names")
+        factory.capabilities = caps
+    if section.get("attributes") is not None:
+        factory.attributes = check.str_map(section["attributes"], "factory.attributes")
+    if factory.max < max(1, factory.min):
+        check.fail("factory.max", "expected at least 1 and at least factory.min (%d)"
+                   % factory.min)
+    if factory.backend in FACTORY_BACKENDS and section.get(factory.backend) is not None:
+        factory.options = check.mapping(section[factory.backend], "factory." + factory.backend)
+    return factory
+
+
 def _user(check, data, where):
     section = check.mapping({} if data is None else data, where, SCHEMA["users.NAME"])
     user = UserPolicy()
@@ -357,10 +432,7 @@ def _user(check, data, where):
         if section.get(key) is not None:
             setattr(user, key, check.integer(section[key], "%s.%s" % (where, key), minimum=1))
     if "priority" in section:
-        if not isinstance(section["priority"], bool):
-            check.fail(where + ".priority", "expected true or false, got %s"
-                       % show(section["priority"]))
-        user.priority = section["priority"]
+        user.priority = check.boolean(section["priority"], where + ".priority")
     return user
 
 

@@ -44,6 +44,11 @@ class Checker:
             self.fail(key, "expected a whole number >= %d, got %s" % (minimum, show(value)))
         return value
 
+    def boolean(self, value, key):
+        if not isinstance(value, bool):
+            self.fail(key, "expected true or false, got %s" % show(value))
+        return value
+
     def str_map(self, value, key):
         self.mapping(value, key)
         return {str(k): self.scalar(v, "%s.%s" % (key, k)) for k, v in value.items()}
@@ -63,3 +68,18 @@ class Checker:
 def show(value):
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def duration(text, option):
+    """Seconds from ``90``, ``90s``, ``30m``, ``2h`` or ``7d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = str(text).strip().lower()
+    scale = units.get(text[-1:], None)
+    try:
+        value = float(text[:-1] if scale else text) * (scale or 1)
+    except ValueError:
+        raise ConfigError("%s %r: expected seconds, or a number with s, m, h or d"
+                         % (option, text)) from None
+    if not value > 0:
+        raise ConfigError("%s %r: must be more than 0" % (option, text))
+    return value

@@ -226,6 +226,46 @@ CLIENT_LOG_BACKLOG = 100000
 # The TaskManager logs refused connections from one address at most this often (s).
 REFUSAL_LOG_INTERVAL = 5.0
 
+# Enrolment (farm-join): an address whose attempts failed ENROL_FAILURES times
+# within ENROL_WINDOW seconds is refused (even at the handshake) until they age
+# out; the TaskManager remembers at most ENROL_STRANGERS unknown keys and addresses.
+ENROL_FAILURES = 5
+ENROL_WINDOW = 60.0
+ENROL_STRANGERS = 10000
+# farm-join waits this long for the TaskManager's answer (s).
+ENROL_TIMEOUT = 15.0
+# What an invitation is valid for unless farm-keys invite --expires says (s).
+INVITATION_EXPIRES = 3600.0
+
+# farm-service restarts a child that died after SUPERVISE_BACKOFF s, doubling up
+# to SUPERVISE_BACKOFF_MAX; one that stayed up SUPERVISE_STABLE s starts over at
+# the shortest wait. Children get SUPERVISE_STOP s to stop after SIGTERM.
+SUPERVISE_BACKOFF = 1.0
+SUPERVISE_BACKOFF_MAX = 60.0
+SUPERVISE_STABLE = 60.0
+SUPERVISE_STOP = 30.0
+# farm-join writes the machine's keys here (its farm.yaml at CONFIG_USER_PATH).
+JOIN_DIR = "~/.config/computefarm/joined"
+
+# A pilot with --lifetime stops taking work this share of it before the end, at
+# most PILOT_DRAIN_MAX seconds (farm-worker --drain-before overrides).
+PILOT_DRAIN_SHARE = 0.1
+PILOT_DRAIN_MAX = 300.0
+
+# farm-factory: its rounds' STATUS waits this long (s); after a failure the next
+# round waits factory.interval, doubling up to FACTORY_BACKOFF_MAX (s).
+FACTORY_STATUS_TIMEOUT = 10.0
+FACTORY_BACKOFF_MAX = 300.0
+# An engine command (sbatch, squeue, ssh) that has not answered in this long has
+# failed (s): squeue, for one, retries a missing configuration for a minute.
+FACTORY_COMMAND_TIMEOUT = 20.0
+
+# A task killed by SIGTERM, SIGKILL, SIGHUP or SIGINT (not by its worker) is
+# reported this long after it ended (s): when its worker is being stopped too (a
+# scheduler ending a pilot's job signals all its processes at once), the task is
+# handed back instead, and runs again elsewhere.
+SIGNALLED_GRACE = 0.5
+
 # farm-status --watch redraws this often (s).
 WATCH_INTERVAL = 2.0
 

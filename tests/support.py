@@ -5,6 +5,7 @@ heartbeat so failures are noticed quickly), waits for conditions with deadlines,
 and stops every process it started, by pid.
 """
 
+import contextlib
 import fcntl
 import io
 import json
@@ -222,6 +223,17 @@ class SecureFarm(Farm):
             peer.curve_publickey, peer.curve_secretkey, peer.curve_serverkey = curve
         peer.connect(self.address)
         return peer
+
+
+@contextlib.contextmanager
+def running_secure_farm(tmp_path, peers=SecureFarm.PEERS):
+    """A SecureFarm whose TaskManager runs; every process stopped afterwards."""
+    farm = SecureFarm(tmp_path, peers=peers)
+    farm.start_taskmanager()
+    try:
+        yield farm
+    finally:
+        farm.close()
 
 
 def run_tool(tool, cwd, *args, timeout=300, env=None):

@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from computefarm.config import (
+    FACTORY_BACKENDS,
     SCHEMA,
+    FactoryConfig,
     FarmConfig,
     UserPolicy,
     find_config,
@@ -30,7 +32,7 @@ def test_reference_farm_yaml_loads():
 def _sections(data):
     """{schema section: the mapping found there} for every section of a farm.yaml."""
     found = {"": data}
-    for name in ("taskmanager", "load", "logging", "keys", "staging"):
+    for name in ("taskmanager", "load", "logging", "keys", "staging", "factory"):
         found[name] = data[name]
     found["load.policy"] = data["load"]["policy"]
     machines = list(data["machines"].values())
@@ -56,8 +58,11 @@ def test_reference_farm_yaml_lists_every_key_with_its_default():
     for section, record in (("taskmanager", defaults.taskmanager), ("logging", defaults.logging),
                             ("keys", defaults.keys), ("load.policy", defaults.load.policy),
                             ("staging", defaults.staging),
-                            ("users.NAME", UserPolicy())):
+                            ("users.NAME", UserPolicy()), ("factory", FactoryConfig())):
         for key in SCHEMA[section]:
+            if section == "factory" and key in FACTORY_BACKENDS:
+                assert found[section][key] is None
+                continue
             assert found[section][key] == getattr(record, key), "%s.%s" % (section, key)
     for key in ("placement", "monitor_interval"):
         assert found["load"][key] == getattr(defaults.load, key), "load." + key

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 import zmq
-from support import SecureFarm, wait_until
+from support import running_secure_farm, wait_until
 
 from computefarm.wire import protocol
 from computefarm.wire.protocol import Code, Msg
@@ -19,12 +19,8 @@ PEERS = (("w1", "worker"), ("c1", "client"), ("c2", "client"), ("spare1", "monit
 
 @pytest.fixture
 def secure(tmp_path):
-    farm = SecureFarm(tmp_path, peers=PEERS)
-    farm.start_taskmanager()
-    try:
+    with running_secure_farm(tmp_path, PEERS) as farm:
         yield farm
-    finally:
-        farm.close()
 
 
 def raw(farm, key, identity=None):

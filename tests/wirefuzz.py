@@ -17,6 +17,7 @@ ROLE_TYPES = {
                Msg.BATCH, Msg.QUERY),
     "worker": (Msg.HELLO, Msg.HEARTBEAT, Msg.BYE, Msg.RESULT, Msg.OUTPUT),
     "monitor": (Msg.HELLO, Msg.HEARTBEAT, Msg.BYE, Msg.REPORT),
+    "stranger": (Msg.ENROL,),      # an unknown key, while an invitation is open
 }
 ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-_:./ é\n\x00"
 

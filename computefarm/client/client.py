@@ -84,6 +84,7 @@ class Client:
         self._closing = False
         self._woken = False
         self._status_asked = False
+        self._report = None            # what status(report=) says of this client
         self._logs_sent = 0.0
         self._connected = threading.Event()
         self._error = None
@@ -265,10 +266,14 @@ class Client:
             if len(self._logs) < defaults.CLIENT_LOG_BACKLOG:
                 self._logs.append(record)
 
-    def status(self, timeout=10.0):
-        """The TaskManager's view of the farm (what farm-status shows), as a dict."""
+    def status(self, timeout=10.0, report=None):
+        """The TaskManager's view of the farm (what farm-status shows), as a dict.
+        ``report`` (a map): what this client says of itself in farm-status (a
+        factory of pilots: its pilots and its last error); kept until the next."""
         future = Future()
         with self._lock:
+            if report is not None:
+                self._report = report
             self._status.append(future)
         self._wake()
         try:
@@ -417,7 +422,8 @@ class Client:
         if cancels:
             self._link.send_batched(Msg.CANCEL, cancels, now)
         if self._status and not self._status_asked:
-            self._status_asked = self._link.send(Msg.STATUS, {}, now)
+            self._status_asked = self._link.send(
+                Msg.STATUS, {} if self._report is None else {"report": self._report}, now)
         if self._logs and (final or len(self._logs) >= defaults.LOG_BATCH or
                            now - self._logs_sent >= defaults.LOG_DELAY):
             with self._lock:

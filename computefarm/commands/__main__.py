@@ -4,7 +4,8 @@
 import importlib
 import sys
 
-COMMANDS = ("taskmanager", "worker", "monitor", "status", "logforwarder", "viewer", "keys", "run")
+COMMANDS = ("taskmanager", "worker", "monitor", "status", "logforwarder", "viewer", "keys", "run",
+            "join", "service", "factory")
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

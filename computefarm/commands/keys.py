@@ -4,23 +4,31 @@
     farm-keys add NAME --role ROLE      a key pair for a machine or user, trusted
                 [--machine MACHINE]     (a monitor's key speaks for machine NAME only)
     farm-keys revoke NAME               stop trusting it (no restart needed)
-    farm-keys list                      who is trusted, as what
+    farm-keys invite [--role machine]   one line a new machine joins with (farm-join)
+                [--expires 1h] [--uses 1] [--machine NAME] [--capability C]
+    farm-keys uninvite ID               withdraw an invitation
+    farm-keys list                      who is trusted, as what; pending invitations
 
 Everything lives in one directory (default ~/.config/computefarm/keys):
 taskmanager.key / .key_secret, authorized/NAME.key (the trusted public keys,
 with their role), peers/NAME.key_secret (a new machine's key pair, to copy to it
-once), revoked/NAME.key. Secret files are written 0600.
+once), revoked/NAME.key, invitations/ID.json (a digest of each invitation's
+secret, never the secret). Secret files are written 0600.
 """
 
 import argparse
 import os
 import shutil
 import sys
+import time
 
 import zmq
 
-from .. import defaults
+from .. import addresses, defaults
+from ..config import load_config
+from ..configcheck import check_address, duration
 from ..exceptions import FarmError, UsageError
+from ..invitations import INVITE_ROLES, Invitations, make_token, refusal
 from ..wire.certificates import KEY_ROLES as ROLES
 from ..wire.certificates import read_certificate, write_certificate
 from .common import add_version
@@ -57,10 +65,11 @@ def add(directory, name, role, out, machine=None):
     trusted = os.path.join(directory, "authorized", name + ".key")
     if os.path.exists(trusted):
         raise UsageError("%s is already authorized (revoke it first to replace it)" % name)
-    if machine is not None and role not in ("worker", "monitor"):
-        raise UsageError("--machine binds worker and monitor keys only, not %s keys" % role)
+    if machine is not None and role not in ("worker", "monitor", "machine"):
+        raise UsageError("--machine binds worker, monitor and machine keys only, not %s "
+                         "keys" % role)
     metadata = {"name": name, "role": role}
-    if machine is not None or role == "monitor":
+    if machine is not None or role in ("monitor", "machine"):
         metadata["machine"] = machine or name
     public, secret = zmq.curve_keypair()
     secret_path = os.path.join(directory, "peers", name + ".key_secret")
@@ -85,17 +94,71 @@ def revoke(directory, name, out):
     return 0
 
 
+def invite(directory, args, out):
+    """An invitation, printed as the one line farm-join takes (and only there)."""
+    server = os.path.join(directory, "taskmanager.key")
+    if not os.path.exists(server):
+        raise UsageError("no keys in %s yet: run farm-keys init first" % directory)
+    address = args.address
+    if address is None:
+        config = load_config(args.config)
+        address = config.taskmanager.address
+        host, _ = addresses.split(address, "taskmanager.address")
+        if addresses.is_loopback(host):
+            raise UsageError("the TaskManager's address is %s (%s), which no other machine "
+                             "reaches: pass --address tcp://HOST:PORT, or set "
+                             "taskmanager.address" % (address, config.path or "the default"))
+    address = check_address(address, "--address")
+    if args.machine is not None and (not args.machine or "/" in args.machine):
+        raise UsageError("--machine %r is not a usable machine name" % args.machine)
+    record, secret = Invitations(os.path.join(directory, "invitations")).create(
+        args.role, duration(args.expires, "--expires"), args.uses, args.machine,
+        args.capability or (), args.slots)
+    out.write(make_token(address, read_certificate(server)[0], secret) + "\n")
+    print("farm-keys: invitation %s: %s, %d use(s), until %s; on the new machine: "
+          "farm-join TOKEN (the line above; it is shown only now)"
+          % (record["id"], record["role"], record["uses"], _when(record["expires"])),
+          file=sys.stderr)
+    return 0
+
+
+def uninvite(directory, invitation_id, out):
+    record = Invitations(os.path.join(directory, "invitations")).revoke(invitation_id)
+    out.write("Withdrew invitation %s (%d of %d use(s) taken).\n"
+              % (record["id"], record["used"], record["uses"]))
+    return 0
+
+
 def list_keys(directory, out):
     folder = os.path.join(directory, "authorized")
     if not os.path.isdir(folder):
         raise UsageError("no keys in %s yet: run farm-keys init first" % directory)
+    out.write("%-24s %-8s %-16s %-16s %s\n" % ("KEY", "ROLE", "MACHINE", "INVITATION",
+                                              "PUBLIC KEY"))
     for name in sorted(os.listdir(folder)):
         if name.endswith(".key"):
             public, _, metadata = read_certificate(os.path.join(folder, name))
-            out.write("%-24s %-8s %-16s %s\n" % (name[:-4], metadata.get("role", "?"),
-                                                 metadata.get("machine", "-"),
-                                                 public.decode()))
+            out.write("%-24s %-8s %-16s %-16s %s\n" % (
+                name[:-4], metadata.get("role", "?"), metadata.get("machine", "-"),
+                metadata.get("invitation", "-"), public.decode()))
+    records = Invitations(os.path.join(directory, "invitations")).all()
+    if records:
+        now = time.time()
+        out.write("\n%-16s %-8s %-16s %-6s %-24s %s\n" % ("INVITATION", "ROLE", "MACHINE",
+                                                         "USED", "STATE", "JOINED"))
+        for record in records:
+            why = refusal(record, now)
+            out.write("%-16s %-8s %-16s %-6s %-24s %s\n" % (
+                record["id"], record["role"], record["machine"] or "-",
+                "%d/%d" % (record["used"], record["uses"]),
+                why or "pending until " + _when(record["expires"]),
+                ", ".join("%s from %s" % (j["name"], j["address"]) for j in record["joined"])
+                or "-"))
     return 0
+
+
+def _when(wall):
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(wall))
 
 
 def main(argv=None, out=None):
@@ -112,7 +175,27 @@ def main(argv=None, out=None):
                        "(a monitor key's default: NAME)")
     revoked = commands.add_parser("revoke", help="stop trusting a key")
     revoked.add_argument("name")
-    commands.add_parser("list", help="show the authorized keys")
+    invited = commands.add_parser("invite", help="print a one-line invitation for farm-join")
+    invited.add_argument("--role", default="machine", choices=INVITE_ROLES,
+                         help="machine: its workers and monitor; worker: workers only; "
+                              "client: a user [%(default)s]")
+    invited.add_argument("--expires", default="1h", metavar="TIME",
+                         help="valid for this long: 90s, 30m, 2h, 7d [%(default)s]")
+    invited.add_argument("--uses", type=int, default=1, metavar="N",
+                         help="machines that may join with it [%(default)s]")
+    invited.add_argument("--machine", metavar="NAME",
+                         help="the name the machine gets (default: its host name)")
+    invited.add_argument("--capability", action="append", metavar="NAME",
+                         help="what its workers offer (repeatable; default: shell, python)")
+    invited.add_argument("--slots", type=int, metavar="N",
+                         help="tasks its worker runs at once (default: its CPU count)")
+    invited.add_argument("--address", metavar="ADDR",
+                         help="the TaskManager's address the new machine dials "
+                              "(default: farm.yaml's taskmanager.address)")
+    invited.add_argument("--config", metavar="FILE", help="farm.yaml to read the address from")
+    uninvited = commands.add_parser("uninvite", help="withdraw an invitation")
+    uninvited.add_argument("id")
+    commands.add_parser("list", help="show the authorized keys and the invitations")
     args = parser.parse_args(argv)
     directory = os.path.expanduser(args.dir)
     try:
@@ -122,6 +205,10 @@ def main(argv=None, out=None):
             return add(directory, args.name, args.role, out, args.machine)
         if args.command == "revoke":
             return revoke(directory, args.name, out)
+        if args.command == "invite":
+            return invite(directory, args, out)
+        if args.command == "uninvite":
+            return uninvite(directory, args.id, out)
         return list_keys(directory, out)
     except FarmError as exc:
         print("ERROR: farm-keys: %s" % exc, file=sys.stderr)

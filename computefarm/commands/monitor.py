@@ -26,6 +26,7 @@ def main(argv=None):
                                  "(containers, tests; default: the whole machine)")
         args = parser.parse_args(argv)
         config = setup(args, "monitor")
+        args.machine = args.machine or config.this_machine
         interval = args.interval or config.load.monitor_interval
         if interval <= 0:
             raise UsageError("--interval must be a positive number of seconds")

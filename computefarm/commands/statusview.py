@@ -34,7 +34,9 @@ def render(status, address, wall_time=None, width=100, bars=False):
     for w in status["workers"]:
         serves = w.get("serves") or ()
         waiting = w["used"] - w["slots"]     # pipelined: sent ahead, waiting for a slot
-        if len(serves) > 1:                  # slots lent by a worker serving several
+        if w.get("draining"):                # a pilot leaving: takes no more work
+            note = "  (draining: %s)" % w["draining"]
+        elif len(serves) > 1:                # slots lent by a worker serving several
             note = "  (serves %d TaskManagers: %s)" % (len(serves), ", ".join(serves))
         else:
             note = "  (+%d waiting there)" % waiting if waiting > 0 else ""
@@ -44,6 +46,19 @@ def render(status, address, wall_time=None, width=100, bars=False):
             note))
     queues = ", ".join("%s %d" % item for item in sorted(status["queues"].items()))
     lines += ["", "QUEUED    by capability: %s" % (queues or "none")]
+    for row in status.get("demand") or ():   # what pilots would be started for
+        lines.append("          %-30s %6d waiting, %d slot(s) could take them, %d free" % (
+            row["capability"] + "".join(" %s=%s" % item for item in
+                                        sorted(row["requires"].items())),
+            row["queued"], row["slots"], row["free"]))
+    factories = status.get("factories") or []
+    if factories:
+        lines += ["", "FACTORIES %-20s %-8s %8s %8s %8s  %s" % (
+            "name", "backend", "pending", "running", "started", "last error")]
+    for f in factories:
+        lines.append("          %-20s %-8s %8d %8d %8d  %s" % (
+            str(f.get("factory"))[:20], str(f.get("backend"))[:8], f.get("pending") or 0,
+            f.get("running") or 0, f.get("started") or 0, f.get("error") or "-"))
     users = status.get("users") or {}
     if users:
         lines += ["", "USERS     %-20s %8s %8s %12s %7s %6s" % (

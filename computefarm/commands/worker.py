@@ -3,9 +3,11 @@
 import argparse
 
 from .. import defaults
+from ..configcheck import duration
 from ..exceptions import UsageError
 from ..hostinfo import host_name, machine_id
 from ..service import run_service
+from ..worker.pilot import PilotLimits
 from ..worker.service import FarmWorker
 from .common import add_common_options, run_command, setup
 
@@ -32,11 +34,24 @@ def main(argv=None):
         parser.add_argument("--path-map", action="append", default=[], metavar="CLIENT=HERE",
                             help="a project path clients use and where this machine mounts "
                                  "it (repeatable; adds to farm.yaml's path_map)")
+        pilot = parser.add_argument_group(
+            "pilots", "a worker that leaves on its own (a cluster job): it drains first, "
+                      "handing back what it has not started, so nothing is lost")
+        pilot.add_argument("--idle-exit", metavar="TIME",
+                           help="leave after this long with nothing to do (90, 90s, 5m)")
+        pilot.add_argument("--max-tasks", type=int, metavar="N",
+                           help="start N tasks, then drain and leave")
+        pilot.add_argument("--lifetime", metavar="TIME",
+                           help="the job's walltime: drain before it ends, leave at its end")
+        pilot.add_argument("--drain-before", metavar="TIME",
+                           help="with --lifetime: stop taking work this long before its end "
+                                "(default a tenth of it, at most 5m)")
         parser.add_argument("--ready-file", metavar="FILE",
                             help="rewrite FILE (JSON: welcomes, incarnation, pid) each time "
                                  "the TaskManager welcomes this worker")
         args = parser.parse_args(argv)
         config = setup(args, "worker")
+        args.machine = args.machine or config.this_machine
         capabilities, slots, attributes = args.capability, args.slots, {}
         machine = this_machine(config, args.machine)
         if not capabilities:
@@ -47,13 +62,27 @@ def main(argv=None):
         if slots is not None and slots < 1:
             raise UsageError("--slots must be at least 1")
         taskmanagers, weights, curves = upstreams(config, machine, args)
+        limits = pilot_limits(args)
         worker = FarmWorker(taskmanagers, capabilities, slots=slots,
                             machine=args.machine, attributes=attributes, path_map=path_map,
                             curve=curves, ready_file=args.ready_file, weights=weights,
                             cache=machine.cache if machine else None,
-                            cache_size=machine.cache_size if machine else defaults.CACHE_SIZE)
+                            cache_size=machine.cache_size if machine else defaults.CACHE_SIZE,
+                            pilot=limits)
         return run_service(worker)
     return run_command("farm-worker", build, argv)
+
+
+def pilot_limits(args):
+    """The pilot's limits from the command line (worker/pilot.py)."""
+    if args.max_tasks is not None and args.max_tasks < 1:
+        raise UsageError("--max-tasks must be at least 1")
+    lifetime = duration(args.lifetime, "--lifetime") if args.lifetime else None
+    drain = duration(args.drain_before, "--drain-before") if args.drain_before else None
+    if drain is not None and (lifetime is None or drain >= lifetime):
+        raise UsageError("--drain-before goes with a longer --lifetime")
+    return PilotLimits(duration(args.idle_exit, "--idle-exit") if args.idle_exit else None,
+                       args.max_tasks, lifetime, drain)
 
 
 def upstreams(config, machine, args):

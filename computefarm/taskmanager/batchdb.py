@@ -21,8 +21,9 @@ import sqlite3
 
 import msgpack
 
-from .. import defaults
+from .. import addresses, defaults
 from ..exceptions import StorageError
+from ..storage.cas import location
 
 log = logging.getLogger(__name__)
 
@@ -247,3 +248,18 @@ def _unpack_output(data):
         return []
     return [{"stream": stream, "lines": lines}
             for stream, lines in msgpack.unpackb(data, raw=False)]
+
+
+def database_path(configured, bind):
+    """The batches' database file (None: in memory): farm.yaml's, else one per port
+    in the data folder; a port chosen at random (0) keeps them in memory, as no
+    TaskManager started later would find them."""
+    if configured == "memory":
+        return None
+    if configured:
+        return os.path.abspath(os.path.expanduser(configured))
+    port = addresses.split(bind, "bind", allow_port_zero=True)[1]
+    if port == 0:
+        return None
+    return os.path.join(location(None, defaults.DATA_ENV, defaults.DATA_DIR),
+                        "taskmanager-%d.sqlite" % port)

@@ -419,6 +419,12 @@ class BatchBook:
         log.info("TaskManager: batch %s forgotten", batch.id)
         return True
 
+    def unloaded(self):
+        """``(capability, requires, count)``: active batches' tasks still on disk."""
+        return [(b.spec["capability"], b.spec.get("requires"),
+                 b.total - b.finished - len(b.loaded)) for b in self.batches.values()
+                if b.state == ACTIVE and b.total - b.finished - len(b.loaded) > 0]
+
     def describe(self):
         """Active batches, for STATE."""
         now = self.wall()

@@ -22,7 +22,7 @@ from zmq.utils import z85
 from .. import addresses, defaults
 from ..exceptions import ConfigError, UsageError
 from ..localkeys import local_keys
-from ..wire.certificates import KEY_ROLES, load_secret, read_certificate
+from ..wire.certificates import KEY_ROLES, ROLE_INCLUDES, load_secret, read_certificate
 from ..wire.protocol import Code, Msg
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ class KeyRing:
                             ", ".join(KEY_ROLES))
                 continue
             key_name = metadata.get("name", name[:-4])
-            machine = metadata.get("machine") or (key_name if role == "monitor" else None)
+            machine = metadata.get("machine") or (
+                key_name if role in ("monitor", "machine") else None)
             keys[public] = Grant(key_name, role, machine)
         if self.stamp is not None:
             log.info("TaskManager: authorized keys changed: %d key(s)", len(keys))
@@ -84,8 +85,9 @@ class KeyRing:
 class ZapHandler:
     """Answers ZeroMQ's authentication requests in the TaskManager's loop."""
 
-    def __init__(self, context, keyring):
+    def __init__(self, context, keyring, admits=None):
         self.keyring = keyring
+        self.admits = admits        # (public, address, now) -> may an unknown key enrol?
         self.socket = context.socket(zmq.REP)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.bind(ZAP_ENDPOINT)
@@ -110,6 +112,9 @@ class ZapHandler:
                 public = z85.encode(frames[6])
                 entry = self.keyring.lookup(public)
                 reason = b"unknown or revoked key"
+                if entry is None and self.admits is not None and self.admits(
+                        public, address.decode("ascii", "replace"), now):
+                    entry = "stranger"      # may send ENROL, nothing else (Gate)
             if entry is None:
                 self._refused(address.decode("utf-8", "replace"), reason.decode(), now)
                 self.socket.send_multipart([version, request_id, b"400", reason, b"", b""])
@@ -140,18 +145,22 @@ class Gate:
     def __init__(self, keyring, allowed):
         self.keyring = keyring
         self.allowed = dict(allowed)
+        for role, includes in ROLE_INCLUDES.items():
+            self.allowed[role] = set().union(*(allowed[r] for r in includes))
         self.allowed["admin"] = set().union(*allowed.values())
 
     def check(self, peer, mtype, body, user):
         """None when allowed; else ``(code, why)`` (the caller refuses the message)."""
         entry = self.keyring.lookup(user) if user else None
         if entry is None:
+            if mtype == Msg.ENROL and user:     # a stranger ZAP let in: enrolment decides
+                return None
             return Code.KEY_REFUSED, "the key of this connection is not (or no longer) authorized"
         name, role, machine = entry
         if mtype not in self.allowed.get(role, ()):
             return Code.NOT_ALLOWED, "a %s key (%s) may not send %s" % (role, name, mtype.name)
         if mtype == Msg.HELLO and role != "admin":
-            if body.get("role") != role:
+            if body.get("role") not in ROLE_INCLUDES.get(role, (role,)):
                 return Code.ROLE_MISMATCH, "a %s key (%s) may not say hello as a %s" % (
                     role, name, body.get("role"))
             if machine is not None and body.get("machine") != machine:
@@ -164,10 +173,11 @@ class Gate:
 
 
 
-def secure_router(sock, bind, keys, insecure, context, allowed):
+def secure_router(sock, bind, keys, insecure, context, allowed, enrolment=None):
     """CURVE and ZAP on the TaskManager's socket when keys are configured, else
     loopback only (or ``insecure``). ``(keyring, zap, gate, server public)``;
-    all None without keys."""
+    all None without keys. ``enrolment(keyring)`` makes what admits strangers
+    (invitations), for a farm whose keys are in a key directory."""
     if keys is None or not keys.server_secret:
         host, _ = addresses.split(bind, "bind", allow_port_zero=True)
         if addresses.is_loopback(host) and not insecure:
@@ -189,7 +199,9 @@ def secure_router(sock, bind, keys, insecure, context, allowed):
             return None, None, None, None
     public, secret = load_secret(keys.server_secret)
     keyring = KeyRing(keys.authorized)
-    zap = ZapHandler(context, keyring)
+    enrolling = enrolment(keyring) if enrolment is not None else None
+    admits = enrolling.admits if enrolling is not None else None
+    zap = ZapHandler(context, keyring, admits)
     sock.curve_server = True
     sock.curve_secretkey = secret
     sock.curve_publickey = public

@@ -80,9 +80,11 @@ class Membership:
             worker.depth, worker.pace = 0, None      # its pipelining starts anew
             self._add_worker(worker)
 
-    def lend(self, worker, slots):
-        """A worker serving several TaskManagers lends this one ``slots`` now (SLOTS):
-        fewer than it runs here take nothing back; they are not refilled."""
+    def lend(self, worker, slots, draining=None):
+        """A worker serving several TaskManagers lends this one ``slots`` now (SLOTS),
+        or a pilot drains (``draining``: why; 0 slots): fewer than it runs here take
+        nothing back; they are not refilled."""
+        worker.draining = draining
         if slots == worker.slots or worker.gone:
             return
         self.scheduler.remove(worker)

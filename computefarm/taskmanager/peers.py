@@ -26,7 +26,7 @@ class Peer:
                  "user", "admin", "scope",
                  # workers
                  "slots", "capabilities", "running", "assigned", "order", "version",
-                 "depth", "pace", "serves", "wanted",
+                 "depth", "pace", "serves", "wanted", "draining",
                  "profiles", "heaps", "machine_record", "gone",
                  # clients
                  "tasks", "told", "nice", "runs")
@@ -50,6 +50,7 @@ class Peer:
         self.pace = None              # moving average of its tasks' run times (s)
         self.serves = ()              # the TaskManagers a worker serves, when several
         self.wanted = None            # the DEMAND it was last sent (a worker serving several)
+        self.draining = None          # why a pilot takes no more work (SLOTS), once it does
         self.assigned = 0             # tasks given to it since it registered
         self.order = order            # registration order: the last tie-break of placement
         self.version = 0              # bumped when it is offered anew to the scheduler

@@ -25,15 +25,16 @@ from ..wire.protocol import Code, Msg
 from ..wire.schemas import MAX_HELD
 from . import batchparts, batchqueries
 from .actioncache import ActionCache, profile
-from .batchdb import BatchDB
+from .batchdb import BatchDB, database_path
 from .batches import BatchBook
 from .blobs import BlobService
+from .enrolment import Enrolment
 from .gate import Grant, secure_router
 from .logrouting import LogRouter, start_forwarder, stop_forwarder
 from .memory import Memory
 from .outbox import Outbox
 from .refusals import Refusals
-from .snapshot import snapshot
+from .snapshot import farm_status
 from .speculation import Speculator
 from .state import Effects, State
 
@@ -85,6 +86,8 @@ class TaskManager(Service):
         self.actions = None              # actioncache.ActionCache: results reused
         self.batches = None              # batches.BatchBook: farm-run's durable queue
         self.speculator = None           # speculation.Speculator: clients' stragglers copied
+        self.enrolment = None            # enrolment.Enrolment: invitations (keys configured)
+        self.reports = {}                # client rid -> (peer, report, when): farm-factory's
         common = {Msg.HELLO: self.on_hello, Msg.HEARTBEAT: _nothing, Msg.BYE: self.on_bye}
         files = {Msg.FIND: self.on_find, Msg.PUT: self.on_put, Msg.GET: self.on_get}
         self.handlers = {
@@ -126,7 +129,8 @@ class TaskManager(Service):
         sock.setsockopt(zmq.IPV6, addresses.is_ipv6(self.bind))
         allowed = {role: set(table) for role, table in self.handlers.items()}
         self.keyring, self.zap, self.gate, self.server_public = secure_router(
-            sock, self.bind, self.keys, self.insecure, self.context, allowed)
+            sock, self.bind, self.keys, self.insecure, self.context, allowed,
+            self.start_enrolment)
         try:
             sock.bind(self.bind)
         except zmq.ZMQError as exc:
@@ -337,6 +341,9 @@ class TaskManager(Service):
         return mtype.name, sender
 
     def handle(self, peer, sender, mtype, body, user, now):
+        if mtype == Msg.ENROL:
+            self.on_enrol(sender, body, user, now)
+            return
         if peer is None:
             if mtype == Msg.HELLO:
                 self.on_hello(None, body, now, sender, user)
@@ -389,6 +396,20 @@ class TaskManager(Service):
             registered.wanted = None           # it learns anew what waits here
             self.tell_demand(registered)
 
+    def start_enrolment(self, keyring):
+        if self.keys is None or not self.keys.authorized:
+            return None            # the user's local key set: nobody else may join
+        self.enrolment = Enrolment(keyring, self.keys.invitations_dir())
+        return self.enrolment
+
+    def on_enrol(self, sender, body, user, now):
+        """A stranger's key proves an invitation (the gate let nothing else through)."""
+        if self.enrolment is None or user is None:
+            raise ProtocolError("this TaskManager takes no invitations (it has no key "
+                                "directory)", Code.NOT_ALLOWED)
+        self.outbox.send(sender, Msg.ENROLLED, protocol.enrolled(
+            **self.enrolment.enrol(user, body, now)))
+
     def on_bye(self, peer, body, now):
         self.apply(self.state.remove_peer, peer, "left", requeue_only=True)
         log.info("TaskManager: %s left: %s", peer.describe(), body.get("reason", ""))
@@ -415,24 +436,9 @@ class TaskManager(Service):
         self.apply(self.speculator.cancelled, client, body["ids"], now)
 
     def on_status(self, client, body, now):
-        status = snapshot(self.state, now, client)
-        status["logs"] = {"forwarders": len(self.logs.forwarders),
-                          "dropped_lines": self.logs.dropped}
-        status["refused_messages"] = self.refusals.count
-        status["internal_errors"] = self.internal_errors
-        status["messages"] = {"received": self.received, "sent": self.outbox.count}
-        status["store"] = self.blobs.describe()
-        status["action_cache"] = self.actions.describe()
-        status["batches"] = [b for b in self.batches.describe()
-                             if client.admin or b["user"] == client.user]
-        status["speculation"] = {"copies": self.speculator.started,
-                                 "won": self.speculator.won}
-        status["loop"] = {"iterations": self.iterations,
-                          "longest_ms": round(self.longest_turn * 1000, 3),
-                          "longest_cpu_ms": round(self.longest_cpu * 1000, 3),
-                          "longest_phases_ms": {phase: round(seconds * 1000, 3) for phase, seconds
-                                                in self.longest_phases.items()}}
-        self.outbox.send(client.rid, Msg.STATE, {"status": status})
+        if body.get("report") is not None:       # a factory of pilots says how it does
+            self.reports[client.rid] = (client, body["report"], now)
+        self.outbox.send(client.rid, Msg.STATE, {"status": farm_status(self, client, now)})
 
     def on_log(self, client, body, now):
         self.logs.events(client, body["records"], now)
@@ -466,7 +472,9 @@ class TaskManager(Service):
         self.batches.settle(worker.rid, ids)     # once the batches' results are on disk
 
     def on_slots(self, worker, body, now):
-        self.state.lend(worker, body["slots"])
+        self.state.lend(worker, body["slots"], body.get("draining"))
+        if body.get("draining"):
+            log.info("TaskManager: %s drains: %s", worker.describe(), body["draining"])
 
     def on_output(self, worker, body, now):
         for item in body["items"]:
@@ -535,21 +543,6 @@ class TaskManager(Service):
                 self.tell_demand(worker)
         self.outbox.flush()
         self.outbox.heartbeat(self.state.peers)
-
-
-def database_path(configured, bind):
-    """The batches' database file (None: in memory): farm.yaml's, else one per port
-    in the data folder; a port chosen at random (0) keeps them in memory, as no
-    TaskManager started later would find them."""
-    if configured == "memory":
-        return None
-    if configured:
-        return os.path.abspath(os.path.expanduser(configured))
-    port = addresses.split(bind, "bind", allow_port_zero=True)[1]
-    if port == 0:
-        return None
-    return os.path.join(location(None, defaults.DATA_ENV, defaults.DATA_DIR),
-                        "taskmanager-%d.sqlite" % port)
 
 
 def _nothing(peer, body, now):

@@ -15,8 +15,11 @@ from ..exceptions import ConfigError
 from .protocol import ROLES
 
 # The roles a key file may grant: every peer role but the log forwarder's (its
-# key is made in memory by the TaskManager), and admin (any role).
-KEY_ROLES = tuple(role for role in ROLES if role != "logger") + ("admin",)
+# key is made in memory by the TaskManager), machine (the workers and the
+# monitor of one machine: what farm-join grants) and admin (any role).
+KEY_ROLES = tuple(role for role in ROLES if role != "logger") + ("machine", "admin")
+# The peer roles a key role that is not itself a peer role may say hello as.
+ROLE_INCLUDES = {"machine": ("worker", "monitor")}
 
 
 def write_certificate(path, public, secret=None, metadata=None):

@@ -62,6 +62,8 @@ class Msg(enum.IntEnum):
     BATCHED = 30    # TM -> client: that part is on disk (or refused, and why)
     QUERY = 31      # client -> TM: about batches: list, status, results, output, cancel
     ANSWER = 32     # TM -> client: the answer to QUERY
+    ENROL = 33      # stranger -> TM: an invitation's secret, to have this key authorized
+    ENROLLED = 34   # TM -> stranger: authorized, with this name, role and machine
 
 
 class Code:
@@ -107,6 +109,8 @@ class Code:
     # BATCHED and ANSWER: a batch request refused
     UNKNOWN_BATCH = "unknown-batch"   # no batch of that id (that this key may see)
     DATABASE = "database"             # the TaskManager's database cannot be written now
+    # ERROR answering an ENROL
+    ENROL_REFUSED = "enrol-refused"   # no usable invitation (unknown, used, expired, revoked)
 
 # A worker capability's attribute listing the attributes its plugin declares
 # relevant to a run's outcome (comma separated): the action cache's profile.
@@ -240,6 +244,22 @@ def _refusable(body, code, text, **optional):
     if code is not None:
         body["code"], body["text"] = code, text or code
     return body
+
+
+def enrol(secret, host, name=None):
+    """An ENROL body: ``name`` is the one the new machine asks for (else its host's)."""
+    return _refusable({"secret": secret, "host": host}, None, None, name=name)
+
+
+def enrolled(name, role, machine, capabilities, slots, invitation):
+    return _refusable({"name": name, "role": role, "invitation": invitation,
+                       "capabilities": list(capabilities)}, None, None, machine=machine,
+                      slots=slots)
+
+
+def slots(count, draining=None):
+    """A SLOTS body: the slots lent now; ``draining``: why it takes no more work."""
+    return _refusable({"slots": count}, None, None, draining=draining)
 
 
 def notice(level, code, text, ids=()):

@@ -381,10 +381,10 @@ SCHEMAS = {
         platform=Str(MAX_LABEL), monitor_cpu=PERCENT, monitor_rss=BYTES_COUNT),
     "SUSPEND": record(("ids",), ids=IDS),
     "RESUME": record(("ids",), ids=IDS),
-    "STATUS": record(),
+    "STATUS": record(report=Map(Plain(), max=100)),   # o: what the client says of itself
     "STATE": record(("status",), status=Map(Plain(), max=100)),
     "LOG": record(("records",), records=List(LOG_RECORD, MAX_BATCH)),
-    "SLOTS": record(("slots",), slots=Int(0, MAX_SLOTS)),
+    "SLOTS": record(("slots",), slots=Int(0, MAX_SLOTS), draining=TEXT),
     "DEMAND": record(("wanted",), wanted=Bool()),
     "FIND": record(("ref", "digests"), ref=Int(), digests=DIGESTS),
     "FOUND": record(("ref", "missing"), ref=Int(), missing=DIGESTS),
@@ -405,6 +405,10 @@ SCHEMAS = {
                       text=TEXT),
     "QUERY": record(("ref", "what"), ref=Int(), what=Str(20, QUERIES), id=BATCH_ID,
                     after=Int(-1), limit=Int(1, MAX_BATCH)),
+    "ENROL": record(("secret", "host"), secret=Str(200), host=NAME, name=NAME),
+    "ENROLLED": record(("name", "role", "invitation"), name=NAME, role=Str(20),
+                       invitation=ID, machine=NAME, capabilities=List(ID, MAX_CAPABILITIES),
+                       slots=Int(1, MAX_SLOTS)),
     "ANSWER": record(("ref", "what"), ref=Int(), what=Str(20, QUERIES), code=NAME,
                      text=TEXT, answer=Map(Plain(), max=100)),
 }

@@ -222,8 +222,12 @@ class ProcessRun(Run):
             return None
         if self.fds and now - self.exited_at < defaults.OUTPUT_DRAIN_GRACE:
             return None                       # children may still be writing
-        self.tree.kill()                      # nothing of a finished task outlives it
         code = self.proc.returncode
+        if -code in _STOPPING and now - self.exited_at < defaults.SIGNALLED_GRACE:
+            return None     # stopped from outside: its worker may be stopped too (a
+            #                 scheduler ending a job signals every process of it), and
+            #                 then the task is handed back, not failed
+        self.tree.kill()                      # nothing of a finished task outlives it
         if code < 0:
             return Outcome("failed", code, error="killed by signal %s" % _signame(-code))
         return Outcome("ok" if code == 0 else "failed", code,
@@ -244,3 +248,7 @@ def _signame(number):
         return signal.Signals(number).name
     except ValueError:
         return str(number)
+
+
+# Signals a scheduler or an administrator stops a whole job (worker and tasks) with.
+_STOPPING = {signal.SIGTERM, signal.SIGKILL, signal.SIGHUP, signal.SIGINT}

@@ -26,6 +26,7 @@ from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg
 from . import capture
 from .backlog import Backlog
+from .pilot import PilotLimits
 from .plugin import PathMap, Task, load_plugin
 from .staging import StagedRun, Staging
 from .taskrecords import TaskRecords
@@ -42,7 +43,8 @@ class FarmWorker(Service):
 
     def __init__(self, address, capabilities, slots=None, machine=None, attributes=None,
                  path_map=None, context=None, clock=time.monotonic, curve=None,
-                 ready_file=None, weights=None, cache=None, cache_size=defaults.CACHE_SIZE):
+                 ready_file=None, weights=None, cache=None, cache_size=defaults.CACHE_SIZE,
+                 pilot=None):
         super().__init__()
         # one TaskManager's address, or several (``weights``: their shares of the slots)
         addresses = [address] if isinstance(address, str) else list(address)
@@ -71,6 +73,8 @@ class FarmWorker(Service):
         self.recorded_slots = set()    # process groups of slots recorded there
         self.poller = None
         self.wakeup = None
+        self.pilot = pilot or PilotLimits()   # when a pilot drains and leaves on its own
+        self.leaving = None              # why it leaves, for its BYE
 
     # -- lifecycle -------------------------------------------------------------
     def initialize(self):
@@ -150,21 +154,22 @@ class FarmWorker(Service):
     def lend(self, now=None):
         """Share the slots among the TaskManagers (``upstreams.apportion``); tell
         those whose share changed (SLOTS). One TaskManager is lent them all."""
+        draining = self.pilot.draining
         if len(self.upstreams) == 1:
-            self.upstreams[0].lent = self.slots
-            return
-        holding = [0] * len(self.upstreams)
-        for run in self.runs.values():
-            holding[run.upstream] += 1
-        for spec in self.backlog.items():
-            holding[spec[UPSTREAM]] += 1
-        lent = apportion(self.slots, [u.weight for u in self.upstreams],
-                         [u.wanted and u.link is not None and u.link.ready
-                          for u in self.upstreams], holding)
+            lent = [0 if draining else self.slots]
+        else:
+            holding = [0] * len(self.upstreams)
+            for run in self.runs.values():
+                holding[run.upstream] += 1
+            for spec in self.backlog.items():
+                holding[spec[UPSTREAM]] += 1
+            lent = apportion(0 if draining else self.slots, [u.weight for u in self.upstreams],
+                             [u.wanted and u.link is not None and u.link.ready
+                              for u in self.upstreams], holding)
         for up, slots in zip(self.upstreams, lent):
             if slots != up.lent:
                 told = up.lent is not None and up.link is not None and \
-                    up.link.send(Msg.SLOTS, {"slots": slots}, now or self.clock())
+                    up.link.send(Msg.SLOTS, protocol.slots(slots, draining), now or self.clock())
                 if told or up.lent is None or up.link is None or not up.link.ready:
                     up.lent = slots   # (a link not welcomed says it in its next hello)
 
@@ -189,6 +194,8 @@ class FarmWorker(Service):
                 self.emit(run, run.readable(sock))
         self.check_runs(now)
         self.start_waiting(now)
+        if self.pilot.active:
+            self.check_pilot(now)
         self.lend(now)
         self.flush(now)
         for up in self.upstreams:
@@ -197,6 +204,16 @@ class FarmWorker(Service):
             up.link.tick(now)
             if up.link.refused:
                 raise AccessRefused(up.link.refused)
+
+    def check_pilot(self, now):
+        """Leave when the pilot's limits say so (pilot.py): tasks dispatched but not
+        started are handed back in the BYE, so nothing waits on a worker gone."""
+        busy = bool(self.runs) or any(up.outbox for up in self.upstreams) or (
+            bool(self.backlog) and not self.pilot.draining)
+        why = self.pilot.step(now, busy)
+        if why is not None and not self.stop_requested:
+            self.leaving = why
+            self.request_stop("leaving: %s" % why)
 
     def shutdown(self):
         """Stop every run (their trees killed), hand them back, say goodbye."""
@@ -218,7 +235,7 @@ class FarmWorker(Service):
         self.flush(self.clock())
         for up in self.upstreams:
             if up.link is not None:
-                up.link.close(bye={"reason": "worker shutting down",
+                up.link.close(bye={"reason": self.leaving or "worker shutting down",
                                    "handed_back": handed_back[up.index]})
         for plugin in self.plugins.values():
             plugin.close()
@@ -281,13 +298,13 @@ class FarmWorker(Service):
         running = self.runs.get(spec["id"])
         if running is not None:          # dispatched again after a re-registration
             running.attempt = spec["attempt"]
-        elif len(self.runs) < self.slots and not self.backlog:
+        elif len(self.runs) < self.slots and not self.backlog and not self.pilot.draining:
             self.start(spec, now)
         else:
             self.backlog.add(spec)
 
     def start_waiting(self, now):
-        while self.backlog and len(self.runs) < self.slots:
+        while self.backlog and len(self.runs) < self.slots and not self.pilot.draining:
             spec = self.backlog.next()
             if spec is None:
                 break                    # the rest are suspended for the owner
@@ -328,6 +345,7 @@ class FarmWorker(Service):
         run.on_close_fd = self._unwatch
         self.runs[task_id] = run
         self._watch(run)
+        self.pilot.took()
 
     def _watch(self, run):
         """Record ``run``'s process tree and poll its output (at its start; a staged
