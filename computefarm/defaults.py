@@ -266,6 +266,13 @@ FACTORY_COMMAND_TIMEOUT = 20.0
 # handed back instead, and runs again elsewhere.
 SIGNALLED_GRACE = 0.5
 
+# majordomo's embedded farm is kept this long after the last run used it (s;
+# majordomo --keep-farm, $COMPUTEFARM_KEEP_FARM; 0: a farm per run); its keeper
+# looks whether it is used this often (s).
+KEEP_FARM = 300.0
+KEEP_FARM_ENV = "COMPUTEFARM_KEEP_FARM"
+KEEPER_CHECK = 1.0
+
 # farm-status --watch redraws this often (s).
 WATCH_INTERVAL = 2.0
 

@@ -27,6 +27,8 @@ def quiet_farm_config(tmp_path_factory):
     os.environ["COMPUTEFARM_DIGESTS"] = str(directory / "digests")
     # ... and the TaskManagers' databases (batches) not named in a farm.yaml
     os.environ["COMPUTEFARM_DATA"] = str(directory / "data")
+    # majordomo's embedded farm stops with each run (tests of the kept farm ask for it)
+    os.environ["COMPUTEFARM_KEEP_FARM"] = "0"
     yield config
     if previous is None:
         del os.environ["COMPUTEFARM_CONFIG"]

@@ -5,7 +5,7 @@ import importlib
 import sys
 
 COMMANDS = ("taskmanager", "worker", "monitor", "status", "logforwarder", "viewer", "keys", "run",
-            "join", "service", "factory")
+            "join", "service", "factory", "localfarm")
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

@@ -9,7 +9,6 @@ import socket
 import time
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from .. import defaults
 from ..exceptions import AccessRefused, FarmError, FarmUnreachable, ProtocolError
@@ -40,7 +39,7 @@ def enrol(address, server_public, secret, name=None, timeout=defaults.ENROL_TIME
         while clock() < deadline:
             ready = dict(poller.poll(max(0.0, deadline - clock()) * 1000))
             if monitor in ready:
-                _handshake(recv_monitor_message(monitor, zmq.NOBLOCK), address)
+                _handshake(protocol.recv_monitor_event(monitor, zmq.NOBLOCK), address)
             if sock in ready:
                 answer = _answer(sock, address)
                 if answer is not None:

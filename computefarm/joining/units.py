@@ -21,6 +21,7 @@ import time
 
 from .. import defaults
 from ..exceptions import UsageError
+from ..hostinfo import live_start
 from ..storage.cas import location
 
 UNIT = "computefarm-machine.service"
@@ -40,29 +41,17 @@ def pid_path():
 def pid_line(pid):
     """What the supervisor writes in its pid file: its pid and when it started, so
     a pid the system has given to another process since is never taken for it."""
-    return "%d %s\n" % (pid, _started(pid))
+    return "%d %d\n" % (pid, live_start(pid))
 
 
 def running_pid():
     """The pid of this user's running supervisor, or None."""
     try:
         with open(pid_path()) as stream:
-            pid, started = stream.read().split()
-        pid = int(pid)
+            pid, started = (int(field) for field in stream.read().split())
     except (OSError, ValueError):
         return None
-    return pid if _started(pid) == started else None
-
-
-def _started(pid):
-    """The process's start time in clock ticks since boot (/proc), or None when
-    there is no such process (or only its zombie)."""
-    try:
-        with open("/proc/%d/stat" % pid) as stream:
-            fields = stream.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else fields[19]
+    return pid if live_start(pid) == started else None
 
 
 def choose():
@@ -167,10 +156,10 @@ class Cron:
             notes.append("removed the @reboot line from your crontab")
         pid = running_pid()
         if pid is not None:
-            started = _started(pid)
+            started = live_start(pid)
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + defaults.SUPERVISE_STOP + 5
-            while _started(pid) == started and time.monotonic() < deadline:
+            while live_start(pid) == started and time.monotonic() < deadline:
                 time.sleep(0.1)            # until that very process is gone
             notes.append("stopped it (pid %d)" % pid)
         if os.path.exists(self.log_path()):

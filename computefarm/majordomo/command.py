@@ -15,14 +15,12 @@ import sys
 import time
 
 import cloudpickle
-import psutil
 from doit.cmd_base import Command
 from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand
 
 from .. import addresses, defaults
-from ..client import Client, LocalFarm, report, timeline
-from ..client.staging import ProjectFiles
+from ..client import Client, LocalFarm, report, timeline, warmfarm
 from ..config import load_config
 from ..configcheck import check_address
 from ..exceptions import FarmError, FarmUnreachable
@@ -71,14 +69,20 @@ class FarmSession:
                                % (processes, options["slots"]))
         if options.get("threads"):
             self.progress.note("-P thread is not used: tasks run in the workers' processes")
-        if embedded:
+        self.kept = None           # warmfarm state: the kept local farm this run uses
+        if embedded and _keep(options) > 0:
+            self.kept = warmfarm.attach(self.config.path, self.slots, _keep(options))
+            self.address = self.kept["address"]
+        elif embedded:
             self.local = LocalFarm([], slots=self.slots, config=self.config.path, monitor=True)
             self.address = self.local.start_taskmanager()
 
     def open(self, tasks):
         needed = runner.needed_capabilities(tasks)
         try:
-            if self.local is not None:
+            if self.kept is not None:
+                self._kept(needed)
+            elif self.local is not None:
                 self._embedded(needed)
             else:
                 self._configured(needed)
@@ -101,6 +105,21 @@ class FarmSession:
         self.local.start_workers(sorted(needed) or ["shell"], wait=False)
         self.progress.note("embedded farm at %s: %s, %d slot(s), a monitor" % (
             self.local.address, ", ".join(self.local.capabilities), self.local.slots))
+        self.client = Client(self.address, connect_timeout=None, on_notice=self._notice,
+                             curve=self.config.keys.peer_curve(), nice=self.nice)
+
+    def _kept(self, needed):
+        missing = sorted(set(needed) - set(self.kept["capabilities"]))
+        if missing:             # a plugin the kept farm does not offer: a farm of its own
+            self.kept = None
+            self.local = LocalFarm([], slots=self.slots, config=self.config.path, monitor=True)
+            self.address = self.local.start_taskmanager()
+            self._embedded(needed)
+            return
+        self.progress.note("local farm at %s: %s, %d slot(s), kept %g s after the last run "
+                           "(--keep-farm 0: a farm for each run)" % (
+                               self.address, ", ".join(self.kept["capabilities"]),
+                               self.kept["slots"], self.kept["idle"]))
         self.client = Client(self.address, connect_timeout=None, on_notice=self._notice,
                              curve=self.config.keys.peer_curve(), nice=self.nice)
 
@@ -143,6 +162,9 @@ class FarmSession:
     def _stage(self, tasks):
         """The project's files for workers that do not see them (staging)."""
         started = time.monotonic()
+        from ..client.staging import (
+            ProjectFiles,  # pathspec: only a staging run needs it
+        )
         self.files = ProjectFiles(self.client, self.project, self.config.staging.exclude,
                                   leave_out=[t for task in tasks for t in task.targets])
         self.files.snapshot()
@@ -169,9 +191,12 @@ class FarmSession:
             time.sleep(0.2)
 
     def check(self):
-        """FarmError if the embedded farm lost a process."""
+        """FarmError if the embedded farm lost a process, or the kept one stopped."""
         if self.local is not None:
             self.local.check()
+        elif self.kept is not None and warmfarm.read_state() is None:
+            raise FarmError("the local farm at %s stopped (its log: %s)"
+                            % (self.address, os.path.join(warmfarm.state_dir(), "*.log")))
 
     def _events(self, level, task, text, **fields):
         project = os.path.basename(self.project) or "project"
@@ -241,6 +266,20 @@ class FarmSession:
         self.close()
 
 
+def _keep(options):
+    """Seconds the embedded farm is kept after the run (0: a farm per run)."""
+    keep = options.get("keep")
+    if keep is None:
+        try:
+            keep = float(os.environ.get(defaults.KEEP_FARM_ENV, defaults.KEEP_FARM))
+        except ValueError:
+            raise FarmError("$%s=%r: expected seconds" % (
+                defaults.KEEP_FARM_ENV, os.environ[defaults.KEEP_FARM_ENV])) from None
+    if keep < 0:
+        raise FarmError("--keep-farm %g: expected seconds >= 0" % keep)
+    return keep
+
+
 def _size(count):
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if count < 1024 or unit == "GiB":
@@ -264,6 +303,7 @@ def is_this_machine(address):
         resolved = {info[4][0] for info in socket.getaddrinfo(host, None)}
     except OSError:
         return False
+    import psutil  # only for a TaskManager named by address
     mine = {addr.address.split("%")[0] for addrs in psutil.net_if_addrs().values()
             for addr in addrs}
     return bool(resolved & mine)

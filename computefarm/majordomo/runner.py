@@ -461,6 +461,9 @@ FARM_OPTIONS = (
              "the user's cache; `majordomo timeline` prints its path]"},
     {"name": "farm_slots", "long": "slots", "type": int, "default": None,
      "help": "slots of each embedded worker [default: -n, else the CPU count]"},
+    {"name": "farm_keep", "long": "keep-farm", "type": float, "default": None,
+     "help": "keep the embedded farm this many seconds after the run, for the next "
+             "[default: $COMPUTEFARM_KEEP_FARM, else 300; 0: a farm for each run]"},
     {"name": "farm_nice", "long": "nice", "type": bool, "default": False,
      "help": "this run takes only the farm's slots no other run wants"},
 )
@@ -477,7 +480,7 @@ class FarmRun(Run):
         options = {"taskmanager": params.get("farm_taskmanager"),
                    "config": params.get("farm_config"), "embedded": params.get("embedded"),
                    "slots": params.get("farm_slots"), "report": params.get("farm_report"),
-                   "nice": params.get("farm_nice"),
+                   "nice": params.get("farm_nice"), "keep": params.get("farm_keep"),
                    "processes": params.get("num_process") or 0,
                    "threads": params.get("par_type") == "thread"}
         try:

@@ -13,7 +13,6 @@ import secrets
 import socket as _socket
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from .. import addresses, defaults, localkeys
 from ..exceptions import ProtocolError
@@ -199,7 +198,7 @@ class Link:
             return
         self.watched = now
         while self.monitor is not None and self.monitor.poll(0):
-            event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            event = protocol.recv_monitor_event(self.monitor, zmq.NOBLOCK)
             kind, value = event["event"], event["value"]
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.failed_handshakes = 0

@@ -12,6 +12,8 @@ import subprocess
 
 import psutil
 
+from ..hostinfo import process_start
+
 
 def spawn(argv, cwd=None, env=None, pass_fds=(), stdin=subprocess.DEVNULL):
     """Start ``argv`` as a session leader with its stdout and stderr on pipes."""
@@ -66,21 +68,6 @@ class Tree:
 
     def kill(self):
         self.signal(signal.SIGKILL)
-
-
-def process_start(pid):
-    """``(start, state)`` of process ``pid``, or None when there is none (or no /proc).
-
-    The start is the kernel's, in clock ticks since boot: unlike psutil's
-    create_time, which adds the boot time as the wall clock now gives it, it
-    never changes, so a clock set back or forth cannot make a process look new.
-    """
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as stream:
-            fields = stream.read().rsplit(b")", 1)[1].split()
-        return int(fields[19]), fields[0].decode()
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def _group_members(pgid):

@@ -31,7 +31,8 @@ import psutil
 
 from .. import defaults
 from ..exceptions import ConfigError
-from .processes import process_start, running
+from ..hostinfo import process_start
+from .processes import running
 
 log = logging.getLogger(__name__)
 

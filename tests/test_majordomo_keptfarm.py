@@ -1,0 +1,92 @@
+"""majordomo's kept local farm (client/warmfarm.py): started by the first run,
+found by the next, stopped when unused; every test stops it by its pids."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+from support import pid_alive, run_tool, wait_until
+
+DODO = """
+def task_hello():
+    for i in range(4):
+        yield {"name": str(i), "actions": ["echo hi %d > out%d.txt" % (i, i)],
+               "targets": ["out%d.txt" % i]}
+"""
+
+
+@pytest.fixture
+def kept(tmp_path):
+    """An environment whose majordomo keeps its farm, in a data folder of its own."""
+    env = dict(os.environ, COMPUTEFARM_DATA=str(tmp_path / "data"))
+    env.pop("COMPUTEFARM_KEEP_FARM")
+    state = tmp_path / "data" / "local-farm" / "state.json"
+    seen = []
+
+    def current():
+        try:
+            found = json.loads(state.read_text())
+        except (OSError, ValueError):
+            return None
+        seen.append(found)
+        return found
+    yield env, current
+    for found in seen:                       # whatever was started is stopped, by pid
+        for pid in [found["pid"]] + found["processes"]:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def project(tmp_path, name="project"):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "dodo.py").write_text(DODO)
+    return folder
+
+
+def test_the_next_run_finds_the_farm_and_it_stops_when_unused(tmp_path, kept):
+    env, current = kept
+    first = project(tmp_path, "first")
+    done = run_tool("majordomo", first, "run", "--keep-farm", "3", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "kept 3 s after the last run" in done.stderr
+    state = current()
+    assert pid_alive(state["pid"]) and all(pid_alive(p) for p in state["processes"])
+    second = project(tmp_path, "second")
+    again = run_tool("majordomo", second, "run", "--keep-farm", "3", env=env)
+    assert again.returncode == 0, again.stderr
+    assert current()["pid"] == state["pid"]             # the same farm, not a new one
+    assert (second / "out3.txt").read_text() == "hi 3\n"
+    assert state["address"] in again.stderr
+    # unused for 3 s: the keeper stops its farm and removes the state
+    wait_until(lambda: current() is None, timeout=20, what="the kept farm stopping")
+    wait_until(lambda: not any(pid_alive(p) for p in [state["pid"]] + state["processes"]),
+               what="all its processes gone")
+
+
+def test_another_size_replaces_it_and_keep_farm_0_leaves_it_alone(tmp_path, kept):
+    env, current = kept
+    folder = project(tmp_path)
+    assert run_tool("majordomo", folder, "run", "--keep-farm", "60", env=env).returncode == 0
+    old = current()
+    shutil.rmtree(folder)
+    folder = project(tmp_path)
+    done = run_tool("majordomo", folder, "run", "--keep-farm", "60", "--slots", "1", env=env)
+    assert done.returncode == 0, done.stderr
+    new = current()
+    assert new["pid"] != old["pid"] and new["slots"] == 1
+    assert not pid_alive(old["pid"]) and not any(pid_alive(p) for p in old["processes"])
+    shutil.rmtree(folder)
+    folder = project(tmp_path)
+    alone = run_tool("majordomo", folder, "run", "--keep-farm", "0", env=env)
+    assert alone.returncode == 0 and "embedded farm at" in alone.stderr
+    assert current()["pid"] == new["pid"]
+    stopped = subprocess.run([sys.executable, "-m", "computefarm.commands", "localfarm",
+                              "stop"], env=env, capture_output=True, text=True, timeout=60)
+    assert stopped.stdout.strip() == "stopped the local farm"
+    assert current() is None
+    assert not pid_alive(new["pid"]) and not any(pid_alive(p) for p in new["processes"])
