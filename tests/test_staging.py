@@ -236,6 +236,19 @@ def cached_project(farm, tmp_path, words):
     return done
 
 
+def traced(farm, done):
+    """The trace events of the run ``done`` (majordomo says where it wrote them)."""
+    path = done.stderr.split("; timeline: ")[1].split(" (open it")[0]
+    with open(path) as stream:
+        return json.load(stream)["traceEvents"]
+
+
+def report_of(done):
+    path = done.stderr.split("majordomo: report: ")[1].split(";")[0]
+    with open(path) as stream:
+        return stream.read()
+
+
 def clean_here(farm):
     cleaned = subprocess.run([sys.executable, "-m", "computefarm.majordomo", "clean"],
                              cwd=str(farm.project), capture_output=True, text=True)
@@ -247,6 +260,14 @@ def test_a_clean_rebuild_comes_from_the_action_cache_even_after_a_restart(loopba
     farm = loopback_farm
     done = cached_project(farm, tmp_path, "alpha beta gamma\n")
     assert "action cache" not in done.stderr
+    events = traced(farm, done)
+    staged = [e for e in events if e.get("cat") == "task"]
+    assert len(staged) == 3 and all(e["args"]["input_bytes"] > 0 for e in staged)
+    assert sum(e["args"]["fetched_bytes"] for e in staged) > 0     # its cache was empty
+    for phase in [e for e in events if e.get("cat") == "staging"]:   # inside its task's
+        [task] = [e for e in staged if e["name"] == phase["name"].split(": ", 1)[1]]
+        assert task["ts"] <= phase["ts"] and \
+            phase["ts"] + phase["dur"] <= task["ts"] + task["dur"] + 1
     stamp = (farm.project / "build" / "stamp.txt").read_text()
     client = farm.client()
     for restart in (False, True):
@@ -259,6 +280,13 @@ def test_a_clean_rebuild_comes_from_the_action_cache_even_after_a_restart(loopba
         assert again.returncode == 0, again.stdout + again.stderr
         assert "3 task(s) done, 0 failed" in again.stderr
         assert "2 action(s) from the action cache" in again.stderr     # not the stamp
+        events = traced(farm, again)
+        hits = [e for e in events if e.get("cat") == "cache"]
+        assert sorted(e["name"] for e in hits) == ["cache hit: count", "cache hit: upper"]
+        assert all(e["ph"] == "i" and e["args"]["machine"] for e in hits)
+        assert [e["name"] for e in events if e.get("cat") == "task"] == ["stamp"]
+        page = report_of(again)
+        assert "2 action(s) not run: their outputs came from earlier runs" in page
         assert (farm.project / "build" / "upper.txt").read_text() == "ALPHA BETA GAMMA\n"
         assert (farm.project / "build" / "count.txt").read_text().strip() == "3"
         new_stamp = (farm.project / "build" / "stamp.txt").read_text()

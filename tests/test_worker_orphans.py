@@ -106,8 +106,10 @@ def test_the_monitor_kills_the_tree_a_killed_worker_left(farm, tmp_path, records
     monitor = farm.start_monitor("m1", owner_scope=os.getpid())
     wait_until(gone(tree), timeout=10, what="the orphaned tree killed")
     wait_until(lambda: not os.listdir(records), what="the record removed")
-    log = monitor.log.read_text()
-    assert "WARNING" in log and re.search(
+    # the record goes before the line that says so is written: wait for the line
+    log = wait_until(lambda: "WARNING" in monitor.log.read_text() and
+                     monitor.log.read_text(), what="the monitor's WARNING")
+    assert re.search(
         r"killed 3 process\(es\) of task [0-9a-f]{12}/%s \(attempt 1\) left running by "
         r"worker %d of machine m1" % (re.escape(future.task_id), dead.pid), log)
 

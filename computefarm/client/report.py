@@ -59,6 +59,7 @@ def render(timeline, graph, title, wall_time=None):
     """The page for ``timeline`` (a ``timeline.Timeline``) of a run of the doit
     tasks in ``graph`` (name -> dependencies)."""
     placed = timeline.placed()
+    hits = timeline.hits()
     spans = {}
     for name, start, run, *_ in placed:
         first, last = spans.get(name, (start, start + run))
@@ -89,7 +90,13 @@ def render(timeline, graph, title, wall_time=None):
             len(chain), _seconds(sum(spans[n][1] - spans[n][0] for n in chain)))),
         ("stragglers' copies", "%d started on another machine, %d finished first" % (
             sum(p[5].copies == 2 for p in placed),
-            sum(p[5].copies == 2 and p[5].winner == 2 for p in placed)))]))
+            sum(p[5].copies == 2 and p[5].winner == 2 for p in placed))),
+        ("from the action cache", "%d action(s) not run: their outputs came from earlier "
+         "runs (%s of run time saved)" % (len(hits), _seconds(sum(
+             h[2].duration or 0.0 for h in hits)))),
+        ("staged", "%s of inputs laid out, %s of them fetched into the machines' caches" % (
+            _bytes(sum(p[5].staging.get("bytes") or 0 for p in placed)),
+            _bytes(sum(p[5].staging.get("fetched") or 0 for p in placed))))]))
     parts.append("<h2>Timeline</h2>")
     parts.append(_gantt(placed, tracks, wall, critical))
     parts.append("<h2>Critical path</h2>")
@@ -104,7 +111,8 @@ def render(timeline, graph, title, wall_time=None):
         parts.append("<p>No task ran on the farm.</p>")
     parts.append("<h2>Machines</h2>")
     parts.append(_table("machines", ["machine", "slots", "actions", "busy", "busy %",
-                                     "suspended", "failed"], _machines(placed, tracks, span)))
+                                     "suspended", "failed", "fetched", "cache hits"],
+                        _machines(placed, tracks, span, hits)))
     parts.append("<h2>Failures</h2>")
     if not failed:
         parts.append("<p>None.</p>")
@@ -186,16 +194,32 @@ def _gantt(placed, tracks, wall, critical):
     return "".join(out)
 
 
-def _machines(placed, tracks, wall):
+def _machines(placed, tracks, wall, hits=()):
+    """A row per machine; its cache hits are the actions answered from runs it
+    made earlier."""
     rows = []
-    for machine in sorted({m for m, _ in tracks}):
+    reused = {}
+    for _, _, result in hits:
+        machine = result.machine or result.host or "-"
+        reused[machine] = reused.get(machine, 0) + 1
+    for machine in sorted({m for m, _ in tracks} | set(reused)):
         mine = [p for p in placed if p[3] == machine]
         slots = len({t for m, t in tracks if m == machine})
         busy = sum(p[2] for p in mine)
         rows.append((machine, "%d" % slots, "%d" % len(mine), _seconds(busy),
-                     _percent(busy / (wall * slots)), _seconds(sum(map(_stopped, mine))),
-                     "%d" % sum(p[5].status != "ok" for p in mine)))
+                     _percent(busy / (wall * slots)) if slots else "-",
+                     _seconds(sum(map(_stopped, mine))),
+                     "%d" % sum(p[5].status != "ok" for p in mine),
+                     _bytes(sum(p[5].staging.get("fetched") or 0 for p in mine)),
+                     "%d" % reused.get(machine, 0)))
     return rows
+
+
+def _bytes(count):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return ("%d %s" if unit == "bytes" else "%.1f %s") % (count, unit)
+        count /= 1024.0
 
 
 def _stopped(placed):

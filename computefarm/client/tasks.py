@@ -38,7 +38,7 @@ class TaskResult:
         self.copies = body.get("copies") or 1  # 2: a straggler's copy ran too ...
         self.winner = body.get("winner") or 1  # ... and this result is the first (1) or copy
         self.outputs = body.get("outputs") or []   # staged: {path, digest, size, exec} stored
-        self.staging = body.get("staging") or {}   # staged: fetch_s, upload_s, files
+        self.staging = body.get("staging") or {}   # staged: fetch_s, upload_s, files, bytes, fetched
 
     @property
     def ok(self):

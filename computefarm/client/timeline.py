@@ -70,8 +70,9 @@ class Timeline:
         started = sorted(((self._start(action, offsets), action) for action in self.actions),
                          key=lambda pair: pair[0])
         for start, (name, submitted, ended, result) in started:
-            if result.machine is None and result.host is None:
-                continue                          # never reached a worker
+            if result.machine is None and result.host is None or \
+                    result.code == Code.CACHE_HIT:
+                continue                          # never reached a worker (or not now)
             machine = result.machine or result.host
             pauses = self._pauses(result.id, submitted, ended)
             stopped = sum(end - begin for begin, end in pauses)
@@ -89,8 +90,17 @@ class Timeline:
                                                for begin, end in pauses]))
         return placed
 
+    def hits(self):
+        """Actions answered from the action cache (run before, not now): ``(name,
+        when, result)``, ``when`` in seconds from the run's beginning; the result
+        names the machine and time of the run it reuses."""
+        return [(name, ended - self.began, result) for name, _, ended, result in self.actions
+                if result.code == Code.CACHE_HIT]
+
     def events(self):
-        """The trace events: metadata naming machines and slots, then the actions."""
+        """The trace events: metadata naming machines and slots, then the actions
+        (a staged one with its inputs' fetching and its outputs' upload inside it),
+        then the cache hits, as instants on a track of their own."""
         machines, tracks, events = {}, {}, []
         for name, start, run, machine, track, result, queued, pauses in self.placed():
             pid = machines.setdefault(machine, len(machines) + 1)
@@ -108,9 +118,21 @@ class Timeline:
                          "status": result.status, "queued_s": round(queued, 6),
                          "run_s": round(run, 6), "id": result.id,
                          "copies": result.copies, "winner": result.winner,
-                         "suspended_s": round(sum(e - b for b, e in pauses), 6)}})
+                         "suspended_s": round(sum(e - b for b, e in pauses), 6),
+                         **_staged(result.staging)}})
+            events += _phases(name, pid, tid, start, run, result.staging)
         meta = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
                  "args": {"name": "machine %s" % machine}} for machine, pid in machines.items()]
+        hits = self.hits()
+        if hits:
+            pid = len(machines) + 1
+            meta.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
+                         "args": {"name": "action cache"}})
+            events += [{"name": "cache hit: %s" % name, "cat": "cache", "ph": "i", "s": "t",
+                        "pid": pid, "tid": 1, "ts": round(when * 1e6),
+                        "args": {"id": result.id, "machine": result.machine,
+                                 "host": result.host, "run_s": result.duration}}
+                       for name, when, result in hits]
         meta += [{"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
                   "args": {"name": label}} for (pid, tid), label in sorted(tracks.items())]
         return meta + events
@@ -147,6 +169,32 @@ class Timeline:
         return path
 
 
+
+
+def _staged(staging):
+    """A staged action's own figures, for its event's ``args``."""
+    if not staging:
+        return {}
+    return {"fetch_s": staging.get("fetch_s"), "upload_s": staging.get("upload_s"),
+            "files": staging.get("files"), "input_bytes": staging.get("bytes"),
+            "fetched_bytes": staging.get("fetched")}
+
+
+def _phases(name, pid, tid, start, run, staging):
+    """Its inputs' fetching at the start of a staged action, and its outputs'
+    upload at the end: slices inside its own."""
+    phases = []
+    fetch, upload = (staging or {}).get("fetch_s") or 0.0, (staging or {}).get("upload_s") or 0.0
+    if fetch > 0:
+        phases.append({"name": "stage in: %s" % name, "cat": "staging", "ph": "X", "pid": pid,
+                       "tid": tid, "ts": round(start * 1e6), "dur": round(min(fetch, run) * 1e6),
+                       "args": {"fetched_bytes": staging.get("fetched")}})
+    if upload > 0:
+        upload = min(upload, run)
+        phases.append({"name": "upload: %s" % name, "cat": "staging", "ph": "X", "pid": pid,
+                       "tid": tid, "ts": round((start + run - upload) * 1e6),
+                       "dur": round(upload * 1e6), "args": {}})
+    return phases
 
 
 def _tid(worker_index, lane):

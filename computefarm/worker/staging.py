@@ -80,20 +80,21 @@ class Staging:
         return path
 
     def fetch(self, digest, size, transfers, done):
-        """``done(error)`` once blob ``digest`` is in the cache (at once if it is)."""
+        """``done(error)`` once blob ``digest`` is in the cache (at once if it is);
+        True when it was there already."""
         if self.store.use(digest):
             done(None)
-            return
+            return True
         waiting = self.fetching.get(digest)
         if waiting is not None:
             waiting.append(done)
-            return
+            return False
         self.fetching[digest] = [done]
         try:
             sink = self.store.receive(digest, size)
         except StorageError as exc:
             self._fetched(digest, str(exc))
-            return
+            return False
 
         def arrived(error):
             if error is None:
@@ -104,6 +105,7 @@ class Staging:
                 sink.abort()
             self._fetched(digest, error)
         transfers.download(digest, size, sink, arrived)
+        return False
 
     def _fetched(self, digest, error):
         for done in self.fetching.pop(digest, ()):
@@ -153,6 +155,7 @@ class StagedRun(Run):
         self.outcome = None             # the run's, while its outputs are uploaded
         self.uploaded = None            # None: uploading; else the upload's error or False
         self.timing = {}                # fetched_s, uploading_at, upload_s
+        self.fetched = 0                # bytes of its inputs the cache lacked
         self.on_started = None          # the worker's hook: the run's processes exist
         if tree is not None:
             self._want(tree["digest"], tree["size"], lambda: self._tree(tree["digest"]))
@@ -166,8 +169,9 @@ class StagedRun(Run):
         self.waiting += 1
         self.store.pin(digest)
         self.pinned.append(digest)
-        self.staging.fetch(digest, size, self.transfers,
-                           lambda error: self._arrived(error, then))
+        if not self.staging.fetch(digest, size, self.transfers,
+                                  lambda error: self._arrived(error, then)):
+            self.fetched += size            # not in this machine's cache: over the wire
 
     def _arrived(self, error, then):
         self.waiting -= 1
@@ -265,7 +269,9 @@ class StagedRun(Run):
     def _finish(self, outcome):
         outcome.staging = {"fetch_s": round(self.timing.get("fetched_s", 0.0), 6),
                            "upload_s": round(self.timing.get("upload_s", 0.0), 6),
-                           "files": len(self.manifest.files)}
+                           "files": len(self.manifest.files),
+                           "bytes": sum(size for _, size, _ in self.manifest.files.values()),
+                           "fetched": self.fetched}
         return outcome
 
     # -- what the worker asks of every run ------------------------------------------
