@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from support import pid_alive, run_tool, wait_until
@@ -90,3 +91,23 @@ def test_another_size_replaces_it_and_keep_farm_0_leaves_it_alone(tmp_path, kept
     assert stopped.stdout.strip() == "stopped the local farm"
     assert current() is None
     assert not pid_alive(new["pid"]) and not any(pid_alive(p) for p in new["processes"])
+
+
+def test_a_run_that_attached_but_has_not_connected_yet_keeps_it(tmp_path, kept, monkeypatch):
+    """The keeper decides to stop under the lock runs attach under, and counts an
+    attach (a lease) as use: a run between attaching and connecting is not left
+    with a farm that stopped."""
+    env, current = kept
+    assert run_tool("majordomo", project(tmp_path), "run", "--keep-farm", "4",
+                    env=env).returncode == 0
+    state = current()
+    monkeypatch.setenv("COMPUTEFARM_DATA", env["COMPUTEFARM_DATA"])
+    from computefarm.client import warmfarm
+    attached = warmfarm.attach(state["config"], state["slots"], 4)   # never connects
+    assert attached["pid"] == state["pid"]
+    began = time.monotonic()
+    # past the 4 s it would have been kept unused (checked every second), well
+    # before the next 4 s from the keeper's look that saw the lease
+    wait_until(lambda: time.monotonic() - began > 6.5, timeout=10, what="an idle period")
+    assert current()["pid"] == state["pid"]                  # kept for the attached run
+    wait_until(lambda: current() is None, timeout=20, what="stopping once unused again")

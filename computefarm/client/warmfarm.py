@@ -16,6 +16,7 @@ Two runs starting together do not start two keepers: the state file is read
 and the keeper started under a lock.
 """
 
+import contextlib
 import fcntl
 import json
 import os
@@ -74,12 +75,11 @@ def wanted(config, slots):
 def attach(config, slots, idle, timeout=defaults.START_TIMEOUT):
     """The address of this user's kept farm for ``config`` and ``slots``, started
     now if there is none (or one that does not match, which is stopped)."""
-    os.makedirs(state_dir(), mode=0o700, exist_ok=True)
     want = wanted(config, slots)
-    with open(os.path.join(state_dir(), "lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked():
         state = read_state()
         if state is not None and all(state.get(k) == v for k, v in want.items()):
+            lease()                     # the keeper counts it as use: it stays
             return state
         if state is not None:
             stop(state)                 # another version, farm.yaml or size
@@ -102,6 +102,31 @@ def attach(config, slots, idle, timeout=defaults.START_TIMEOUT):
         keeper.terminate()
         raise FarmError("the local farm did not start within %g s: see %s"
                         % (timeout, os.path.join(state_dir(), "keeper.log")))
+
+
+@contextlib.contextmanager
+def locked():
+    """The state's lock: runs attaching and a keeper deciding to stop take turns."""
+    os.makedirs(state_dir(), mode=0o700, exist_ok=True)
+    with open(os.path.join(state_dir(), "lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def lease():
+    """Say the farm is about to be used (a run attached and will connect soon)."""
+    path = os.path.join(state_dir(), "lease")
+    with open(path, "a"):
+        pass
+    os.utime(path)
+
+
+def leased_since(when):
+    """Whether a run attached after ``when`` (wall time)."""
+    try:
+        return os.stat(os.path.join(state_dir(), "lease")).st_mtime > when
+    except OSError:
+        return False
 
 
 def stop(state=None, timeout=30.0):

@@ -40,6 +40,7 @@ class Keeper(Service):
         self.farm = None
         self.client = None
         self.idle_since = None
+        self.idle_wall = None          # the same moment, on the wall clock (leases)
         self.next_check = 0.0
 
     def initialize(self):
@@ -53,7 +54,7 @@ class Keeper(Service):
                      address=self.farm.address, capabilities=self.farm.capabilities,
                      idle=self.idle, processes=[p.pid for p in self.farm.processes])
         warmfarm.write_state(state)
-        self.idle_since = self.clock()
+        self.idle_since, self.idle_wall = self.clock(), time.time()
 
     def loop(self, now=None):
         now = self.clock() if now is None else now
@@ -64,14 +65,23 @@ class Keeper(Service):
         self.farm.check()                  # FarmError (the farm is over) if a part died
         status = self.client.status(defaults.KEEPER_CHECK * 5)
         if status["clients"] > 1 or status["running"] or any(status["queues"].values()):
-            self.idle_since = now          # a run is connected (besides this keeper)
+            self.idle_since, self.idle_wall = now, time.time()   # a run is connected
         elif now - self.idle_since >= self.idle:
+            with warmfarm.locked():        # no run attaches while this decides
+                if warmfarm.leased_since(self.idle_wall):
+                    self.idle_since, self.idle_wall = now, time.time()   # one just did
+                    return
+                self.forget()
             self.request_stop("unused for %g s" % self.idle)
 
-    def shutdown(self):
+    def forget(self):
+        """Remove the state file (if it is this keeper's): no run finds it any more."""
         state = warmfarm.read_state()
         if state is not None and state.get("pid") == os.getpid():
             os.remove(warmfarm.state_path())
+
+    def shutdown(self):
+        self.forget()     # not under the lock: attach() holds it while it stops us
         if self.client is not None:
             self.client.close()
         if self.farm is not None:
