@@ -8,8 +8,6 @@ line names the file, the key and what was expected; unknown keys are mistakes.
 import os
 from dataclasses import dataclass, field
 
-import yaml
-
 from . import addresses, defaults
 from .configcheck import Checker
 from .exceptions import ConfigError
@@ -224,6 +222,7 @@ def load_config(explicit=None, cwd=None, environ=None):
     path = find_config(explicit, cwd, environ)
     if path is None:
         return FarmConfig()
+    import yaml  # only when there is a farm.yaml: a command's start pays less
     try:
         with open(path, encoding="utf-8") as stream:
             data = yaml.safe_load(stream)

@@ -13,8 +13,6 @@ import types
 import weakref
 from collections import OrderedDict
 
-import cloudpickle
-
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
 _MAX_PLAIN = 10000          # items looked at before deciding it is not worth it
 
@@ -23,7 +21,7 @@ def dumps(obj):
     """``obj`` pickled: by the standard pickle when it is plain data, else cloudpickle."""
     if _plain(obj, [_MAX_PLAIN]):
         return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return cloudpickle.dumps(obj)
+    return cloudpickle().dumps(obj)
 
 
 def _plain(obj, budget):
@@ -58,9 +56,9 @@ class FunctionPickles:
         try:
             blob = self.cache.get(fn)
         except TypeError:               # not hashable, or no weak reference
-            return cloudpickle.dumps(fn)
+            return cloudpickle().dumps(fn)
         if blob is None:
-            blob = cloudpickle.dumps(fn)
+            blob = cloudpickle().dumps(fn)
             try:
                 self.cache[fn] = blob
             except TypeError:
@@ -80,7 +78,7 @@ class LoadedFunctions:
         """The callable pickled in ``blob`` (its file name given back: ``origin``)."""
         fn = self.loaded.get(blob)
         if fn is None:
-            fn = restore_origin(cloudpickle.loads(blob), origin)
+            fn = restore_origin(cloudpickle().loads(blob), origin)
             self.loaded[blob] = fn
             if len(self.loaded) > self.size:
                 self.loaded.popitem(last=False)
@@ -116,3 +114,10 @@ def _renamed(code, filename):
     consts = tuple(_renamed(c, filename) if isinstance(c, types.CodeType) else c
                    for c in code.co_consts)
     return code.replace(co_filename=filename, co_consts=consts)
+
+
+def cloudpickle():
+    """cloudpickle, imported when first needed: a program that never ships a
+    callable (majordomo with command actions only) does not pay its import."""
+    import cloudpickle
+    return cloudpickle

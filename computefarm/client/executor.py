@@ -4,8 +4,6 @@ import concurrent.futures
 import threading
 from concurrent.futures import Executor, InvalidStateError
 
-import cloudpickle
-
 from .. import pickling
 from ..exceptions import RemoteError
 from .client import Client
@@ -49,7 +47,7 @@ class FarmExecutor(Executor):
             self._futures.discard(future)
         try:
             if body["status"] == "ok":
-                future.set_result(cloudpickle.loads(body.get("value")))
+                future.set_result(pickling.cloudpickle().loads(body.get("value")))
             else:
                 future.set_exception(_remote_error(body))
         except InvalidStateError:         # cancelled by its caller meanwhile
@@ -74,7 +72,7 @@ def _remote_error(body):
     remote = None
     if body.get("value"):
         try:
-            remote = cloudpickle.loads(body["value"])
+            remote = pickling.cloudpickle().loads(body["value"])
         except Exception:
             remote = None
     if isinstance(remote, BaseException):

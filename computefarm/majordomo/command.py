@@ -14,12 +14,11 @@ import socket
 import sys
 import time
 
-import cloudpickle
 from doit.cmd_base import Command
 from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand
 
-from .. import addresses, defaults
+from .. import addresses, defaults, pickling
 from ..client import Client, LocalFarm, report, timeline, warmfarm
 from ..config import load_config
 from ..configcheck import check_address
@@ -222,7 +221,7 @@ class FarmSession:
             return
         self._shipped.add(module.__name__)
         if os.path.abspath(path).startswith(self.project + os.sep):
-            cloudpickle.register_pickle_by_value(module)
+            pickling.cloudpickle().register_pickle_by_value(module)
 
     def close(self):
         if self.timeline is not None and self.client is not None:
@@ -241,7 +240,7 @@ class FarmSession:
             module = sys.modules.get(name)
             if module is not None:
                 try:
-                    cloudpickle.unregister_pickle_by_value(module)
+                    pickling.cloudpickle().unregister_pickle_by_value(module)
                 except ValueError:
                     pass
 

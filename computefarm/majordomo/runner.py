@@ -16,7 +16,6 @@ import queue
 import time
 from collections import deque
 
-import cloudpickle
 from doit.action import PythonAction
 from doit.cmd_run import Run
 from doit.control import TaskControl
@@ -258,7 +257,7 @@ class FarmRunner(Runner):
         cwd = os.getcwd()
         if isinstance(action, PythonAction):
             self.session.ship_by_value(action.py_callable)
-            payload = cloudpickle.dumps((action.py_callable, list(action.args),
+            payload = pickling.cloudpickle().dumps((action.py_callable, list(action.args),
                                          action._prepare_kwargs()))
             request = {"payload": payload, "cwd": cwd}
             origin = pickling.origin(action.py_callable)
@@ -429,7 +428,7 @@ def _python_outcome(action, result):
         error = TaskError("PythonAction Error")
         error.traceback = [result.error or ""]
         return error
-    value = cloudpickle.loads(result.value)
+    value = pickling.cloudpickle().loads(result.value)
     if value is False:
         return TaskFailed("Python Task failed: '%s' returned %s" % (action.py_callable, value))
     if value is True or value is None:
