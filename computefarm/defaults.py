@@ -132,6 +132,10 @@ KILL_GRACE = 1.0
 # pipes open before they are killed and the task finishes.
 OUTPUT_DRAIN_GRACE = 0.5
 
+# A task's process tree is recorded (worker/taskrecords.py: killed if its worker
+# dies) once it has run this long: the tasks of a few milliseconds skip the file.
+TASK_RECORD_AFTER = 0.05
+
 # Search order for farm.yaml after --config (see config.find_config).
 CONFIG_ENV = "COMPUTEFARM_CONFIG"
 CONFIG_USER_PATH = "~/.config/computefarm/farm.yaml"
@@ -149,6 +153,9 @@ RECORDS_FILE_BACKUPS = 5
 # --report says where; $COMPUTEFARM_RUNS moves it.
 RUNS_DIR = "~/.cache/computefarm/runs"
 RUNS_ENV = "COMPUTEFARM_RUNS"
+# Runs of a project whose timeline and report are kept there (the newest).
+RUNS_KEEP = 20
+RUNS_KEEP_ENV = "COMPUTEFARM_RUNS_KEEP"
 # A full disk pauses the records file: records are lost (and counted) and
 # writing is tried again after this many seconds; the first record written
 # then says how many were lost.

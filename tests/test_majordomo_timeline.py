@@ -59,18 +59,24 @@ def test_a_run_writes_a_timeline_of_every_task_on_its_slots(tmp_path):
             assert first["ts"] + first["dur"] <= second["ts"], (first, second)
 
 
-def test_majordomo_timeline_prints_the_last_timeline(tmp_path):
+def test_majordomo_timeline_prints_the_last_timeline_and_old_runs_are_pruned(tmp_path):
     (tmp_path / "dodo.py").write_text(DODO)
     none = run_tool("majordomo", tmp_path, "timeline")
     assert none.returncode != 0 and "no timeline of a majordomo run" in none.stderr
-    for _ in range(2):
-        assert run_tool("majordomo", tmp_path, "run", "quick").returncode == 0
+    keep = {"COMPUTEFARM_RUNS_KEEP": "2"}      # the newest two runs' files are kept
+    firsts = []
+    for _ in range(3):
+        assert run_tool("majordomo", tmp_path, "run", "quick", env=keep).returncode == 0
+        firsts.append(pathlib.Path(run_tool("majordomo", tmp_path, "timeline").stdout.split()[0]))
     shown = run_tool("majordomo", tmp_path, "timeline")
     assert shown.returncode == 0, shown.stderr
     path, page = map(pathlib.Path, shown.stdout.split())
     written = sorted(path.parent.glob("timeline-*.json"), key=lambda p: p.stat().st_mtime)
-    assert len(written) == 2 and path == written[-1]     # the newest of this project's
+    assert written == firsts[1:] and path == written[-1]     # the newest of this project's
     pages = sorted(path.parent.glob("report-*.html"), key=lambda p: p.stat().st_mtime)
     assert len(pages) == 2 and page == pages[-1] and page.name[6:-5] == path.name[8:-5]
     actions = check_trace(path)
     assert [e["name"] for e in actions] == ["quick", "quick"]
+    bad = run_tool("majordomo", tmp_path, "run", "quick", env={"COMPUTEFARM_RUNS_KEEP": "0"})
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
+        "ERROR: $COMPUTEFARM_RUNS_KEEP='0': the number of runs to keep, at least 1"]

@@ -81,7 +81,8 @@ def start_killed_worker_with_a_tree(farm, tmp_path, records, stray):
     worker = farm.start_worker("shell", machine="m1")
     future = farm.client().submit("shell", {"cmd": TREE.format(dir=tmp_path)})
     tree = tree_of(tmp_path / "pids.1", stray)
-    assert [name for name in os.listdir(records) if "~%d-" % worker.pid in name]
+    wait_until(lambda: [name for name in os.listdir(records) if "~%d-" % worker.pid in name],
+               timeout=5, what="the task's record (written once it ran 50 ms)")
     farm.stop(worker, signal.SIGKILL)
     assert not gone(tree)()               # nothing else stops an orphaned tree
     return worker, future, tree

@@ -23,6 +23,7 @@ import os
 import time
 
 from .. import defaults
+from ..exceptions import ConfigError
 from ..wire.protocol import Code
 
 
@@ -162,9 +163,9 @@ class Timeline:
         """Write the trace to ``path`` (a temporary name, then renamed)."""
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         partial = path + ".partial"
-        with open(partial, "w") as stream:
-            json.dump({"traceEvents": self.events(), "displayTimeUnit": "ms",
-                       "otherData": {"began": self.began, "tool": "majordomo"}}, stream)
+        with open(partial, "w") as stream:    # dumps: json.dump never uses the C encoder
+            stream.write(json.dumps({"traceEvents": self.events(), "displayTimeUnit": "ms",
+                                     "otherData": {"began": self.began, "tool": "majordomo"}}))
         os.replace(partial, path)
         return path
 
@@ -207,6 +208,50 @@ def runs_folder(project):
     return os.path.join(os.path.expanduser(os.environ.get(defaults.RUNS_ENV) or
                                            defaults.RUNS_DIR),
                         "%s-%s" % (os.path.basename(os.path.abspath(project)), digest))
+
+
+def prune(project, keep):
+    """Delete all but the newest ``keep`` runs' timelines and reports in the
+    project's runs folder: a build run a thousand times must not leave a
+    thousand reports behind."""
+    folder = runs_folder(project)
+    runs = {}                               # run (its stamp and pid) -> its files
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        for prefix, ending in (("timeline-", ".json"), ("report-", ".html")):
+            if name.startswith(prefix) and name.endswith(ending):
+                runs.setdefault(name[len(prefix):-len(ending)], []).append(name)
+    for stamp in sorted(runs, key=_run_order, reverse=True)[keep:]:
+        for name in runs[stamp]:
+            try:
+                os.unlink(os.path.join(folder, name))
+            except FileNotFoundError:
+                pass                        # another run of the project pruned it
+
+
+def _run_order(stamp):
+    """``YYYYmmdd-HHMMSS-PID``: by time, then pid (two runs in one second)."""
+    day, _, rest = stamp.partition("-")
+    second, _, pid = rest.partition("-")
+    return day, second, int(pid) if pid.isdigit() else 0
+
+
+def runs_keep():
+    """Runs of a project kept in its runs folder: $COMPUTEFARM_RUNS_KEEP, else RUNS_KEEP."""
+    text = os.environ.get(defaults.RUNS_KEEP_ENV)
+    if text is None:
+        return defaults.RUNS_KEEP
+    try:
+        keep = int(text)
+    except ValueError:
+        keep = -1
+    if keep < 1:
+        raise ConfigError("$%s=%r: the number of runs to keep, at least 1"
+                          % (defaults.RUNS_KEEP_ENV, text))
+    return keep
 
 
 def new_path(project, wall_time=None):

@@ -44,6 +44,7 @@ class FarmSession:
         self.progress.events = self._events
         self.timeline = timeline.Timeline()
         self.report = options.get("report")   # where the timeline goes (None: the cache)
+        self.keep_runs = timeline.runs_keep() if self.report is None else None
         self.nice = bool(options.get("nice"))  # take only the slots no other run wants
         self.local = None
         self.client = None
@@ -250,6 +251,8 @@ class FarmSession:
             self.timeline.write(trace)
             report.write(self.timeline, self.timeline.graph, "majordomo run in %s"
                          % os.path.basename(self.project), page)
+            if self.keep_runs is not None:
+                timeline.prune(self.project, self.keep_runs)
         except OSError as exc:            # the run's own result stands; say it once
             self.progress.note("the timeline or report could not be written (%s): %s"
                                % (exc.filename, exc.strerror))

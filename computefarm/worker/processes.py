@@ -31,8 +31,17 @@ class Tree:
     def __init__(self, pid):
         self.pgid = pid
         self.known = {}   # pid -> psutil.Process, remembered so re-parented ones are found
-        known = process_start(pid)
-        self.started = known[0] if known else None   # a later process with its pid is not it
+        self._started = False
+
+    @property
+    def started(self):
+        """The leader's start (``process_start``), so a later process with its pid is
+        not taken for it; read when first asked, not at the spawn: right after it the
+        kernel makes the read wait for the new process's exec (160 us against 26)."""
+        if self._started is False:
+            known = process_start(self.pgid)
+            self._started = known[0] if known else None
+        return self._started
 
     def remember(self):
         """Record the leader's current descendants (they may re-parent to init later)."""

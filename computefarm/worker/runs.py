@@ -105,6 +105,7 @@ class Run:
         self.stopping = None          # (status, reason) once stop() was called
         self.kill_at = None
         self.tree = None              # the processes.Tree that runs the task
+        self.recorded = False         # its tree is in the worker's task records
         self.suspended_at = None      # when the task was stopped for the machine's owner
 
     def readable(self, fd):

@@ -348,12 +348,12 @@ class FarmWorker(Service):
         self.pilot.took()
 
     def _watch(self, run):
-        """Record ``run``'s process tree and poll its output (at its start; a staged
-        run's once its inputs are laid out)."""
-        task_id, attempt = run.task_id, run.attempt
-        if run.tree is not None and not run.lasting_tree:
-            self.records.add(task_id, attempt, run.tree)
-        elif run.tree is not None and run.tree.pgid not in self.recorded_slots:
+        """Poll ``run``'s output (at its start; a staged run's once its inputs are
+        laid out) and record a python slot's tree on its first task. A task's own
+        tree is recorded by ``check_runs`` once it has run TASK_RECORD_AFTER: the many
+        tasks of a few milliseconds never cost a record."""
+        if run.tree is not None and run.lasting_tree and \
+                run.tree.pgid not in self.recorded_slots:
             self.recorded_slots.add(run.tree.pgid)     # a slot, recorded on its first task
             self.records.add("python slot %d" % run.tree.pgid, 0, run.tree)
         for fd in run.fds:
@@ -369,6 +369,10 @@ class FarmWorker(Service):
         for run in list(self.runs.values()):
             outcome = run.poll(now)
             if outcome is None:
+                if run.tree is not None and not run.lasting_tree and not run.recorded \
+                        and now - run.started >= defaults.TASK_RECORD_AFTER:
+                    self.records.add(run.task_id, run.attempt, run.tree)
+                    run.recorded = True
                 continue
             self.emit(run, run.drain())
             if run.captured_size > defaults.RESULT_OUTPUT_MAX:

@@ -4,7 +4,12 @@ A worker killed with SIGKILL cannot stop its tasks: they run on, re-parented to
 init, and finish beside their rerun, writing the same targets. So while a task
 runs, its worker keeps one small file for it in a private folder of the user
 (``directory()``): the worker's pid, start and routing id, the task, its
-process group, and the leader's pid and start. ``reap``, called by a worker
+process group, and the leader's pid and start. The file is written once
+the task has run ``defaults.TASK_RECORD_AFTER`` (50 ms; the worker's loop turns
+every 10 ms while tasks run): a build's many tasks of a few milliseconds cost
+no file (nor the read of their leader's start, which waits on the kernel while
+the new process execs), and a worker killed within that time leaves at most
+the tasks it started in it, each only until it ends. ``reap``, called by a worker
 before its first hello and by the machine's monitor at every report, kills
 the trees of the records whose worker is gone, with SIGKILL (nobody waits for
 their output any more), and removes those records.
