@@ -1,7 +1,7 @@
 """Files over the port: staged builds against a shared filesystem, and the wire.
 
-    python bench/files_bench.py [--only build|wire ...] [--files 40] [--rounds 3]
-        [--workers 3] [--slots 2] [--gib 1.0] [--tcp-rounds 3]
+    python bench/files_bench.py [--only build|wire|python ...] [--files 40] [--rounds 3]
+        [--workers 3] [--slots 2] [--gib 1.0] [--tcp-rounds 3] [--mib 500]
 
   build  A generated C project of --files sources (each a few hundred lines for
          gcc -O2) and one link, built by `majordomo run` on a real TaskManager
@@ -25,6 +25,9 @@
          same run (socket.sendfile into a receiver writing a file), alternated
          --tcp-rounds times; meanwhile a second client runs no-op tasks one
          after the other: their round trip p50/p99 against an idle farm's.
+  python FarmExecutor with --mib MiB (default 500) of arguments, then of
+         result: both travel as blobs (no message may carry them); and a
+         function holding 1 MiB sent with 200 tasks: the bytes uploaded.
 """
 
 import argparse
@@ -289,9 +292,46 @@ def bench_wire(args, folder):
         farm.close()
 
 
+def bench_python(args, folder):
+    """FarmExecutor with --mib MiB of arguments, then of result (more than a
+    message may carry: both go as blobs), and a function holding 1 MiB sent
+    with 200 tasks (it crosses the port once)."""
+    from computefarm.client import FarmExecutor
+    farm = Farm(folder, store=str(folder / "store"))
+    farm.start_taskmanager()
+    farm.start_worker("python", slots=1)
+    size = int(args.mib * (1 << 20))
+    try:
+        with FarmExecutor(farm.address) as executor:
+            data = os.urandom(size)
+            started = time.monotonic()
+            assert executor.submit(len, data).result(900) == size
+            up = time.monotonic() - started
+            started = time.monotonic()
+            back = executor.submit(os.urandom, size).result(900)
+            down = time.monotonic() - started
+            assert len(back) == size
+            del data, back
+            table = os.urandom(1 << 20)
+            sent = executor.client.files.transfers.sent_bytes
+            started = time.monotonic()
+            futures = [executor.submit(lambda n: table[n], n) for n in range(200)]
+            assert [f.result(300) for f in futures] == list(table[:200])
+            many = time.monotonic() - started
+            sent = executor.client.files.transfers.sent_bytes - sent
+        print("FarmExecutor, %d MiB: as arguments %.2f s (%.0f MiB/s), as a result %.2f s "
+              "(%.0f MiB/s)" % (size >> 20, up, args.mib / up, down, args.mib / down))
+        print("a function holding 1 MiB, 200 tasks: %.2f s, %.1f MiB uploaded (inline: 200 MiB)"
+              % (many, sent / (1 << 20)))
+    finally:
+        farm.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=("build", "wire"))
+    parser.add_argument("--only", action="append", choices=("build", "wire", "python"))
+    parser.add_argument("--mib", type=float, default=500.0,
+                        help="python: MiB of arguments and of result")
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=3)
@@ -299,7 +339,7 @@ def main():
     parser.add_argument("--gib", type=float, default=1.0)
     parser.add_argument("--tcp-rounds", type=int, default=3)
     args = parser.parse_args()
-    parts = args.only or ["build", "wire"]
+    parts = args.only or ["build", "wire", "python"]
     if os.geteuid() != 0 and "build" in parts:
         raise SystemExit("the build part needs root (mount namespaces for the staged workers)")
     with tempfile.TemporaryDirectory(prefix="files-bench-") as folder:
@@ -308,7 +348,8 @@ def main():
             os.environ[env] = os.path.join(folder, name)
         for part in parts:
             (pathlib.Path(folder) / part).mkdir()
-            {"build": bench_build, "wire": bench_wire}[part](args, pathlib.Path(folder) / part)
+            {"build": bench_build, "wire": bench_wire, "python": bench_python}[part](
+                args, pathlib.Path(folder) / part)
 
 
 if __name__ == "__main__":

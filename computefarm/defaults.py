@@ -132,6 +132,13 @@ KILL_GRACE = 1.0
 # pipes open before they are killed and the task finishes.
 OUTPUT_DRAIN_GRACE = 0.5
 
+# Python tasks: a pickled function longer than FUNCTION_INLINE_MAX bytes, and
+# arguments or a result longer than PY_INLINE_MAX, travel as blobs of the
+# TaskManager's store (worker/blobruns.py), not inside messages: a function
+# crosses the port once per machine, and size is bounded by disks.
+FUNCTION_INLINE_MAX = 16 * 1024
+PY_INLINE_MAX = 1024 * 1024
+
 # A task's process tree is recorded (worker/taskrecords.py: killed if its worker
 # dies) once it has run this long: the tasks of a few milliseconds skip the file.
 TASK_RECORD_AFTER = 0.05

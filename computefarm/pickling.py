@@ -8,6 +8,7 @@ standard pickle's C path; everything else goes to cloudpickle. Only clients
 pickle and only python slots unpickle: the TaskManager and workers never do.
 """
 
+import hashlib
 import pickle
 import types
 import weakref
@@ -51,6 +52,22 @@ class FunctionPickles:
 
     def __init__(self):
         self.cache = weakref.WeakKeyDictionary()
+        self.digests = weakref.WeakKeyDictionary()   # fn -> sha256 of its pickle
+
+    def digest(self, fn, blob):
+        """The sha256 of ``blob``, ``fn``'s pickle, computed once while ``fn`` lives
+        (a big function travels by digest)."""
+        try:
+            digest = self.digests.get(fn)
+        except TypeError:
+            return hashlib.sha256(blob).hexdigest()
+        if digest is None:
+            digest = hashlib.sha256(blob).hexdigest()
+            try:
+                self.digests[fn] = digest
+            except TypeError:
+                pass
+        return digest
 
     def dumps(self, fn):
         try:
@@ -76,14 +93,25 @@ class LoadedFunctions:
 
     def load(self, blob, origin=None):
         """The callable pickled in ``blob`` (its file name given back: ``origin``)."""
-        fn = self.loaded.get(blob)
+        return self._loaded(blob, lambda: cloudpickle().loads(blob), origin)
+
+    def load_file(self, path, origin=None):
+        """The callable pickled in the file ``path``: a blob of the machine's cache,
+        whose name is its content's digest, so the path is its key."""
+        def read():
+            with open(path, "rb") as stream:
+                return cloudpickle().loads(stream.read())
+        return self._loaded(("file", path), read, origin)
+
+    def _loaded(self, key, unpickle, origin):
+        fn = self.loaded.get(key)
         if fn is None:
-            fn = restore_origin(cloudpickle().loads(blob), origin)
-            self.loaded[blob] = fn
+            fn = restore_origin(unpickle(), origin)
+            self.loaded[key] = fn
             if len(self.loaded) > self.size:
                 self.loaded.popitem(last=False)
         else:
-            self.loaded.move_to_end(blob)
+            self.loaded.move_to_end(key)
         return fn
 
 

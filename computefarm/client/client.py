@@ -369,6 +369,7 @@ class Client:
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
             self._fail_all("the client was closed before the task finished")
+            self.files.close()
 
     def _wait_for_return(self, now):
         """After the TaskManager's goodbye: its successor welcomes this client back
@@ -474,6 +475,9 @@ class Client:
             pending.on_output(item["stream"], line)
 
     def _resolve(self, body):
+        if body.get("value_blob") and "value" not in body:
+            self._fetch_value(body)
+            return
         with self._lock:
             pending = self._pending.pop(body["id"], None)
         if pending is None:
@@ -489,6 +493,16 @@ class Client:
             pending.settle(pending.future, body)
         else:
             pending.future.set_result(TaskResult(body))
+
+    def _fetch_value(self, body):
+        """A python result too big for a message (``value_blob``): fetched, then
+        resolved as if it had come inside the RESULT."""
+        with self._lock:
+            wanted = body["id"] in self._pending
+        if wanted:
+            self.files.fetch_value(body, self._resolve)
+        else:
+            self.stats["duplicate_results"] += 1
 
     def _fail_all(self, text, error=FarmUnreachable, permanent=True):
         if permanent:                    # later submits are refused with it

@@ -1,14 +1,18 @@
 """FarmExecutor: a ``concurrent.futures.Executor`` over the farm's python workers."""
 
+import collections
 import concurrent.futures
+import pickle
 import threading
 from concurrent.futures import Executor, InvalidStateError
 
-from .. import pickling
-from ..exceptions import RemoteError
+from .. import defaults, pickling
+from ..exceptions import RemoteError, UsageError
+from ..storage.cas import digest_bytes
 from .client import Client
 
 _EMPTY_ARGUMENTS = pickling.dumps(((), {}))
+_REMEMBERED = 10000          # digests of blobs known to be in the TaskManager's store
 
 
 class FarmExecutor(Executor):
@@ -21,6 +25,7 @@ class FarmExecutor(Executor):
         self._functions = pickling.FunctionPickles()
         self._futures = set()
         self._lock = threading.Lock()
+        self._stored = collections.OrderedDict()   # digests of blobs the store has
 
     def submit(self, fn, /, *args, **kwargs):
         """A future of ``fn(*args, **kwargs)`` run on a python worker: the one the
@@ -28,10 +33,24 @@ class FarmExecutor(Executor):
         Its ``cancel()`` stops the task on the farm too, until it has finished.
 
         ``fn`` is pickled once while it lives (``pickling.FunctionPickles``: a
-        function of ``__main__`` keeps the globals it had at its first submit)."""
-        request = {"function": self._functions.dumps(fn),
-                   "arguments": _EMPTY_ARGUMENTS if not args and not kwargs
-                   else pickling.dumps((args, kwargs))}
+        function of ``__main__`` keeps the globals it had at its first submit).
+        A pickled function over FUNCTION_INLINE_MAX bytes, or arguments over
+        PY_INLINE_MAX, are uploaded to the TaskManager's store (this call waits
+        for that) and travel by digest: a function once, whatever the tasks."""
+        function = self._functions.dumps(fn)
+        arguments = _EMPTY_ARGUMENTS if not args and not kwargs \
+            else pickling.dumps((args, kwargs))
+        request, blobs = {}, {}
+        if len(function) <= defaults.FUNCTION_INLINE_MAX:
+            request["function"] = function
+        else:
+            blobs["function"] = self._store(function, self._functions.digest(fn, function))
+        if len(arguments) <= defaults.PY_INLINE_MAX:
+            request["arguments"] = arguments
+        else:
+            blobs["arguments"] = self._store(arguments, digest_bytes(arguments))
+        if blobs:
+            request["blobs"] = blobs
         origin = pickling.origin(fn)
         if origin is not None:
             request["origin"] = origin
@@ -41,15 +60,43 @@ class FarmExecutor(Executor):
             self._futures.add(future)
         return future
 
+    def _store(self, blob, digest):
+        """``{digest, size}`` of ``blob``, once the TaskManager's store has it
+        (uploaded by the first task that sends it)."""
+        with self._lock:
+            known = digest in self._stored
+            if known:
+                self._stored.move_to_end(digest)
+        if not known:
+            if threading.current_thread() is self.client._thread:
+                raise UsageError("FarmExecutor.submit: a function or arguments of more than "
+                                 "%d bytes cannot be sent from a future's callback (it "
+                                 "waits for their upload)" % defaults.FUNCTION_INLINE_MAX)
+            self.client.upload([(digest, len(blob), blob)]).result()
+            with self._lock:
+                self._stored[digest] = True
+                while len(self._stored) > _REMEMBERED:
+                    self._stored.popitem(last=False)
+        return {"digest": digest, "size": len(blob)}
+
     def _settle(self, future, body):
-        """In the client's thread: the RESULT item of ``future``'s task."""
+        """In the client's thread: the RESULT item of ``future``'s task (a value
+        that came as a blob is in it by now: ``Client`` fetched it)."""
         with self._lock:
             self._futures.discard(future)
+        error = None
         try:
             if body["status"] == "ok":
-                future.set_result(pickling.cloudpickle().loads(body.get("value")))
+                value = pickle.loads(body.get("value"))
             else:
-                future.set_exception(_remote_error(body))
+                error = _remote_error(body)
+        except Exception as exc:          # the value does not unpickle here
+            error = exc
+        try:
+            if error is None:
+                future.set_result(value)
+            else:
+                future.set_exception(error)
         except InvalidStateError:         # cancelled by its caller meanwhile
             pass
 

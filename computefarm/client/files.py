@@ -9,12 +9,15 @@ reader never sees a torn or wrong file.
 
 import os
 import secrets
+import shutil
+import tempfile
 import threading
 from concurrent.futures import Future
 
 from ..exceptions import FarmUnreachable, StorageError
 from ..storage.cas import Incoming
 from ..storage.transfer import Transfers
+from ..wire.protocol import Code
 
 
 class Files:
@@ -24,6 +27,8 @@ class Files:
         self.lock = threading.Lock()
         self.requests = []          # (kind, arguments, future): for the client's thread
         self.futures = set()        # not resolved yet
+        self.spool = None           # where big python results land (a temporary folder)
+        self.serial = 0
 
     # -- the caller's side -----------------------------------------------------
     def upload(self, files):
@@ -80,6 +85,35 @@ class Files:
             self._settle(future, error, path)
         self.transfers.download(digest, size, sink, done)
 
+    def fetch_value(self, body, then):
+        """(The client's thread.) A RESULT item whose value is a blob
+        (``value_blob``): fetched through a file of this client's spool folder
+        into ``body["value"]``, or the item made an error saying why; then
+        ``then(body)``."""
+        if self.spool is None:
+            self.spool = tempfile.mkdtemp(prefix="computefarm-results-")
+        ref = body["value_blob"]
+        self.serial += 1
+        path = os.path.join(self.spool, "%s.%d" % (ref["digest"][:16], self.serial))
+
+        def fetched(download):
+            try:
+                download.result()
+                with open(path, "rb") as stream:
+                    body["value"] = stream.read()
+            except (StorageError, FarmUnreachable, OSError) as exc:
+                body.update(status="error", code=Code.STAGING, value=None,
+                            error="fetching its result (%d bytes): %s" % (ref["size"], exc))
+            finally:
+                _unlink(path)
+            then(body)
+        self.download(ref["digest"], ref["size"], path).add_done_callback(fetched)
+
+    def close(self):
+        if self.spool is not None:
+            shutil.rmtree(self.spool, ignore_errors=True)
+            self.spool = None
+
     def _settle(self, future, error, value):
         with self.lock:
             self.futures.discard(future)
@@ -105,3 +139,10 @@ class Files:
         for future in futures:
             if not future.done():
                 future.set_exception(FarmUnreachable(text))
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

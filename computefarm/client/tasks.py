@@ -9,13 +9,15 @@ class TaskResult:
 
     __slots__ = ("id", "status", "exit_code", "value", "error", "attempt", "duration",
                  "started", "host", "worker", "machine", "detail", "stdout", "stderr",
-                 "records", "truncated", "code", "outputs", "staging", "copies", "winner")
+                 "records", "truncated", "code", "outputs", "staging", "copies", "winner",
+                 "value_blob")
 
     def __init__(self, body):
         self.id = body["id"]
         self.status = body["status"]
         self.exit_code = body.get("exit_code")
         self.value = body.get("value")
+        self.value_blob = body.get("value_blob")   # python: a big result, in the store
         self.error = body.get("error")
         self.attempt = body.get("attempt")
         self.duration = body.get("duration")

@@ -297,6 +297,7 @@ MAX_CHUNK = defaults.CHUNK_SIZE   # bytes a GET may ask for: what a peer's queue
 # size, and whether it is executable.
 FILE_ENTRY = record(("path", "digest", "size"), path=Str(4096), digest=DIGEST,
                     size=Int(0), exec=Bool())
+BLOB_REF = record(("digest", "size"), digest=DIGEST, size=Int(0))
 MAX_RECORDS = 256         # line records (file, line, level) of one output item
 MAX_TAILS = 64            # output pieces one result carries
 
@@ -327,6 +328,7 @@ RESULT_ITEM = record(
     duration=SECONDS, started=Num(0.0, 1e11), detail=Map(Plain(), max=100), output=List(OUTPUT_TAIL, MAX_TAILS),
     truncated=Int(0), host=NAME, worker=NAME, machine=NAME, code=NAME,
     outputs=List(FILE_ENTRY, MAX_ITEMS),    # staged tasks: their outputs, in the store
+    value_blob=BLOB_REF,                    # python: a result too big for "value", stored
     staging=Map(Plain(1), max=20),          # ... and the time fetching and uploading took
     copies=Int(1, 2), winner=Int(1, 2),     # a straggler's copy ran: which one's result this is
 )

@@ -63,6 +63,10 @@ class WorkerPlugin:
     # results are reused (the action cache) only from a worker with the same.
     # Empty: this plugin's results are never reused.
     cache_attributes = ("platform",)
+    # True: the worker runs its tasks through a blobruns.BlobRun, which fetches the
+    # blobs a request names (``blob_paths`` in the request the plugin gets) and
+    # uploads a result the plugin's run spilled (``Outcome.spilled``).
+    takes_blobs = False
 
     def __init__(self, slots, options=None):
         self.slots = slots

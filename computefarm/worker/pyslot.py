@@ -21,7 +21,7 @@ import traceback
 import cloudpickle
 import msgpack
 
-from computefarm import pickling
+from computefarm import defaults, pickling
 from computefarm.pickling import LoadedFunctions
 
 _LENGTH = struct.Struct("!I")
@@ -71,17 +71,22 @@ def set_environment(wanted, base_env, previous):
 def run_one(request, base_env, base_cwd, previous_env=(), functions=None):
     """Run one request: ``payload`` (the callable and its arguments pickled
     together), or ``function`` (the callable's pickle, unpickled once per slot
-    through ``functions``, a LoadedFunctions) and ``arguments`` ((args, kwargs))."""
+    through ``functions``, a LoadedFunctions) and ``arguments`` ((args, kwargs)),
+    either of them possibly a file of the machine's blob cache (``function_path``,
+    ``arguments_path``). A pickled result longer than PY_INLINE_MAX is written to
+    ``spill`` when the request gives one (the reply then says ``spilled``)."""
     previous_env = set_environment(request.get("env") or {}, base_env, previous_env)
     cwd = request.get("cwd") or base_cwd
     if cwd != os.getcwd():
         os.chdir(cwd)
     try:
-        if "function" in request:
-            fn = functions.load(request["function"], request.get("origin")) \
-                if functions is not None else pickling.restore_origin(
-                    cloudpickle.loads(request["function"]), request.get("origin"))
-            args, kwargs = pickle.loads(request["arguments"])
+        if "function" in request or "function_path" in request:
+            fn = _function(request, functions)
+            if "arguments_path" in request:
+                with open(request["arguments_path"], "rb") as stream:
+                    args, kwargs = pickle.load(stream)
+            else:
+                args, kwargs = pickle.loads(request["arguments"])
         else:
             fn, args, kwargs = cloudpickle.loads(request["payload"])
             pickling.restore_origin(fn, request.get("origin"))
@@ -94,10 +99,35 @@ def run_one(request, base_env, base_cwd, previous_env=(), functions=None):
             blob = None
         return {"status": "failed", "value": blob, "error": error}, previous_env
     try:
-        return {"status": "ok", "value": pickling.dumps(value)}, previous_env
+        blob = pickling.dumps(value)
     except Exception as exc:
         return {"status": "failed", "value": None,
                 "error": "the result of the task cannot be pickled: %s" % exc}, previous_env
+    spill = request.get("spill")
+    if len(blob) <= defaults.PY_INLINE_MAX or not spill:
+        return {"status": "ok", "value": blob}, previous_env
+    try:
+        os.makedirs(os.path.dirname(spill), exist_ok=True)
+        with open(spill, "wb") as stream:
+            stream.write(blob)
+    except OSError as exc:
+        return {"status": "failed", "value": None, "error": "the result of the task (%d "
+                "bytes) cannot be written to %s: %s" % (len(blob), spill, exc.strerror)}, \
+            previous_env
+    return {"status": "ok", "spilled": spill}, previous_env
+
+
+def _function(request, functions):
+    """The request's callable: from its bytes or its file, loaded once per slot."""
+    origin = request.get("origin")
+    if "function_path" in request:
+        if functions is not None:
+            return functions.load_file(request["function_path"], origin)
+        with open(request["function_path"], "rb") as stream:
+            return pickling.restore_origin(cloudpickle.loads(stream.read()), origin)
+    if functions is not None:
+        return functions.load(request["function"], origin)
+    return pickling.restore_origin(cloudpickle.loads(request["function"]), origin)
 
 
 PR_SET_PDEATHSIG = 1

@@ -16,7 +16,7 @@ from .processes import Tree, spawn
 
 class Outcome:
     __slots__ = ("status", "exit_code", "value", "error", "detail", "code", "duration",
-                 "outputs", "staging")
+                 "outputs", "staging", "spilled")
 
     def __init__(self, status, exit_code=None, value=None, error=None, detail=None,
                  code=None):
@@ -29,6 +29,7 @@ class Outcome:
         self.duration = None          # the run's own time when not since its start (staged)
         self.outputs = None           # staged: the output files, stored and uploaded
         self.staging = None           # staged: fetch and upload times
+        self.spilled = None           # the file a python slot wrote its big result to
 
 
 class LineSplitter:

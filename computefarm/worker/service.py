@@ -26,6 +26,7 @@ from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg
 from . import capture
 from .backlog import Backlog
+from .blobruns import BlobRun, SpilledResults
 from .pilot import PilotLimits
 from .plugin import PathMap, Task, load_plugin
 from .staging import StagedRun, Staging
@@ -57,6 +58,7 @@ class FarmWorker(Service):
         self.extra_attributes = dict(attributes or {})
         self.paths = PathMap(path_map)
         self.staging = Staging(self.paths, cache, cache_size)
+        self.spilled = SpilledResults(self.staging, self.finished)   # big python results
         self.curve = curve             # keys: one set, or a list (one per TaskManager)
         self.ready_file = ready_file   # rewritten at every welcome: {"welcomes", "incarnation"}
         self.welcomes = 0
@@ -208,7 +210,8 @@ class FarmWorker(Service):
     def check_pilot(self, now):
         """Leave when the pilot's limits say so (pilot.py): tasks dispatched but not
         started are handed back in the BYE, so nothing waits on a worker gone."""
-        busy = bool(self.runs) or any(up.outbox for up in self.upstreams) or (
+        busy = bool(self.runs) or self.spilled.uploading or \
+            any(up.outbox for up in self.upstreams) or (
             bool(self.backlog) and not self.pilot.draining)
         why = self.pilot.step(now, busy)
         if why is not None and not self.stop_requested:
@@ -325,7 +328,14 @@ class FarmWorker(Service):
                 run.on_started = self._watch
             else:
                 request.pop("stage", None)
-                run = plugin.start(self.paths.apply(request), task, now)
+                if plugin.takes_blobs:       # where a result too big for a message goes
+                    request["spill"] = self.staging.spill_path()
+                if request.get("blobs"):
+                    run = BlobRun(self.staging, self.upstreams[spec[UPSTREAM]].transfers,
+                                  plugin, self.paths.apply(request), task, now)
+                    run.on_started = self._watch
+                else:
+                    run = plugin.start(self.paths.apply(request), task, now)
         except (PluginError, ProtocolError, StorageError) as exc:
             log.warning("%s: task %s refused: %s", self.name, task_id, exc)
             self.finished(protocol.result_item(task_id, attempt, "error", str(exc)),
@@ -385,11 +395,15 @@ class FarmWorker(Service):
                 ("outputs", outcome.outputs), ("staging", outcome.staging))
                 if value}                    # small results for the many tiny tasks
             duration = outcome.duration if outcome.duration is not None else now - run.started
-            self.finished(protocol.result_item(
+            result = protocol.result_item(
                 run.task_id, run.attempt, outcome.status, outcome.error or None,
                 outcome.exit_code, code=outcome.code, duration=duration,
-                started=time.time() - (now - run.started), **extra),   # the run's, for a timeline
-                run.upstream)
+                started=time.time() - (now - run.started), **extra)   # the run's, for a timeline
+            if outcome.spilled is not None:          # sent once the store has its value
+                self.spilled.send(result, outcome.spilled, run.upstream,
+                                  self.upstreams[run.upstream].transfers)
+            else:
+                self.finished(result, run.upstream)
 
     def _forget(self, run):
         self.runs.pop(run.task_id, None)

@@ -28,8 +28,9 @@ from ..hostinfo import machine_id
 from ..storage import trees
 from ..storage.cas import BlobStore, location, pid_alive
 from ..wire.protocol import Code
+from .fetching import FetchingRun
 from .plugin import PathMap
-from .runs import Outcome, Run
+from .runs import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,13 @@ class Staging:
                 if not pid_alive(name.split("-")[0]):
                     shutil.rmtree(os.path.join(scratch, name), ignore_errors=True)
         return self.store
+
+    def spill_path(self):
+        """Where a task may spill its result (``blobruns``): a name in this worker's
+        folder of results, made by whoever writes there first."""
+        self.serial += 1
+        return os.path.join(self.cache_dir, "scratch", "%d-results" % os.getpid(),
+                            "%d.pickle" % self.serial)
 
     def scratch(self):
         self.serial += 1
@@ -135,52 +143,23 @@ def stage_of(request):
     return root, tree, manifest, outputs
 
 
-class StagedRun(Run):
+class StagedRun(FetchingRun):
     """One staged task: fetching, then running (the plugin's own Run), then
     uploading its outputs."""
 
     def __init__(self, staging, transfers, plugin, request, task, now):
-        super().__init__(task.id, task.attempt, task.timeout, now)
-        self.staging, self.transfers = staging, transfers
-        self.store = staging.open()
-        self.plugin_, self.task = plugin, task
+        super().__init__(staging, transfers, plugin, task, now)
         self.root, tree, self.manifest, self.outputs = stage_of(request)
-        self.request = {key: value for key, value in request.items() if key != "stage"}
-        self.inner = None               # the plugin's Run, once the inputs are here
-        self.waiting = 0                # blobs being fetched
-        self.error = None               # why staging failed
-        self.pinned = []
+        # not ``request``: the worker keeps the task's own there (plugin.finish)
+        self.call = {key: value for key, value in request.items() if key != "stage"}
         self.linked = {}
         self.directory = None           # the scratch folder
-        self.outcome = None             # the run's, while its outputs are uploaded
         self.uploaded = None            # None: uploading; else the upload's error or False
         self.timing = {}                # fetched_s, uploading_at, upload_s
-        self.fetched = 0                # bytes of its inputs the cache lacked
-        self.on_started = None          # the worker's hook: the run's processes exist
         if tree is not None:
             self._want(tree["digest"], tree["size"], lambda: self._tree(tree["digest"]))
         else:
             self._want_files()
-
-    # -- fetching ----------------------------------------------------------------
-    def _want(self, digest, size, then=None):
-        if self.pinned is None:
-            return
-        self.waiting += 1
-        self.store.pin(digest)
-        self.pinned.append(digest)
-        if not self.staging.fetch(digest, size, self.transfers,
-                                  lambda error: self._arrived(error, then)):
-            self.fetched += size            # not in this machine's cache: over the wire
-
-    def _arrived(self, error, then):
-        self.waiting -= 1
-        if self.stopping is not None or self.pinned is None:   # cancelled meanwhile
-            return
-        if error is not None:
-            self.error = self.error or error
-        elif then is not None and self.error is None:
-            then()
 
     def _tree(self, digest):
         try:
@@ -207,16 +186,10 @@ class StagedRun(Run):
         self.linked = trees.lay_out(self.manifest, self.store, self.directory)
         for path in self.outputs:            # as on the user's machine: their folders exist
             os.makedirs(os.path.dirname(os.path.join(self.directory, path)), exist_ok=True)
-        request = PathMap({self.root: self.directory}).apply(self.request)
+        request = PathMap({self.root: self.directory}).apply(self.call)
         if isinstance(request.get("cwd"), str):
             os.makedirs(request["cwd"], exist_ok=True)
-        inner = self.plugin_.start(request, self.task, now)
-        inner.on_close_fd = lambda fd: self.on_close_fd(fd)
-        self.inner = inner
-        self.fds, self.tree, self.lasting_tree = inner.fds, inner.tree, inner.lasting_tree
-        self.started = now
-        if self.on_started is not None:
-            self.on_started(self)
+        self._begin(request, now)
 
     def poll(self, now):
         if self.inner is None:
@@ -274,45 +247,8 @@ class StagedRun(Run):
                            "fetched": self.fetched}
         return outcome
 
-    # -- what the worker asks of every run ------------------------------------------
-    def readable(self, fd):
-        return self.inner.readable(fd)
-
-    def close_fd(self, fd):
-        if self.inner is not None:
-            self.inner.close_fd(fd)
-
-    def drain(self):
-        return self.inner.drain() if self.inner is not None else []
-
-    def suspend(self, now):
-        if self.inner is not None and self.outcome is None:
-            self.inner.suspend(now)
-        elif self.inner is None and self.stopping is None:
-            self.suspended_at = now          # the inputs come; the command waits
-
-    def resume(self, now):
-        if self.inner is not None:
-            self.inner.resume(now)
-        self.suspended_at = None
-
-    def stop(self, now, status, reason):
-        if self.stopping is None:
-            self.stopping = (status, reason)
-            if self.inner is not None and self.outcome is None:
-                self.inner.stop(now, status, reason)
-
-    def busy(self):
-        if self.inner is not None and self.outcome is None:
-            return self.inner.busy()
-        return self.stopping is not None or (self.inner is None and not self.waiting)
-
     def release(self):
-        if self.inner is not None:
-            self.inner.release()
-        for digest in self.pinned or ():
-            self.store.unpin(digest)
-        self.pinned = None              # released: blobs arriving now are not this run's
+        super().release()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None

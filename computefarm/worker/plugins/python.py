@@ -4,6 +4,10 @@ Request: ``{"payload": cloudpickle.dumps((fn, args, kwargs)), "cwd": ..., "env":
 or, instead of ``payload``, ``"function": cloudpickle.dumps(fn)`` and ``"arguments":
 pickle of (args, kwargs)``: the function's bytes are the same from task to task
 (FarmExecutor pickles each callable once), and a slot unpickles them once.
+Either of those two may instead be a blob (``"blobs": {"function": {digest,
+size}}``, fetched into the machine's cache by the worker's ``BlobRun``: the slot
+reads it there), and a result longer than PY_INLINE_MAX is spilled to a file
+the worker uploads (``blobruns``).
 Both are decoded only inside a slot process (``computefarm.worker.pyslot``), one
 per slot, started ahead and reused from task to task so a task costs no process
 start. Each slot is the leader of its own session: a timeout or cancel kills the
@@ -21,7 +25,7 @@ from computefarm.worker.plugin import WorkerPlugin
 from computefarm.worker.processes import Tree, spawn
 from computefarm.worker.runs import LineSplitter, Outcome, Run
 
-_CALL = ("payload", "function", "arguments", "origin")   # what of a request the slot needs
+_CALL = ("payload", "function", "arguments", "origin", "spill")   # what the slot needs
 
 
 class Slot:
@@ -82,7 +86,10 @@ class SlotRun(Run):
         self.reply = None
         self.dead = False
         call = {key: request[key] for key in _CALL if key in request}
+        for name, path in (request.get("blob_paths") or {}).items():
+            call[name + "_path"] = path            # function_path, arguments_path
         call["cwd"], call["env"] = request.get("cwd"), task.environ(request.get("env"), base={})
+        self.spill = request.get("spill")
         slot.send(call)
 
     def readable(self, fd):
@@ -129,8 +136,12 @@ class SlotRun(Run):
             self.slot.healthy = False
             return Outcome(self.stopping[0], error=self.stopping[1])
         if self.reply is not None:
-            return Outcome(self.reply["status"], value=self.reply.get("value"),
-                           error=self.reply.get("error"))
+            outcome = Outcome(self.reply["status"], value=self.reply.get("value"),
+                              error=self.reply.get("error"))
+            spilled = self.reply.get("spilled")
+            if spilled is not None and spilled == self.spill:
+                outcome.spilled = spilled
+            return outcome
         if self.dead or self.slot.proc.poll() is not None:
             self.slot.healthy = False
             self.slot.tree.kill()
@@ -143,12 +154,18 @@ class SlotRun(Run):
         return self.stopping is not None or self.dead
 
     def release(self):
+        if self.stopping is not None and self.spill:   # it may have spilled meanwhile
+            try:
+                os.unlink(self.spill)
+            except OSError:
+                pass
         self.pool.give_back(self.slot)
 
 
 class PythonWorker(WorkerPlugin):
     capability = "python"
     cache_attributes = ()             # a callable's outcome is its own business
+    takes_blobs = True                # its big function, arguments, result: blobruns
 
     def __init__(self, slots, options=None):
         super().__init__(slots, options)
@@ -161,11 +178,16 @@ class PythonWorker(WorkerPlugin):
         return attrs
 
     def start(self, request, task, now):
-        if not (isinstance(request.get("payload"), bytes) or (
-                isinstance(request.get("function"), bytes)
-                and isinstance(request.get("arguments"), bytes))):
+        fetched = request.get("blob_paths") or {}
+        if request.get("blobs") and not fetched:
+            raise PluginError("python request names blobs, which a task staged on this "
+                              "machine does not fetch: send its function and arguments "
+                              "inside it")
+        if not (isinstance(request.get("payload"), bytes) or all(
+                isinstance(request.get(name), bytes) or isinstance(fetched.get(name), str)
+                for name in ("function", "arguments"))):
             raise PluginError("python request needs 'payload' (the pickled callable and its "
-                              "arguments), or 'function' and 'arguments' (bytes)")
+                              "arguments), or 'function' and 'arguments' (bytes, or blobs)")
         slot = self.idle.pop() if self.idle else Slot()
         return SlotRun(self, slot, task, request, now)
 

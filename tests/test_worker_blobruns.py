@@ -1,0 +1,80 @@
+"""blobruns.py: a python task's big function, arguments and result go by digest,
+through the TaskManager's store, not inside messages."""
+
+import hashlib
+import os
+import pickle
+
+from computefarm import defaults, pickling
+from computefarm.client import FarmExecutor
+from computefarm.wire.protocol import Code
+
+BIG = defaults.MAX_MESSAGE_SIZE + (16 << 20)       # more than any one message may carry
+
+
+def test_arguments_and_a_result_bigger_than_a_message_travel_as_blobs(farm):
+    farm.start_worker("python")
+    data = os.urandom(1 << 20) * (BIG >> 20)
+    with FarmExecutor(farm.address) as executor:
+        future = executor.submit(lambda blob: (hashlib.sha256(blob).hexdigest(), blob[::-1]),
+                                 data)
+        digest, reversed_ = future.result(240)
+        assert digest == hashlib.sha256(data).hexdigest()
+        assert reversed_ == data[::-1]
+        # both crossed the port in chunks: the arguments up, the result down
+        transfers = executor.client.files.transfers
+        assert transfers.sent_bytes >= len(data) and transfers.received_bytes >= len(data)
+        assert executor.submit(len, b"small").result(30) == 5     # small ones stay inline
+        spool = executor.client.files.spool
+        assert os.listdir(spool) == []                 # the result's file: read and removed
+    assert not os.path.exists(spool)                   # the folder went with the client
+
+
+def test_a_big_function_crosses_the_port_once_and_each_slot_loads_it_once(farm, tmp_path):
+    farm.start_worker("python", slots=2)
+
+    def loaded(path):                   # nested: cloudpickle sends it by value
+        with open(path, "a") as stream:
+            stream.write("loaded\n")
+        return path
+
+    class Loads:                        # unpickling one: a line in the file
+        def __init__(self, path):
+            self.path = path
+
+        def __reduce__(self):
+            return (loaded, (self.path,))
+    marker = Loads(str(tmp_path / "loads"))
+    table = os.urandom(defaults.FUNCTION_INLINE_MAX * 4)          # carried by the closure
+
+    def look(n):
+        return marker is not None and table[n]
+    blob = pickling.FunctionPickles().dumps(look)
+    assert len(blob) > defaults.FUNCTION_INLINE_MAX
+    with FarmExecutor(farm.address) as executor:
+        futures = [executor.submit(look, n) for n in range(40)]
+        assert [f.result(60) for f in futures] == [table[n] for n in range(40)]
+        sent = executor.client.files.transfers.sent_bytes
+        assert len(blob) <= sent < 2 * len(blob)                  # uploaded once
+    loads = (tmp_path / "loads").read_text().splitlines()
+    assert 1 <= len(loads) <= 2                                    # once per slot at most
+
+
+def test_a_blob_the_store_lacks_fails_the_task_with_a_clear_error(farm):
+    farm.start_worker("python")
+    client = farm.client()
+    function = pickling.FunctionPickles().dumps(len)
+    missing = {"digest": "ab" * 32, "size": 10}
+    result = client.submit("python", {"function": function,
+                                      "blobs": {"arguments": missing}}).result(60)
+    assert result.status == "error" and result.code == Code.STAGING
+    assert "fetching the task's blobs" in result.error and "abababab" in result.error
+    bad = client.submit("python", {"function": function, "arguments": pickle.dumps(((), {})),
+                                   "blobs": {"arguments": {"digest": "../x", "size": 1}}})
+    result = bad.result(60)
+    assert result.status == "error"
+    assert "blob 'arguments' must be {digest: a sha256, size: bytes}" in result.error
+    # the worker is unharmed: the next task runs
+    ok = client.submit("python", {"function": function,
+                                  "arguments": pickle.dumps((("abc",), {}))}).result(60)
+    assert ok.ok and pickle.loads(ok.value) == 3
