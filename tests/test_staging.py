@@ -340,3 +340,33 @@ def test_meta_inputs_narrow_a_task_to_its_files_so_other_changes_keep_its_cached
     (farm.project / "dodo.py").write_text(NARROW_DODO.replace('["words.txt"]', '"words.txt"'))
     bad = run_here(farm)
     assert bad.returncode != 0 and "meta.inputs must be a list" in bad.stdout + bad.stderr
+
+
+EXCLUDED_DODO = '''
+DOIT_CONFIG = {"farm_exclude": %r}
+
+def task_seen():
+    return {"actions": ["find . -type f ! -path './build/*' | sort > build/seen.txt"],
+            "targets": ["build/seen.txt"],
+            "meta": {"cache": False}}
+'''
+
+
+def test_dodo_config_farm_exclude_leaves_files_out_of_what_workers_get(loopback_farm, tmp_path):
+    farm = loopback_farm
+    hidden_worker(farm, tmp_path, "w1")
+    (farm.project / "words.txt").write_text("kept\n")
+    (farm.project / "notes.log").write_text("left out\n")
+    (farm.project / "secret").mkdir()
+    (farm.project / "secret" / "key.pem").write_text("left out\n")
+    (farm.project / "dodo.py").write_text(EXCLUDED_DODO % (["secret/", "*.log"],))
+    done = run_here(farm)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "staged 2 file(s) of project" in done.stderr                # dodo.py, words.txt
+    seen = (farm.project / "build" / "seen.txt").read_text().split()
+    assert seen == ["./dodo.py", "./words.txt"]
+    (farm.project / "dodo.py").write_text(EXCLUDED_DODO % ("secret/",))
+    bad = run_here(farm)
+    assert bad.returncode != 0
+    assert "ERROR: dodo.py: DOIT_CONFIG['farm_exclude'] must be a list of gitignore-style " \
+        "patterns (strings), not 'secret/'" in bad.stderr

@@ -77,7 +77,9 @@ class FarmSession:
             self.local = LocalFarm([], slots=self.slots, config=self.config.path, monitor=True)
             self.address = self.local.start_taskmanager()
 
-    def open(self, tasks):
+    def open(self, tasks, exclude=()):
+        """Start or reach the farm for ``tasks``; ``exclude``: more gitignore-style
+        patterns of files staging leaves out (DOIT_CONFIG's ``farm_exclude``)."""
         needed = runner.needed_capabilities(tasks)
         try:
             if self.kept is not None:
@@ -87,7 +89,7 @@ class FarmSession:
             else:
                 self._configured(needed)
                 if self.config.staging.mode == "auto":
-                    self._stage(tasks)
+                    self._stage(tasks, exclude)
         except BaseException:
             self.close()
             raise
@@ -159,13 +161,14 @@ class FarmSession:
         if not config.machines:              # its workers reconnect to it: give them time
             self._check_offered(needed, time.monotonic() + defaults.WORKERS_RETURN)
 
-    def _stage(self, tasks):
+    def _stage(self, tasks, exclude):
         """The project's files for workers that do not see them (staging)."""
         started = time.monotonic()
         from ..client.staging import (
             ProjectFiles,  # pathspec: only a staging run needs it
         )
-        self.files = ProjectFiles(self.client, self.project, self.config.staging.exclude,
+        self.files = ProjectFiles(self.client, self.project,
+                                  list(self.config.staging.exclude) + list(exclude),
                                   leave_out=[t for task in tasks for t in task.targets])
         self.files.snapshot()
         sent = self.client.files.transfers.sent_bytes

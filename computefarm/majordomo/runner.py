@@ -468,6 +468,18 @@ FARM_OPTIONS = (
 )
 
 
+def dodo_exclude(patterns):
+    """DOIT_CONFIG's ``farm_exclude``: gitignore-style patterns of project files
+    staging leaves out, beside farm.yaml's ``staging.exclude``."""
+    if patterns is None:
+        return []
+    if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str)
+                                                         for p in patterns):
+        raise InvalidCommand("dodo.py: DOIT_CONFIG['farm_exclude'] must be a list of "
+                             "gitignore-style patterns (strings), not %r" % (patterns,))
+    return list(patterns)
+
+
 class FarmRun(Run):
     """doit's ``run`` command, executing on the farm (``majordomo run``)."""
 
@@ -489,6 +501,7 @@ class FarmRun(Run):
             self.session = self.session_factory(options)
         except FarmError as exc:
             raise InvalidCommand(str(exc)) from None
+        self.params = params        # DOIT_CONFIG's keys join them in super().execute
         try:
             return super().execute(params, args)
         finally:
@@ -523,7 +536,8 @@ class FarmRun(Run):
                 if isinstance(reporter_cls, type) else reporter_cls
             stream = Stream(verbosity, force_verbosity)
             try:
-                session = self.session.open(tasks)
+                session = self.session.open(tasks, exclude=dodo_exclude(
+                    self.params.get("farm_exclude")))
             except FarmError as exc:
                 raise InvalidCommand(str(exc)) from None
             with session:
