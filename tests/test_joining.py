@@ -150,7 +150,8 @@ def test_expired_revoked_forged_and_damaged_tokens_are_refused(farm):
                      out=io.StringIO()) == 0
     address, server, _ = read_token(keep_open)
     forged = make_token(address, server, "not-the-secret-of-any-invitation")
-    time.sleep(1.1)
+    expires = next(r["expires"] for r in invitations(farm) if r["expires"] - r["created"] < 5)
+    wait_until(lambda: time.time() > expires, timeout=5, what="the 1 s invitation expired")
     for token, why in ((expired, "invitation is expired"), (revoked, "invitation is revoked"),
                        (forged, "invitation is no such invitation")):
         proc = join(farm, token, "bad", "--no-start")

@@ -12,7 +12,7 @@ by themselves when idle (``idle_exit``), so no task is ever cut short.
 
 import math
 
-from ..taskmanager.constraints import matches
+from ..constraints import matches
 from .backends import PENDING
 
 

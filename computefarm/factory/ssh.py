@@ -57,8 +57,8 @@ class SshBackend(ProcessBackend):
         self.home = ".config/computefarm/pilot-%s" % settings.name
 
     def submit(self, count, argv, now):
-        ids = []
-        for host in [h for h in self.hosts if "ssh-" + h not in self.pilots()][:count]:
+        ids, running = [], self.pilots()
+        for host in [h for h in self.hosts if "ssh-" + h not in running][:count]:
             if host not in self.ready:
                 self.prepare(host)
                 self.ready.add(host)

@@ -23,11 +23,11 @@ import time
 
 import msgpack
 
+from ..constraints import matches
 from ..exceptions import StorageError
 from ..storage.cas import BlobStore
 from ..wire import protocol
 from ..wire.protocol import Code
-from .constraints import matches
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ role does not use stay at their defaults.
 
 import hashlib
 
-from . import constraints
+from .. import constraints
 from .shards import ShardedDict
 
 

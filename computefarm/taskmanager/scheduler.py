@@ -26,8 +26,7 @@ all this: matching workers, sorted by name, take turns.
 
 import heapq
 
-from .. import defaults
-from . import constraints
+from .. import constraints, defaults
 
 
 class Profile:

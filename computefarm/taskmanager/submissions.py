@@ -7,9 +7,8 @@ a quota; a repeated id from its owner is a no-op; a task resubmitted while its
 old copy stops, or claimed after a restart, is handled here too.
 """
 
-from .. import defaults
+from .. import constraints, defaults
 from ..wire.protocol import Code, result_item
-from . import constraints
 from .tasks import CANCELLING, DONE, HELD, QUEUED, RUNNING, Task, queue_key
 
 
