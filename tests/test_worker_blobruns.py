@@ -4,6 +4,9 @@ through the TaskManager's store, not inside messages."""
 import hashlib
 import os
 import pickle
+import re
+
+import cloudpickle
 
 from computefarm import defaults, pickling
 from computefarm.client import FarmExecutor
@@ -78,3 +81,24 @@ def test_a_blob_the_store_lacks_fails_the_task_with_a_clear_error(farm):
     ok = client.submit("python", {"function": function,
                                   "arguments": pickle.dumps((("abc",), {}))}).result(60)
     assert ok.ok and pickle.loads(ok.value) == 3
+
+
+def test_a_500_mb_result_arrives_and_its_worker_never_misses_a_heartbeat(farm):
+    """The worker hashes a spilled result in a thread: with the tests' heartbeats
+    (taken for dead after 0.6 s) a 500 MB result, whose hashing alone takes
+    longer, arrives from its first attempt."""
+    farm.start_worker("python")
+    size = 500 << 20
+
+    def make(n):
+        blob = os.urandom(n)
+        return hashlib.sha256(blob).hexdigest(), blob
+    future = farm.client().submit("python", {"payload": cloudpickle.dumps((make, (size,), {}))})
+    result = future.result(300)
+    assert result.ok and result.attempt == 1, (result.status, result.error)
+    assert result.value_blob["size"] > size
+    digest, value = pickle.loads(result.value)
+    assert len(value) == size and hashlib.sha256(value).hexdigest() == digest
+    # (the client may be: this test's own thread holds the GIL to unpickle 500 MB)
+    assert not re.search(r"worker \S+ on \S+ stopped answering",
+                         farm.taskmanager.log.read_text())

@@ -240,6 +240,15 @@ class BlobStore:
         self._place(temporary, digest, size)
         return digest, size
 
+    def adopt(self, path, digest, size):
+        """Move the file at ``path``, of known ``digest`` and ``size`` (hashed by
+        its writer or a thread), into the store: no copy, no second reading."""
+        if digest in self.blobs:
+            self.use(digest)
+            _unlink(path)
+        else:
+            self._place(path, digest, size)
+
     def add_bytes(self, data):
         """Store ``data``: its digest."""
         digest = digest_bytes(data)

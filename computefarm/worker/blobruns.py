@@ -11,18 +11,19 @@ other, at no cost.
 
 A plugin with ``takes_blobs`` gets a ``spill`` path in each request, where it
 may write a result too big for a message (a python slot does when the pickled
-value passes PY_INLINE_MAX: ``Outcome.spilled``). ``SpilledResults`` stores it
-in the cache and uploads it to the TaskManager's store, and only then sends
-the RESULT, which carries ``value_blob`` ({digest, size}) instead of ``value``:
+value passes PY_INLINE_MAX: ``Outcome.spilled``). ``SpilledResults`` hashes it
+in a thread, moves it into the cache and uploads it to the TaskManager's
+store, and only then sends the RESULT, which carries ``value_blob`` ({digest, size}) instead of ``value``:
 the client fetches it. So what a
 task takes and gives is bounded by disks, not by MAX_MESSAGE_SIZE, and a
 function sent with many tasks crosses the port once per machine.
 """
 
+import concurrent.futures
 import os
 
 from ..exceptions import PluginError, StorageError
-from ..storage.cas import is_digest
+from ..storage.cas import digest_file, is_digest
 from ..wire.protocol import Code
 from .fetching import FetchingRun
 from .runs import Outcome
@@ -75,25 +76,51 @@ class BlobRun(FetchingRun):
 
 
 class SpilledResults:
-    """Results a plugin spilled to a file (``Outcome.spilled``): each stored in the
-    machine's cache and uploaded to its TaskManager's store, then handed to
-    ``finished(result, upstream)`` naming it in ``value_blob``. Its slot is free
-    meanwhile: the next task does not wait for the upload."""
+    """Results a plugin spilled to a file (``Outcome.spilled``): each hashed in a
+    thread (a result of gigabytes must not stop the worker's loop and its
+    heartbeats), moved into the machine's cache, uploaded to its TaskManager's
+    store, then handed to ``finished(result, upstream)`` naming it in
+    ``value_blob``. Its slot is free meanwhile: the next task does not wait."""
 
     def __init__(self, staging, finished):
         self.staging = staging
         self.finished = finished
-        self.uploading = 0              # results on their way
+        self.hashing = []               # (future of (digest, size), result, path, ...)
+        self.uploading = 0              # results on their way to the store
+        self.pool = None                # the hashing thread, started at the first
+
+    @property
+    def busy(self):
+        return bool(self.hashing) or self.uploading > 0
 
     def send(self, result, path, upstream, transfers):
+        if self.pool is None:
+            self.pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="result-hash")
+        self.hashing.append((self.pool.submit(digest_file, path), result, path, upstream,
+                             transfers))
+
+    def pump(self):
+        """(Each loop turn.) Upload the results hashed since the last turn."""
+        if not self.hashing:
+            return
+        left = []
+        for entry in self.hashing:
+            if entry[0].done():
+                self._hashed(*entry)
+            else:
+                left.append(entry)
+        self.hashing = left
+
+    def _hashed(self, future, result, path, upstream, transfers):
         try:
+            digest, size = future.result()
             store = self.staging.open()
-            digest, size = store.add_file(path)
-        except StorageError as exc:
+            store.adopt(path, digest, size)
+        except (OSError, StorageError) as exc:
+            _unlink(path)
             self._failed(result, "storing the result: %s" % exc, upstream)
             return
-        finally:
-            _unlink(path)
         store.pin(digest)
         self.uploading += 1
         result["value_blob"] = {"digest": digest, "size": size}
@@ -111,6 +138,10 @@ class SpilledResults:
     def _failed(self, result, error, upstream):
         result.update(status="error", error=error, code=Code.STAGING)
         self.finished(result, upstream)
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _unlink(path):

@@ -176,7 +176,7 @@ class FarmWorker(Service):
                     up.lent = slots   # (a link not welcomed says it in its next hello)
 
     def loop(self, now=None):
-        busy = any(run.busy() for run in self.runs.values())
+        busy = any(run.busy() for run in self.runs.values()) or bool(self.spilled.hashing)
         timeout = 0.01 if busy else defaults.POLL_MAX
         if self.gathering is not None:
             timeout = min(timeout, max(0.0, self.gathering + defaults.RESULT_GATHER
@@ -195,6 +195,7 @@ class FarmWorker(Service):
                 run = self.fd_runs[sock]
                 self.emit(run, run.readable(sock))
         self.check_runs(now)
+        self.spilled.pump()
         self.start_waiting(now)
         if self.pilot.active:
             self.check_pilot(now)
@@ -210,7 +211,7 @@ class FarmWorker(Service):
     def check_pilot(self, now):
         """Leave when the pilot's limits say so (pilot.py): tasks dispatched but not
         started are handed back in the BYE, so nothing waits on a worker gone."""
-        busy = bool(self.runs) or self.spilled.uploading or \
+        busy = bool(self.runs) or self.spilled.busy or \
             any(up.outbox for up in self.upstreams) or (
             bool(self.backlog) and not self.pilot.draining)
         why = self.pilot.step(now, busy)
@@ -242,6 +243,7 @@ class FarmWorker(Service):
                                    "handed_back": handed_back[up.index]})
         for plugin in self.plugins.values():
             plugin.close()
+        self.spilled.close()
         for pgid in self.recorded_slots:
             self.records.remove("python slot %d" % pgid)
         if self.wakeup is not None:
