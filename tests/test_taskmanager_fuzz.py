@@ -99,7 +99,9 @@ def test_after_fuzzing_the_build_is_right_and_the_loop_stayed_short(fuzzed):
     # counts the time other processes had the CPU (the bench gives the clock's figure).
     # One iteration may have to decode one of the largest messages a peer may send:
     # the bound grows with what that costs on this machine (on the machine where the
-    # hardening was measured, 100 ms was 4 times it)
-    bound = max(LOOP_BOUND_MS, 2.5 * reference_decode_ms())
+    # hardening was measured, 100 ms was 4 times it). Three times: the reference is
+    # measured in this process at another moment, and on two busy cores the same
+    # decode's CPU time varies by a fifth (a turn of 2.55 times it failed 2.5).
+    bound = max(LOOP_BOUND_MS, 3 * reference_decode_ms())
     assert status["loop"]["longest_cpu_ms"] < bound, (status["loop"], bound)
     assert manager.memory_info().rss < RSS_BOUND

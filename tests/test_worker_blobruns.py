@@ -100,5 +100,5 @@ def test_a_500_mb_result_arrives_and_its_worker_never_misses_a_heartbeat(farm):
     digest, value = pickle.loads(result.value)
     assert len(value) == size and hashlib.sha256(value).hexdigest() == digest
     # (the client may be: this test's own thread holds the GIL to unpickle 500 MB)
-    assert not re.search(r"worker \S+ on \S+ stopped answering",
+    assert not re.search(r"worker \S+ on host \S+ stopped answering",
                          farm.taskmanager.log.read_text())
