@@ -9,6 +9,7 @@ files travel as blobs through the TaskManager's store.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -370,3 +371,28 @@ def test_dodo_config_farm_exclude_leaves_files_out_of_what_workers_get(loopback_
     assert bad.returncode != 0
     assert "ERROR: dodo.py: DOIT_CONFIG['farm_exclude'] must be a list of gitignore-style " \
         "patterns (strings), not 'secret/'" in bad.stderr
+
+
+def test_a_staged_task_s_big_output_never_costs_its_worker_a_heartbeat(tmp_path):
+    """A staged task's outputs are hashed in the worker's hashing thread: with
+    heartbeats taken for dead after 0.3 s, a 300 MB target, whose hashing and
+    storing alone take longer, comes back from the task's one run."""
+    (tmp_path / "farm").mkdir()
+    farm = Farm(tmp_path / "farm", store=str(tmp_path / "tm-store"),
+                heartbeat_interval=0.1, heartbeat_liveness=3)
+    farm.project = tmp_path / "laptop" / "project"
+    (farm.project / "build").mkdir(parents=True)
+    farm.start_taskmanager()
+    try:
+        hidden_worker(farm, tmp_path, "w1")
+        (farm.project / "dodo.py").write_text(
+            'def task_big():\n'
+            '    return {"actions": ["head -c 300M /dev/urandom > build/big.bin"],\n'
+            '            "targets": ["build/big.bin"], "meta": {"cache": False}}\n')
+        done = run_here(farm)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (farm.project / "build" / "big.bin").stat().st_size == 300 << 20
+        assert not re.search(r"worker \S+ on host \S+ stopped answering",
+                             farm.taskmanager.log.read_text())
+    finally:
+        farm.close()

@@ -93,5 +93,5 @@ def test_lay_out_links_from_the_cache_copies_executables_and_sees_inputs_written
     os.chmod(target / "src" / "main.c", 0o644)      # (root could write it anyway)
     (target / "src" / "main.c").write_text("scribbled")
     assert trees.changed_inputs(store, linked) == [manifest.files["src/main.c"][0]]
-    outputs = trees.collect(str(target), ["run.sh", "missing.o"], store)
-    assert [(o["path"], o["exec"]) for o in outputs] == [("run.sh", True)]
+    found = trees.existing(str(target), ["run.sh", "missing.o", "run.sh", "empty"])
+    assert found == [("run.sh", str(target / "run.sh"), True)]     # once; files only

@@ -225,21 +225,20 @@ def changed_inputs(store, linked):
     return changed
 
 
-def collect(root, outputs, store):
-    """Store the files ``outputs`` (relative paths under ``root``) that exist:
-    ``[{"path", "digest", "size", "exec"}]``."""
-    found = []
+def existing(root, outputs):
+    """The files of ``outputs`` (relative paths under ``root``) that exist, each
+    once: ``[(path, full path, executable)]`` (what a staged run hashes, in a
+    thread, and then moves into the store)."""
+    found, seen = [], set()
     for path in outputs:
-        full = os.path.join(root, safe_path(path, "outputs"))
+        full = os.path.normpath(os.path.join(root, safe_path(path, "outputs")))
         try:
             st = os.stat(full)
         except FileNotFoundError:
             continue
-        if not stat.S_ISREG(st.st_mode):
-            continue
-        digest, size = store.add_file(full, link=False)
-        found.append({"path": path, "digest": digest, "size": size,
-                      "exec": bool(st.st_mode & 0o111)})
+        if stat.S_ISREG(st.st_mode) and full not in seen:
+            seen.add(full)
+            found.append((path, full, bool(st.st_mode & 0o111)))
     return found
 
 

@@ -19,11 +19,10 @@ task takes and gives is bounded by disks, not by MAX_MESSAGE_SIZE, and a
 function sent with many tasks crosses the port once per machine.
 """
 
-import concurrent.futures
 import os
 
 from ..exceptions import PluginError, StorageError
-from ..storage.cas import digest_file, is_digest
+from ..storage.cas import is_digest
 from ..wire.protocol import Code
 from .fetching import FetchingRun
 from .runs import Outcome
@@ -76,28 +75,25 @@ class BlobRun(FetchingRun):
 
 
 class SpilledResults:
-    """Results a plugin spilled to a file (``Outcome.spilled``): each hashed in a
-    thread (a result of gigabytes must not stop the worker's loop and its
-    heartbeats), moved into the machine's cache, uploaded to its TaskManager's
-    store, then handed to ``finished(result, upstream)`` naming it in
-    ``value_blob``. Its slot is free meanwhile: the next task does not wait."""
+    """Results a plugin spilled to a file (``Outcome.spilled``): each hashed in the
+    worker's hashing thread (``Staging.hash_later``: a result of gigabytes must
+    not stop the worker's loop and its heartbeats), moved into the machine's
+    cache, uploaded to its TaskManager's store, then handed to
+    ``finished(result, upstream)`` naming it in ``value_blob``. Its slot is free
+    meanwhile: the next task does not wait."""
 
     def __init__(self, staging, finished):
         self.staging = staging
         self.finished = finished
-        self.hashing = []               # (future of (digest, size), result, path, ...)
+        self.hashing = []               # (future of [(digest, size)], result, path, ...)
         self.uploading = 0              # results on their way to the store
-        self.pool = None                # the hashing thread, started at the first
 
     @property
     def busy(self):
         return bool(self.hashing) or self.uploading > 0
 
     def send(self, result, path, upstream, transfers):
-        if self.pool is None:
-            self.pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="result-hash")
-        self.hashing.append((self.pool.submit(digest_file, path), result, path, upstream,
+        self.hashing.append((self.staging.hash_later([path]), result, path, upstream,
                              transfers))
 
     def pump(self):
@@ -114,7 +110,7 @@ class SpilledResults:
 
     def _hashed(self, future, result, path, upstream, transfers):
         try:
-            digest, size = future.result()
+            [(digest, size)] = future.result()
             store = self.staging.open()
             store.adopt(path, digest, size)
         except (OSError, StorageError) as exc:
@@ -138,10 +134,6 @@ class SpilledResults:
     def _failed(self, result, error, upstream):
         result.update(status="error", error=error, code=Code.STAGING)
         self.finished(result, upstream)
-
-    def close(self):
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _unlink(path):

@@ -243,7 +243,7 @@ class FarmWorker(Service):
                                    "handed_back": handed_back[up.index]})
         for plugin in self.plugins.values():
             plugin.close()
-        self.spilled.close()
+        self.staging.close()
         for pgid in self.recorded_slots:
             self.records.remove("python slot %d" % pgid)
         if self.wakeup is not None:

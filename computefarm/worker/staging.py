@@ -14,10 +14,13 @@ whatever ``--machine`` name it was given) or its farm.yaml path_map maps the
 root, the task runs in place, as any other. Otherwise a ``StagedRun`` takes the slot:
 it fetches the blobs the cache lacks from the TaskManager that sent the task,
 lays the tree out in a private scratch folder (hard links from the cache),
-runs the plugin's command there with the root's paths rewritten, stores and
-uploads the outputs, and only then finishes; the scratch folder goes with it.
+runs the plugin's command there with the root's paths rewritten, hashes the
+outputs in the worker's hashing thread (``hash_later``: gigabytes of them must
+not stop its loop and heartbeats), moves them into the cache, uploads them,
+and only then finishes; the scratch folder goes with it.
 """
 
+import concurrent.futures
 import logging
 import os
 import shutil
@@ -26,7 +29,7 @@ from .. import defaults
 from ..exceptions import PluginError, StorageError
 from ..hostinfo import machine_id
 from ..storage import trees
-from ..storage.cas import BlobStore, location, pid_alive
+from ..storage.cas import BlobStore, digest_file, location, pid_alive
 from ..wire.protocol import Code
 from .fetching import FetchingRun
 from .plugin import PathMap
@@ -47,6 +50,7 @@ class Staging:
         self.fetching = {}                      # digest -> callbacks waiting for it
         self.serial = 0
         self.fetched = 0                        # bytes fetched into the cache
+        self.hasher = None                      # the hashing thread (hash_later)
 
     def in_place(self, stage):
         """Whether a staged request can run where it is (this is its machine, or
@@ -73,6 +77,19 @@ class Staging:
                 if not pid_alive(name.split("-")[0]):
                     shutil.rmtree(os.path.join(scratch, name), ignore_errors=True)
         return self.store
+
+    def hash_later(self, paths):
+        """A future of ``[(digest, size)]`` of the files ``paths``, read in this
+        worker's hashing thread: gigabytes of outputs must not stop its loop and
+        its heartbeats."""
+        if self.hasher is None:
+            self.hasher = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="hashing")
+        return self.hasher.submit(lambda: [digest_file(path) for path in paths])
+
+    def close(self):
+        if self.hasher is not None:
+            self.hasher.shutdown(wait=False, cancel_futures=True)
 
     def spill_path(self):
         """Where a task may spill its result (``blobruns``): a name in this worker's
@@ -156,6 +173,8 @@ class StagedRun(FetchingRun):
         self.directory = None           # the scratch folder
         self.uploaded = None            # None: uploading; else the upload's error or False
         self.timing = {}                # fetched_s, uploading_at, upload_s
+        self.found = []                 # its outputs that exist: (path, full, executable)
+        self.hashing = None             # the future of their digests (Staging.hash_later)
         if tree is not None:
             self._want(tree["digest"], tree["size"], lambda: self._tree(tree["digest"]))
         else:
@@ -217,17 +236,18 @@ class StagedRun(FetchingRun):
             if outcome.status != "ok" or not self.outputs or self.stopping is not None:
                 return self._finish(outcome)
             try:
-                outcome.outputs = trees.collect(self.directory, self.outputs, self.store)
+                self.found = trees.existing(self.directory, self.outputs)
             except (OSError, StorageError) as exc:
                 return self._finish(Outcome("error", error="storing the outputs: %s" % exc,
                                             code=Code.STAGING))
             self.outcome = outcome
             self.timing["uploading_at"] = now
-            self.transfers.upload([(f["digest"], f["size"], self.store.path(f["digest"]))
-                                   for f in outcome.outputs], self._uploaded)
+            self.hashing = self.staging.hash_later([full for _, full, _ in self.found])
             return None
         if self.stopping is not None:
             return Outcome(self.stopping[0], error=self.stopping[1])
+        if self.hashing is not None:
+            return self._hashed() if self.hashing.done() else None
         if self.uploaded is None:
             return None
         if self.uploaded:
@@ -235,6 +255,29 @@ class StagedRun(FetchingRun):
                                         % self.uploaded, code=Code.STAGING))
         self.timing["upload_s"] = now - self.timing["uploading_at"]
         return self._finish(self.outcome)
+
+    def _hashed(self):
+        """The outputs are hashed: into the store (moved: the scratch folder goes
+        anyway), then uploaded."""
+        outputs = []
+        try:
+            for (path, full, executable), (digest, size) in zip(self.found,
+                                                                self.hashing.result()):
+                self.store.adopt(full, digest, size)
+                outputs.append({"path": path, "digest": digest, "size": size,
+                                "exec": executable})
+        except (OSError, StorageError) as exc:
+            return self._finish(Outcome("error", error="storing the outputs: %s" % exc,
+                                        code=Code.STAGING))
+        finally:
+            self.hashing = None
+        self.outcome.outputs = outputs
+        self.transfers.upload([(f["digest"], f["size"], self.store.path(f["digest"]))
+                               for f in outputs], self._uploaded)
+        return None
+
+    def busy(self):
+        return self.hashing is not None or super().busy()
 
     def _uploaded(self, error):
         self.uploaded = error or False
