@@ -5,11 +5,14 @@ import hashlib
 import os
 import pickle
 import re
+import time
 
 import cloudpickle
+from support import wait_until
 
 from computefarm import defaults, pickling
 from computefarm.client import FarmExecutor
+from computefarm.exceptions import UsageError
 from computefarm.wire.protocol import Code
 
 BIG = defaults.MAX_MESSAGE_SIZE + (16 << 20)       # more than any one message may carry
@@ -102,3 +105,25 @@ def test_a_500_mb_result_arrives_and_its_worker_never_misses_a_heartbeat(farm):
     # (the client may be: this test's own thread holds the GIL to unpickle 500 MB)
     assert not re.search(r"worker \S+ on host \S+ stopped answering",
                          farm.taskmanager.log.read_text())
+
+
+def test_big_arguments_from_a_future_s_callback_are_refused_clearly(farm):
+    """A callback runs in the client's thread, which does the uploads: waiting
+    for one there would wait for ever, so submit says why instead."""
+    farm.start_worker("python")
+    seen = []
+
+    def again(_):
+        try:
+            executor.submit(len, b"x" * (defaults.PY_INLINE_MAX + 1))
+        except Exception as exc:           # what submit raised in the callback
+            seen.append(exc)
+    with FarmExecutor(farm.address) as executor:
+        first = executor.submit(time.sleep, 0.3)     # still running when the callback is added
+        first.add_done_callback(again)
+        assert first.result(60) is None
+        wait_until(lambda: seen, timeout=10, what="the callback's submit")
+        assert isinstance(seen[0], UsageError)
+        assert "cannot be sent from a future's callback" in str(seen[0])
+        assert executor.submit(len, b"x" * (defaults.PY_INLINE_MAX + 1)).result(60) == \
+            defaults.PY_INLINE_MAX + 1                   # from the caller's thread: fine

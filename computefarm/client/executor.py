@@ -69,9 +69,10 @@ class FarmExecutor(Executor):
                 self._stored.move_to_end(digest)
         if not known:
             if threading.current_thread() is self.client._thread:
-                raise UsageError("FarmExecutor.submit: a function or arguments of more than "
-                                 "%d bytes cannot be sent from a future's callback (it "
-                                 "waits for their upload)" % defaults.FUNCTION_INLINE_MAX)
+                raise UsageError("FarmExecutor.submit: a function of more than %d bytes "
+                                 "pickled, or arguments of more than %d, cannot be sent "
+                                 "from a future's callback (it waits for their upload)"
+                                 % (defaults.FUNCTION_INLINE_MAX, defaults.PY_INLINE_MAX))
             self.client.upload([(digest, len(blob), blob)]).result()
             with self._lock:
                 self._stored[digest] = True

@@ -12,11 +12,11 @@ other, at no cost.
 A plugin with ``takes_blobs`` gets a ``spill`` path in each request, where it
 may write a result too big for a message (a python slot does when the pickled
 value passes PY_INLINE_MAX: ``Outcome.spilled``). ``SpilledResults`` hashes it
-in a thread, moves it into the cache and uploads it to the TaskManager's
-store, and only then sends the RESULT, which carries ``value_blob`` ({digest, size}) instead of ``value``:
-the client fetches it. So what a
-task takes and gives is bounded by disks, not by MAX_MESSAGE_SIZE, and a
-function sent with many tasks crosses the port once per machine.
+in the worker's hashing thread, moves it into the cache and uploads it to the
+TaskManager's store, and only then sends the RESULT, which carries
+``value_blob`` ({digest, size}) instead of ``value``: the client fetches it.
+So what a task takes and gives is bounded by disks, not by MAX_MESSAGE_SIZE,
+and a function sent with many tasks crosses the port once per machine.
 """
 
 import os
