@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import Future
 
 from ..exceptions import FarmUnreachable, StorageError
-from ..storage.cas import Incoming
+from ..storage.cas import Incoming, remove_file
 from ..storage.transfer import Transfers
 from ..wire.protocol import Code
 
@@ -105,7 +105,7 @@ class Files:
                 body.update(status="error", code=Code.STAGING, value=None,
                             error="fetching its result (%d bytes): %s" % (ref["size"], exc))
             finally:
-                _unlink(path)
+                remove_file(path)
             then(body)
         self.download(ref["digest"], ref["size"], path).add_done_callback(fetched)
 
@@ -139,10 +139,3 @@ class Files:
         for future in futures:
             if not future.done():
                 future.set_exception(FarmUnreachable(text))
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

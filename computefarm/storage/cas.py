@@ -338,3 +338,12 @@ def _unlink(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def remove_file(path):
+    """Remove ``path`` if it can be: a file nobody needs any more (a spilled result
+    moved on or given up, a downloaded value read)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -19,10 +19,9 @@ So what a task takes and gives is bounded by disks, not by MAX_MESSAGE_SIZE,
 and a function sent with many tasks crosses the port once per machine.
 """
 
-import os
 
 from ..exceptions import PluginError, StorageError
-from ..storage.cas import is_digest
+from ..storage.cas import is_digest, remove_file
 from ..wire.protocol import Code
 from .fetching import FetchingRun
 from .runs import Outcome
@@ -114,7 +113,7 @@ class SpilledResults:
             store = self.staging.open()
             store.adopt(path, digest, size)
         except (OSError, StorageError) as exc:
-            _unlink(path)
+            remove_file(path)
             self._failed(result, "storing the result: %s" % exc, upstream)
             return
         store.pin(digest)
@@ -134,10 +133,3 @@ class SpilledResults:
     def _failed(self, result, error, upstream):
         result.update(status="error", error=error, code=Code.STAGING)
         self.finished(result, upstream)
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

@@ -20,6 +20,7 @@ import sys
 
 from computefarm import defaults
 from computefarm.exceptions import PluginError
+from computefarm.storage.cas import remove_file
 from computefarm.worker import pyslot
 from computefarm.worker.plugin import WorkerPlugin
 from computefarm.worker.processes import Tree, spawn
@@ -155,10 +156,7 @@ class SlotRun(Run):
 
     def release(self):
         if self.stopping is not None and self.spill:   # it may have spilled meanwhile
-            try:
-                os.unlink(self.spill)
-            except OSError:
-                pass
+            remove_file(self.spill)
         self.pool.give_back(self.slot)
 
 
