@@ -27,6 +27,10 @@ from ..exceptions import ConfigError
 from ..wire.protocol import Code
 
 
+LANE_SLACK = 0.002   # s: a run starting this much before its lane's last one ended is
+#                      drawn after it (a task sent ahead starts as the one before ends)
+
+
 class Timeline:
     def __init__(self, clock=time.time):
         self.clock = clock
@@ -81,10 +85,15 @@ class Timeline:
             run = max(0.0, min((result.duration or 0.0) + stopped, ended - start))
             worker_lanes = lanes.setdefault((machine, result.worker), [])
             index = workers.setdefault((machine, result.worker), len(workers))
-            lane = next((i for i, free in enumerate(worker_lanes) if free <= start), None)
+            lane = next((i for i, free in enumerate(worker_lanes)
+                         if free <= start + LANE_SLACK), None)
             if lane is None:
                 lane = len(worker_lanes)
                 worker_lanes.append(0.0)
+            elif worker_lanes[lane] > start:   # one started as the other ended, its
+                end = start + run              # clock read a moment apart: drawn after it
+                start = worker_lanes[lane]
+                run = max(0.0, end - start)
             worker_lanes[lane] = start + run
             placed.append((name, start - self.began, run, machine, (index, lane), result,
                            start - submitted, [(begin - self.began, end - self.began)
@@ -113,7 +122,8 @@ class Timeline:
                        for begin, end in pauses]
             events.append({
                 "name": name, "cat": "task", "ph": "X", "pid": pid, "tid": tid,
-                "ts": round(start * 1e6), "dur": round(run * 1e6),
+                "ts": round(start * 1e6),        # the end rounded too: runs that touch
+                "dur": round((start + run) * 1e6) - round(start * 1e6),   # never overlap
                 "args": {"attempt": result.attempt, "host": result.host,
                          "worker": result.worker, "machine": machine,
                          "status": result.status, "queued_s": round(queued, 6),

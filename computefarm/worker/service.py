@@ -400,7 +400,10 @@ class FarmWorker(Service):
             result = protocol.result_item(
                 run.task_id, run.attempt, outcome.status, outcome.error or None,
                 outcome.exit_code, code=outcome.code, duration=duration,
-                started=time.time() - (now - run.started), **extra)   # the run's, for a timeline
+                # the run's start on the wall clock, for a timeline: from the
+                # service clock read now, not this turn's ``now``, so a task that
+                # started as this one ended never seems to overlap it
+                started=time.time() - (self.clock() - run.started), **extra)
             if outcome.spilled is not None:          # sent once the store has its value
                 self.spilled.send(result, outcome.spilled, run.upstream,
                                   self.upstreams[run.upstream].transfers)
