@@ -63,6 +63,12 @@ POLL_MAX = 0.1
 # TaskManager. A task never waits there longer than about the window.
 PIPELINE_WINDOW = 0.02
 PIPELINE_MAX = 16
+# ... and the only worker of its capabilities, whose tasks take less than this
+# (s), is sent one task a slot beyond them whatever their length: no other
+# worker could start it sooner, and its slots no longer idle a round trip
+# between tasks. A worker or user who comes later waits for at most one such
+# task a slot; a longer pace keeps them from waiting longer.
+PIPELINE_SOLE_WINDOW = 0.5
 # Weight of the newest result in that moving average.
 PIPELINE_SMOOTHING = 0.2
 # While tasks wait on a worker for a slot, its results gather for up to this

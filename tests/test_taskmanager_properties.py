@@ -198,6 +198,10 @@ class Model:
             self.pace[rid] + defaults.PIPELINE_SMOOTHING * (duration - self.pace[rid])
         per_slot = min(defaults.PIPELINE_MAX, int(defaults.PIPELINE_WINDOW / pace)) \
             if pace > 0 else defaults.PIPELINE_MAX
+        others = [self.caps[r] for r in self.state.workers if r != rid]
+        if not per_slot and pace < defaults.PIPELINE_SOLE_WINDOW and \
+                not any(set(caps) & set(self.caps[rid]) for caps in others):
+            per_slot = 1                    # the only worker of its capabilities
         self.depth[rid] = per_slot * self.slots[rid]
 
     def offers(self, worker, task):
@@ -720,7 +724,7 @@ class FarmMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.model.state.workers)
     @rule(data=st.data(), status=st.sampled_from(["ok", "failed", "cancelled", "timeout"]),
           which=st.sampled_from(["running", "running", "sent before", "earlier attempt"]),
-          duration=st.sampled_from([0.0, 0.0004, 0.003, 0.015, 0.5, 30.0]))
+          duration=st.sampled_from([0.0, 0.0004, 0.003, 0.015, 0.1, 0.5, 30.0]))
     def worker_result(self, data, status, which, duration):
         """A result for a task a worker runs; or one it sent before (its ACK was lost),
         or of an earlier attempt of a task it runs again (stale)."""

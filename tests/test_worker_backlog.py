@@ -1,6 +1,7 @@
 """Pipelining: short tasks sent ahead to wait on their worker, with real processes.
 
-A worker whose results come back faster than ``defaults.PIPELINE_WINDOW`` is sent
+A worker whose results come back faster than ``defaults.PIPELINE_WINDOW`` (or
+``PIPELINE_SOLE_WINDOW``, when no other worker offers its capability) is sent
 tasks beyond its slots; they wait in its backlog (worker/backlog.py) and start as
 a slot frees, never more at once than its slots; they can be cancelled there,
 and go back to the queue when the worker leaves.
@@ -58,19 +59,57 @@ def test_a_task_waiting_on_its_worker_is_cancelled_there(farm, tmp_path):
     assert not marker.exists(), "a task cancelled while it waited still ran"
 
 
-def test_long_tasks_are_not_sent_ahead(farm, tmp_path):
-    farm.start_worker("shell", slots=1)
-    client = farm.client()
-    slow = 2 * defaults.PIPELINE_WINDOW
-    assert client.submit("shell", {"cmd": "sleep %g" % slow}).result(30).ok
-    go = tmp_path / "go"
-    blocker = client.submit("shell", {"cmd": "while [ ! -e %s ]; do sleep 0.02; done" % go})
-    second = client.submit("shell", {"cmd": "true"})
-    wait_until(lambda: client.status()["queues"].get("shell") == 1, what="second task queued")
-    entry = worker_entry(client)
-    assert entry["depth"] == 0 and entry["used"] == 1, entry
+def held_back(client, worker, machine, task, site=None):
+    """Run ``task`` on ``worker``, then hold its one slot with a blocker and submit
+    one more: the entry of ``machine``'s worker while that one waits somewhere
+    (queued, or sent ahead to the worker), and the futures to finish."""
+    requires = {"site": site} if site else None
+    assert client.submit("shell", {"cmd": task}, requires=requires).result(30).ok
+    go = worker / "go"
+    blocker = client.submit("shell", {"cmd": "while [ ! -e %s ]; do sleep 0.02; done" % go},
+                            requires=requires)
+    second = client.submit("shell", {"cmd": "true"}, requires=requires)
+    def placed():                  # scheduled: running, sent ahead or queued
+        status = client.status()
+        entry = next(w for w in status["workers"] if w["machine"] == machine)
+        placed = entry["used"] >= 1 and entry["used"] + status["queues"].get("shell", 0) == 2
+        return placed and entry
+    entry = wait_until(placed, what="the blocker running, the second task placed")
     go.write_text("")
-    assert blocker.result(30).ok and second.result(30).ok
+    return entry, [blocker, second]
+
+
+def test_long_tasks_are_not_sent_ahead(farm, tmp_path):
+    """Even to the only worker of its capability, when its tasks take longer
+    than PIPELINE_SOLE_WINDOW: a worker or user who comes later would wait."""
+    farm.start_worker("shell", slots=1, machine="only")
+    client = farm.client()
+    entry, futures = held_back(client, tmp_path, "only",
+                               "sleep %g" % (defaults.PIPELINE_SOLE_WINDOW + 0.1))
+    assert entry["depth"] == 0 and entry["used"] == 1, entry
+    assert all(f.result(30).ok for f in futures)
+
+
+def test_the_only_worker_of_a_capability_holds_one_task_a_slot_ahead(farm, tmp_path):
+    """Tasks of 20 ms to PIPELINE_SOLE_WINDOW: the only worker of their
+    capability is sent one a slot beyond its slots; no other could start it sooner."""
+    farm.start_worker("shell", slots=1, machine="only")
+    client = farm.client()
+    entry, futures = held_back(client, tmp_path, "only", "sleep 0.1")
+    assert entry["depth"] == 1 and entry["used"] == 2, entry      # the second waits there
+    assert all(f.result(30).ok for f in futures)
+
+
+def test_tasks_of_a_tenth_of_a_second_wait_in_the_queue_when_other_workers_exist(
+        farm, tmp_path):
+    """Another worker offers the capability (it could free up first): no task
+    waits on a busy worker."""
+    farm.start_worker("shell", slots=1, machine="a", attrs=["site=a"])
+    farm.start_worker("shell", slots=1, machine="b", attrs=["site=b"])
+    client = farm.client()
+    entry, futures = held_back(client, tmp_path, "a", "sleep 0.1", site="a")
+    assert entry["depth"] == 0 and entry["used"] == 1, entry
+    assert all(f.result(30).ok for f in futures)
 
 
 def test_tasks_waiting_on_a_worker_that_leaves_run_elsewhere(farm, tmp_path):

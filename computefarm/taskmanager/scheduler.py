@@ -114,6 +114,8 @@ class Scheduler:
             worker.pace + defaults.PIPELINE_SMOOTHING * (duration - worker.pace)
         per_slot = defaults.PIPELINE_MAX if pace * defaults.PIPELINE_MAX < \
             defaults.PIPELINE_WINDOW else int(defaults.PIPELINE_WINDOW / pace)
+        if not per_slot and pace < defaults.PIPELINE_SOLE_WINDOW and self.sole(worker):
+            per_slot = 1
         depth = per_slot * worker.slots
         if depth == worker.depth or worker.gone:
             return
@@ -124,6 +126,10 @@ class Scheduler:
             self.free[profile.capability] += change
         if change > 0:
             self.offer(worker)
+
+    def sole(self, worker):
+        """Whether no other worker offers any of ``worker``'s capabilities."""
+        return all(len(self.everyone[p.capability].workers) == 1 for p in worker.profiles)
 
     def offer(self, worker):
         """(Re)enter ``worker`` in its profiles' heaps at its current rank."""

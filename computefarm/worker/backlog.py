@@ -1,8 +1,8 @@
 """Tasks dispatched to this worker that wait for one of its slots.
 
 The TaskManager sends a worker whose tasks are short a few more than it has
-slots (``taskmanager/pipeline.py``), so a slot that finishes starts its next
-task at once instead of after a round trip. They wait here, in dispatch order;
+slots (``Scheduler.paced`` in taskmanager/scheduler.py), so a slot that
+finishes starts its next task at once instead of after a round trip. They wait here, in dispatch order;
 the TaskManager counts them as this worker's, so a cancel, a suspension or a
 hello names them like running ones.
 """
