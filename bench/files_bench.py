@@ -22,8 +22,9 @@
          (The rounds above set meta cache False: they measure staging.)
   wire   One --gib GiB file through the port (a Client's upload, then its
          download) against a plain TCP copy of the same file on loopback in the
-         same run (socket.sendfile into a receiver writing a file), alternated
-         --tcp-rounds times; meanwhile a second client runs no-op tasks one
+         same run (socket.sendfile into a receiver writing a file) and a bare
+         pair of ZeroMQ sockets with CURVE on (no farm: the ceiling of any
+         design over the encrypted port), alternated --tcp-rounds times; meanwhile a second client runs no-op tasks one
          after the other: their round trip p50/p99 against an idle farm's.
   python FarmExecutor with --mib MiB (default 500) of arguments, then of
          result: both travel as blobs (no message may carry them); and a
@@ -48,6 +49,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from hosts import Elsewhere  # noqa: E402
 from support import Farm  # noqa: E402
 
+from computefarm.defaults import CHUNK_SIZE  # noqa: E402
 from computefarm.storage.cas import digest_file  # noqa: E402
 
 SOURCE = """#include "common.h"
@@ -223,6 +225,46 @@ def tcp_copy(path, destination):
     return elapsed
 
 
+def curve_copy(path, destination):
+    """Seconds to stream ``path`` through a bare pair of ZeroMQ sockets with CURVE
+    on (PUSH to PULL on loopback, CHUNK_SIZE frames, the receiver writing a
+    file): what any design over the one encrypted port can reach at most."""
+    import zmq
+    server_public, server_secret = zmq.curve_keypair()
+    client_public, client_secret = zmq.curve_keypair()
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    pull.curve_server, pull.curve_secretkey = True, server_secret
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    push = context.socket(zmq.PUSH)
+    push.curve_serverkey, push.curve_publickey = server_public, client_public
+    push.curve_secretkey = client_secret
+    push.connect("tcp://127.0.0.1:%d" % port)
+
+    def receive():
+        with open(destination, "wb") as out:
+            while True:
+                frame = pull.recv(copy=False)
+                if not len(frame):
+                    break
+                out.write(frame.buffer)
+    thread = threading.Thread(target=receive)
+    thread.start()
+    started = time.monotonic()
+    with open(path, "rb") as source:
+        while True:
+            chunk = source.read(CHUNK_SIZE)
+            push.send(chunk, copy=False)
+            if not chunk:
+                break
+    thread.join()
+    elapsed = time.monotonic() - started
+    push.close(linger=0)
+    pull.close(linger=0)
+    context.term()
+    return elapsed
+
+
 def round_trips(client, stop, trips):
     while not stop.is_set():
         started = time.monotonic()
@@ -254,10 +296,12 @@ def bench_wire(args, folder):
         timer = threading.Timer(3.0, stop.set)
         timer.start()
         round_trips(prober, stop, idle)
-        tcp, up, down, busy = [], [], [], []
+        tcp, curve, up, down, busy = [], [], [], [], []
         for round_ in range(args.tcp_rounds):
             tcp.append(tcp_copy(path, folder / "tcp-copy"))
             os.unlink(folder / "tcp-copy")
+            curve.append(curve_copy(path, folder / "curve-copy"))
+            os.unlink(folder / "curve-copy")
             stop = threading.Event()
             probe = threading.Thread(target=round_trips, args=(prober, stop, busy))
             probe.start()
@@ -273,17 +317,20 @@ def bench_wire(args, folder):
             farm.stop(farm.taskmanager)
             shutil.rmtree(folder / "store")   # the next upload moves it all again
             farm.start_taskmanager(bind=farm.address)
-            print("  round %d: tcp %.2f s, upload %.2f s, download %.2f s" % (
-                round_, tcp[-1], up[-1], down[-1]), flush=True)
+            print("  round %d: tcp %.2f s, bare CURVE %.2f s, upload %.2f s, download %.2f s"
+                  % (round_, tcp[-1], curve[-1], up[-1], down[-1]), flush=True)
         mib = size / (1 << 20)
         tcp_rate = mib / statistics.median(tcp)
         print("%.0f MiB through the port (sha256 of it: %.2f s, %.0f MiB/s):" % (
             mib, hashing, mib / hashing))
         print("  plain TCP copy     %6.0f MiB/s" % tcp_rate)
+        curve_rate = mib / statistics.median(curve)
+        print("  bare ZeroMQ CURVE  %6.0f MiB/s = %.0f%% of TCP (two sockets, no farm: the "
+              "ceiling over the port)" % (curve_rate, 100 * curve_rate / tcp_rate))
         for name, times in (("upload", up), ("download", down)):
             rate = mib / statistics.median(times)
-            print("  %-18s %6.0f MiB/s = %.0f%% of TCP (goal >= 50%%)" % (
-                name, rate, 100 * rate / tcp_rate))
+            print("  %-18s %6.0f MiB/s = %.0f%% of TCP (goal >= 50%%), %.0f%% of bare CURVE"
+                  % (name, rate, 100 * rate / tcp_rate, 100 * rate / curve_rate))
         print("  no-op round trip   idle p50 %.2f ms p99 %.2f ms; during transfers p50 %.2f "
               "ms p99 %.2f ms (goal p99 < 10 ms), %d tasks" % (
                   1000 * percentile(idle, 0.5), 1000 * percentile(idle, 0.99),
