@@ -13,6 +13,7 @@ from computefarm.client.staging import ProjectFiles
 from computefarm.exceptions import StorageError
 from computefarm.storage import trees
 from computefarm.storage.cas import digest_bytes, digest_file
+from computefarm.wire.schemas import MAX_BATCH
 
 
 @pytest.fixture
@@ -51,6 +52,20 @@ def test_blobs_of_every_size_go_up_once_and_come_back_whole(stored, tmp_path):
     assert [p.name for p in (tmp_path / "back").iterdir() if p.name.startswith(".")] == []
     store = client.status()["store"]
     assert store["blobs"] == len(files) + len(small) and store["corrupt"] == 0
+
+
+def test_an_upload_of_more_blobs_than_one_find_asks_about_sends_every_missing_one(stored):
+    """Over MAX_BATCH digests go in several FINDs: each answer speaks for its own
+    digests only (the first once passed the others as stored)."""
+    client = stored.client()
+    blobs = [(digest_bytes(b"blob %d" % i), len(b"blob %d" % i), b"blob %d" % i)
+             for i in range(MAX_BATCH + 500)]
+    blobs.sort()
+    early = blobs[:10]                      # the store has these: the first FIND finds some
+    assert client.upload(early).result(30) is None
+    assert client.upload(blobs).result(60) is None
+    assert client.files.transfers.sent_bytes == sum(size for _, size, _ in blobs)
+    assert client.status()["store"]["blobs"] == len(blobs)
 
 
 def test_content_that_is_not_its_digest_is_refused_and_never_stored(stored, tmp_path):

@@ -74,7 +74,7 @@ class Transfers:
                  stall=defaults.TRANSFER_STALL):
         self.window, self.chunk, self.stall = window, chunk, stall
         self.finding = collections.deque()   # (batch, digests) to ask FIND about
-        self.asked = {}                      # FIND ref -> batch
+        self.asked = {}                      # FIND ref -> (batch, the digests it asked about)
         self.puts = collections.deque()      # _Put not fully sent, in order
         self.putting = {}                    # digest -> _Put queued or sent, not stored yet
         self.gets = collections.deque()      # _Get waiting to begin
@@ -124,7 +124,7 @@ class Transfers:
             if not link.send(Msg.FIND, protocol.find(ref, digests), now):
                 return
             self.finding.popleft()
-            self.asked[ref] = batch
+            self.asked[ref] = (batch, digests)
         while self.in_flight < self.window:
             moved = False
             for send in (self._send_put, self._send_get):
@@ -205,11 +205,15 @@ class Transfers:
         self.progress_at = now
 
     def _found(self, body):
-        batch = self.asked.pop(body["ref"], None)
+        """The answer to one FIND: of its digests (a batch may need several FINDs),
+        those the store lacks are sent, the others are there."""
+        batch, digests = self.asked.pop(body["ref"], (None, ()))
         if batch is None or batch.error is not None:
             return
         missing = set(body["missing"])
-        for digest in sorted(batch.remaining):
+        for digest in digests:
+            if digest not in batch.remaining:
+                continue
             put = self.putting.get(digest)
             if put is not None:                  # on its way for another upload
                 put.batches.append(batch)
@@ -321,8 +325,8 @@ class Transfers:
         again from what is known to have arrived."""
         self.in_flight = 0
         self.progress_at = None
-        for batch in self.asked.values():
-            self.finding.append((batch, sorted(batch.remaining)))
+        for batch, digests in self.asked.values():
+            self.finding.append((batch, [d for d in digests if d in batch.remaining]))
         self.asked.clear()
         queued = set(map(id, self.puts))
         for put in self.putting.values():       # a partial blob: sent again from its start
