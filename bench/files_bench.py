@@ -19,6 +19,8 @@
          on it (goal: at most 2x, see README). Between the two, the staged
          build with the action cache on: once to record, then --rounds clean
          builds of the unchanged tree (goal: every action a hit, >= 10x faster).
+         Last, clean staged builds asked for the link only, --download all
+         against toplevel (the objects stay in the store): the bytes served.
          (The rounds above set meta cache False: they measure staging.)
   wire   One --gib GiB file through the port (a Client's upload, then its
          download) against a plain TCP copy of the same file on loopback in the
@@ -105,10 +107,10 @@ def make_project(folder, files, lines=120):
     (folder / "dodo.py").write_text(DODO)
 
 
-def majordomo(farm, project, cache=False):
+def majordomo(farm, project, cache=False, extra=()):
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "computefarm.majordomo", "run",
-                           "--taskmanager", farm.address], cwd=str(project),
+                           "--taskmanager", farm.address] + list(extra), cwd=str(project),
                           capture_output=True, text=True, timeout=1800,
                           env=dict(os.environ, BENCH_CACHE="1" if cache else "0"))
     elapsed = time.monotonic() - started
@@ -193,6 +195,21 @@ def bench_build(args, folder):
               % (os.path.getsize(source), changed))
         print("  into the store %d bytes = %.2fx; moved in all (to the store, to workers, "
               "back) %d bytes = %.2fx" % (put, put / changed, moved, moved / changed))
+
+        served = {"all": [], "toplevel": []}
+        for round_ in range(args.rounds):             # building without the bytes
+            for mode in (("all", "toplevel") if round_ % 2 else ("toplevel", "all")):
+                clean(project)
+                before = client.status()["store"]["served"]
+                majordomo(farms["staged"], project, extra=("--download", mode, "link"))
+                served[mode].append(client.status()["store"]["served"] - before)
+                if mode == "all":
+                    objects = sum(os.path.getsize(p) for p in (project / "build").glob("*.o"))
+        print("clean staged build asked for the link only, bytes the store served (to "
+              "workers and this machine), medians:")
+        print("  --download all %d, --download toplevel %d (the objects stay on the farm: "
+              "%d bytes here)" % (statistics.median(served["all"]),
+                                  statistics.median(served["toplevel"]), objects))
     finally:
         for farm in farms.values():
             farm.close()

@@ -396,3 +396,66 @@ def test_a_staged_task_s_big_output_never_costs_its_worker_a_heartbeat(tmp_path)
                              farm.taskmanager.log.read_text())
     finally:
         farm.close()
+
+
+REMOTE_DODO = CACHED_DODO[:CACHED_DODO.index("def task_stamp")] + '''
+def task_show():
+    def show():                  # a python action: it reads the project itself
+        print("shown:", open("build/upper.txt").read().strip())
+    return {"actions": [show], "file_dep": ["build/upper.txt"], "verbosity": 2,
+            "uptodate": [False]}
+'''
+
+
+def executed(done):
+    """The tasks a majordomo run executed (doit's '. NAME' lines)."""
+    return sorted(line[2:].strip() for line in done.stdout.splitlines() if line.startswith(". "))
+
+
+def test_download_toplevel_leaves_what_only_feeds_other_tasks_on_the_farm(loopback_farm,
+                                                                          tmp_path):
+    """Building without the bytes: upper.txt only feeds count, asked for alone; it
+    stays in the store, doit sees it there, and it lands as soon as something
+    here needs it or the run asks for its task."""
+    farm = loopback_farm
+    hidden_worker(farm, tmp_path, "w1")
+    farm.start_worker("python", machine="here")        # python actions: in the project
+    (farm.project / "words.txt").write_text("alpha beta gamma\n")
+    (farm.project / "dodo.py").write_text(REMOTE_DODO)
+    upper, count = farm.project / "build" / "upper.txt", farm.project / "build" / "count.txt"
+    record = farm.project / ".doit.db.farm-outputs"
+
+    def toplevel(*tasks):
+        done = run_here(farm, "--download", "toplevel", *tasks)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    assert executed(toplevel("count")) == ["count", "upper"]
+    assert count.read_text().strip() == "3" and not upper.exists()
+    assert list(json.loads(record.read_text())["files"]) == ["build/upper.txt"]
+    assert executed(toplevel("count")) == []                # doit sees it on the farm
+    shown = toplevel("show")                                # needs it here: it lands
+    assert executed(shown) == ["show"] and "shown: ALPHA BETA GAMMA" in shown.stdout
+    assert upper.read_text() == "ALPHA BETA GAMMA\n" and not record.exists()
+    assert executed(toplevel("count")) == []                # the same content: up to date
+
+    upper.unlink()
+    assert executed(toplevel("count")) == ["upper"]         # count's input did not change
+    for folder in (tmp_path / "tm-store").iterdir():        # the store lost every blob
+        if folder.name != "tmp":
+            shutil.rmtree(folder)
+    assert executed(toplevel("count")) == ["upper"]         # made again, not a failure
+    clean_here(farm)                                        # forgets what it cleaned
+    assert not record.exists()
+    assert executed(toplevel("count")) == ["count", "upper"] and not upper.exists()
+    assert executed(toplevel()) == ["show"]                 # all asked for: all land here
+    assert upper.read_text() == "ALPHA BETA GAMMA\n" and not record.exists()
+
+    record.write_text('{"files": [')                      # damaged: set aside, said
+    damaged = toplevel("count")
+    assert "is damaged" in damaged.stderr and executed(damaged) == [] and not record.exists()
+
+    bad = run_here(farm, "--download", "some")
+    assert bad.returncode != 0
+    assert "ERROR: --download (or DOIT_CONFIG['farm_download']) must be one of all, " \
+        "toplevel, not 'some'" in bad.stderr

@@ -66,6 +66,10 @@ def test_an_upload_of_more_blobs_than_one_find_asks_about_sends_every_missing_on
     assert client.upload(blobs).result(60) is None
     assert client.files.transfers.sent_bytes == sum(size for _, size, _ in blobs)
     assert client.status()["store"]["blobs"] == len(blobs)
+    absent = [digest_bytes(b"absent %d" % i) for i in range(MAX_BATCH + 1)]
+    asked = [digest for digest, _, _ in blobs] + absent
+    assert client.missing(asked).result(30) == set(absent)     # sending nothing
+    assert client.files.transfers.sent_bytes == sum(size for _, size, _ in blobs)
 
 
 def test_content_that_is_not_its_digest_is_refused_and_never_stored(stored, tmp_path):

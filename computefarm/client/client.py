@@ -176,6 +176,10 @@ class Client:
         has, or failed with StorageError."""
         return self.files.upload(files)
 
+    def missing(self, digests):
+        """Which of ``digests`` the TaskManager's store lacks: a Future of a set."""
+        return self.files.missing(digests)
+
     def download(self, digest, size, path, mode=0o644):
         """Fetch blob ``digest`` (``size`` bytes) from the TaskManager's store to
         ``path``, written atomically with ``mode``; a Future of the path."""

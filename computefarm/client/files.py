@@ -36,6 +36,10 @@ class Files:
         (``(digest, size, path or bytes)``), or failed with StorageError."""
         return self._request("upload", list(files))
 
+    def missing(self, digests):
+        """A Future of the set of ``digests`` the TaskManager's store lacks."""
+        return self._request("missing", list(digests))
+
     def download(self, digest, size, path, mode=0o644):
         """A Future of ``path`` once blob ``digest`` is written there (atomically,
         with ``mode``), or failed with StorageError."""
@@ -57,6 +61,9 @@ class Files:
             if kind == "upload":
                 self.transfers.upload(arguments, lambda error, f=future: self._settle(
                     f, error, None))
+            elif kind == "missing":
+                self.transfers.missing(arguments, lambda error, lacking, f=future:
+                                       self._settle(f, error, lacking))
             else:
                 self._start_download(future, *arguments)
         if self.transfers.busy:

@@ -75,22 +75,32 @@ class ProjectFiles:
             files.setdefault(digest, (size, os.path.join(self.root, path)))
         self._upload(files, timeout)
 
-    def stage(self, request, inputs=(), outputs=(), narrow=None, timeout=UPLOAD_WAIT):
+    def stage(self, request, inputs=(), outputs=(), narrow=None, remote=None,
+              timeout=UPLOAD_WAIT):
         """``request`` with its ``stage``: ``inputs`` (paths) the tree does not hold
         are added (and uploaded), ``outputs`` (paths) come back with the result.
         ``narrow`` (gitignore-style patterns, meta inputs): the task's tree is only
-        the files they match, plus any file a plain path among them names."""
+        the files they match, plus any file a plain path among them names.
+        ``remote`` (majordomo's RemoteOutputs): inputs only in the farm's store,
+        sent by digest; the task is then staged even where the project is seen
+        (``away``), as those files are not in it."""
         tree, manifest = self.tree, self.manifest
         if narrow:
             tree, manifest = self._narrowed(narrow, timeout)
             inputs = list(inputs) + [path for path in narrow if not _pattern(path)]
-        files, upload = [], {}
+        files, upload, away = [], {}, False
         for path in inputs:
             relative = self.relative(path)
             if relative is None or relative in manifest.files:
                 continue          # outside the project (the worker's own), or in the tree
-            entry = self.known.get(relative)
             full = os.path.join(self.root, relative)
+            entry = remote.get(full) if remote is not None else None
+            if entry is not None:
+                files.append({"path": relative, "digest": entry["digest"],
+                              "size": entry["size"], "exec": entry["exec"]})
+                away = True
+                continue
+            entry = self.known.get(relative)
             if entry is None or not _same(full, entry):
                 if not os.path.isfile(full):
                     continue      # doit says what is wrong with a missing dependency
@@ -105,6 +115,8 @@ class ProjectFiles:
         stage = {"root": self.root, "machine": self.machine, "root_id": self.root_id,
                  "tree": tree, "files": files,
                  "outputs": [path for path in map(self.relative, outputs) if path]}
+        if away:
+            stage["away"] = True
         return dict(request, stage=stage)
 
     def _narrowed(self, patterns, timeout):

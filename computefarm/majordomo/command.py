@@ -2,7 +2,7 @@
 
 Every doit command works as under ``doit`` (list, info, clean, forget, ignore,
 dumpdb, help, ...), with the same dodo.py discovery, options and DOIT_CONFIG;
-only ``run`` is ComputeFarm's (``runner.FarmRun``). This module opens the
+only ``run`` is ComputeFarm's (``runcommand.FarmRun``). This module opens the
 farm for a run: a configured TaskManager, one started here when the configured
 address is on this machine and nothing answers, or an embedded local farm.
 """
@@ -15,6 +15,7 @@ import sys
 import time
 
 from doit.cmd_base import Command
+from doit.cmd_clean import Clean
 from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand
 
@@ -26,6 +27,8 @@ from ..exceptions import FarmError, FarmUnreachable
 from ..wire.protocol import Code, logger_name
 from . import runner
 from .progress import Progress
+from .remotefiles import RemoteOutputs
+from .runcommand import FarmRun
 
 WAITING = (Code.NO_CAPABILITY, Code.NO_MATCH)   # notices that tasks wait for workers
 NAMED = (Code.SUSPENDED, Code.RESUMED)          # notices shown with their tasks' names
@@ -49,6 +52,9 @@ class FarmSession:
         self.local = None
         self.client = None
         self.files = None          # client.staging.ProjectFiles: the project for the workers
+        self.remote = None         # remotefiles.RemoteOutputs: outputs left on the farm
+        self.download = "all"      # or "toplevel": only the asked-for tasks' outputs come
+        self.toplevel = frozenset()   # ... the names of those tasks
         self.project = os.getcwd()
         self._shipped = set()
         self.config = load_config(options.get("config"))
@@ -90,6 +96,10 @@ class FarmSession:
                 self._configured(needed)
                 if self.config.staging.mode == "auto":
                     self._stage(tasks, exclude)
+            if self.remote is not None:
+                if self.remote.note:
+                    self.progress.note(self.remote.note)
+                self.remote.attach(self.client, self.address)
         except BaseException:
             self.close()
             raise
@@ -227,7 +237,14 @@ class FarmSession:
         if os.path.abspath(path).startswith(self.project + os.sep):
             pickling.cloudpickle().register_pickle_by_value(module)
 
+    def leaves_remote(self, task):
+        """Whether ``task``'s outputs stay in the farm's store (``--download toplevel``)."""
+        return self.download == "toplevel" and self.files is not None and \
+            self.remote is not None and task not in self.toplevel
+
     def close(self):
+        if self.remote is not None:
+            self.remote.save()
         if self.timeline is not None and self.client is not None:
             self._write_timeline()
         if self.client is not None:
@@ -329,7 +346,7 @@ def port_taken(address):
     return False
 
 
-class MajordomoRun(runner.FarmRun):
+class MajordomoRun(FarmRun):
     session_factory = FarmSession
 
 
@@ -358,6 +375,22 @@ class Timeline(Command):
         return 0
 
 
+class FarmClean(Clean):
+    """doit's ``clean``; the cleaned tasks' outputs left on the farm are forgotten
+    too, so their tasks run again as doit's would."""
+
+    def execute(self, params, args):
+        self.params = params
+        return super().execute(params, args)
+
+    def clean_tasks(self, tasks, dryrun, cleanforget):
+        super().clean_tasks(tasks, dryrun, cleanforget)
+        if not dryrun:
+            remote = RemoteOutputs(self.params["dep_file"], os.getcwd())
+            remote.forget_tasks({task.name for task in tasks})
+            remote.save()
+
+
 class Majordomo(DoitMain):
     BIN_NAME = "majordomo"
 
@@ -371,6 +404,7 @@ class Majordomo(DoitMain):
     def get_cmds(self):
         commands = super().get_cmds()
         commands["timeline"] = Timeline
+        commands["clean"] = FarmClean
         commands["run"] = MajordomoRun   # last, so no plugin replaces it
         return commands
 

@@ -1,15 +1,14 @@
-"""majordomo's doit integration: the one module that relies on doit's internals.
+"""majordomo's doit runner: the one module, with runcommand.py, that relies on
+doit's internals.
 
-doit is pinned at 0.37.0 in pyproject.toml for this module. What it takes from
-doit: ``Run._execute`` (copied below, only the runner choice differs), the
-``Runner`` class whose ``run_tasks`` is replaced by an event loop that keeps as
-many tasks in flight as the farm takes, and the way ``CmdAction`` and
+doit is pinned at 0.37.0 in pyproject.toml for them. What this one takes from
+doit: the ``Runner`` class whose ``run_tasks`` is replaced by an event loop that
+keeps as many tasks in flight as the farm takes, and the way ``CmdAction`` and
 ``PythonAction`` turn their results into ``TaskFailed``/``TaskError`` (mirrored
 in ``_cmd_outcome`` and ``_python_outcome``). Up-to-date checks, getargs, file
 dependencies and the database all stay in this process, exactly as in doit.
 """
 
-import codecs
 import difflib
 import os
 import queue
@@ -17,14 +16,11 @@ import time
 from collections import deque
 
 from doit.action import PythonAction
-from doit.cmd_run import Run
-from doit.control import TaskControl
-from doit.exceptions import InvalidCommand, InvalidTask, TaskError, TaskFailed
+from doit.exceptions import InvalidTask, TaskError, TaskFailed
 from doit.runner import Runner
-from doit.task import Stream
 
 from .. import defaults, pickling
-from ..exceptions import FarmError, FarmUnreachable, UsageError
+from ..exceptions import FarmError, FarmUnreachable
 from ..hostinfo import machine_id
 from ..wire.protocol import Code
 
@@ -102,21 +98,6 @@ def needed_capabilities(tasks):
         for action in task.actions:
             needed.setdefault(placement.capability_of(action), []).append(task.name)
     return needed
-
-
-def reachable(control, selected):
-    """The tasks a run of ``selected`` may execute: them and what they depend on."""
-    seen, todo = set(), list(selected)
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in control.tasks:
-            continue
-        seen.add(name)
-        task = control.tasks[name]
-        todo.extend(task.task_dep)
-        todo.extend(task.setup_tasks)
-        todo.extend(task.calc_dep)
-    return [control.tasks[n] for n in sorted(seen)]
 
 
 class Job:
@@ -222,19 +203,21 @@ class FarmRunner(Runner):
             self.done.put((job, None, TaskError("CmdAction Error creating command string",
                                                 exc)))
             return
-        files = self.session.files
+        files, remote = self.session.files, self.session.remote
         requires = job.placement.requires if capability == job.placement.capability else None
         cache_as = None
-        if files is not None and not isinstance(action, PythonAction):
-            try:
+        try:
+            if files is not None and not isinstance(action, PythonAction):
                 request = files.stage(request, job.task.file_dep, job.task.targets,
-                                      narrow=job.placement.inputs)
+                                      narrow=job.placement.inputs, remote=remote)
                 if job.placement.cache and job.task.targets:   # no targets: side effects
                     cache_as = files.action(capability, request, requires)
-            except FarmError as exc:
-                self.jobs[id(job)] = job
-                self.done.put((job, None, TaskError("farm: staging its files: %s" % exc)))
-                return
+            elif remote is not None:   # it reads the project itself: the farm's files land
+                remote.land(self.session.client, job.task.file_dep)
+        except FarmError as exc:
+            self.jobs[id(job)] = job
+            self.done.put((job, None, TaskError("farm: staging its files: %s" % exc)))
+            return
         out, err = self.stream._get_out_err(job.task.verbosity)
         progress = self.session.progress
         on_output = _live_writer(out and progress.writer(out), err and progress.writer(err)) \
@@ -300,7 +283,7 @@ class FarmRunner(Runner):
                 self.session.timeline.add(task.name, job.submitted, result)
                 self.session.progress.ran(task.name, result)
                 action = task.actions[job.index]
-                error = self._fetch(result) or self._apply(action, result)
+                error = self._fetch(job, result) or self._apply(action, result)
                 if error is None:
                     task.result = action.result
                     task.values.update(action.values)
@@ -333,15 +316,21 @@ class FarmRunner(Runner):
         self._submit(job)
         return True
 
-    def _fetch(self, result):
-        """A staged task's outputs, written into the project; a TaskError if they
-        cannot be."""
+    def _fetch(self, job, result):
+        """A staged task's outputs, written into the project (or left on the farm,
+        ``--download toplevel``); a TaskError if they cannot be."""
         if not result.outputs or result.status != "ok":
+            return None
+        remote = self.session.remote
+        if self.session.leaves_remote(job.task.name):
+            remote.record(job.task.name, result.outputs)
             return None
         try:
             self.session.files.fetch(result)
         except FarmError as exc:
             return TaskError("farm: fetching its outputs: %s" % exc)
+        if remote is not None:
+            remote.forget([entry["path"] for entry in result.outputs])
         return None
 
     def _apply(self, action, result):
@@ -362,7 +351,9 @@ class FarmRunner(Runner):
         it ran on other machines, its targets get a while to appear here (a
         shared filesystem may lag)."""
         deadline = time.monotonic() + (defaults.TARGET_WAIT if elsewhere else 0.0)
-        missing = [t for t in task.targets if not os.path.exists(t)]
+        remote = self.session.remote
+        missing = [t for t in task.targets if not os.path.exists(t) and
+                   (remote is None or remote.get(t) is None)]
         while missing and time.monotonic() < deadline:
             time.sleep(0.05)
             missing = [t for t in missing if not os.path.exists(t)]
@@ -445,114 +436,3 @@ def _python_outcome(action, result):
     return TaskError("Python Task error: '%s'. It must return:\nFalse for failed task.\n"
                      "True, None, string or dict for successful task\nreturned %s (%s)"
                      % (action.py_callable, value, type(value)))
-
-
-FARM_OPTIONS = (
-    {"name": "farm_taskmanager", "long": "taskmanager", "type": str, "default": None,
-     "help": "the TaskManager's address tcp://HOST:PORT (default: farm.yaml's)"},
-    {"name": "farm_config", "long": "farm-config", "type": str, "default": None,
-     "help": "farm.yaml to use (default: ./farm.yaml, $COMPUTEFARM_CONFIG, "
-             "~/.config/computefarm/farm.yaml)"},
-    {"name": "embedded", "long": "embedded", "type": bool, "default": False,
-     "help": "run on an embedded local farm even if farm.yaml names a TaskManager"},
-    {"name": "farm_report", "long": "report", "type": str, "default": None,
-     "help": "write this run's timeline (Chrome trace JSON) to this file [default: "
-             "the user's cache; `majordomo timeline` prints its path]"},
-    {"name": "farm_slots", "long": "slots", "type": int, "default": None,
-     "help": "slots of each embedded worker [default: -n, else the CPU count]"},
-    {"name": "farm_keep", "long": "keep-farm", "type": float, "default": None,
-     "help": "keep the embedded farm this many seconds after the run, for the next "
-             "[default: $COMPUTEFARM_KEEP_FARM, else 300; 0: a farm for each run]"},
-    {"name": "farm_nice", "long": "nice", "type": bool, "default": False,
-     "help": "this run takes only the farm's slots no other run wants"},
-)
-
-
-def dodo_exclude(patterns):
-    """DOIT_CONFIG's ``farm_exclude``: gitignore-style patterns of project files
-    staging leaves out, beside farm.yaml's ``staging.exclude``."""
-    if patterns is None:
-        return []
-    if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str)
-                                                         for p in patterns):
-        raise InvalidCommand("dodo.py: DOIT_CONFIG['farm_exclude'] must be a list of "
-                             "gitignore-style patterns (strings), not %r" % (patterns,))
-    return list(patterns)
-
-
-class FarmRun(Run):
-    """doit's ``run`` command, executing on the farm (``majordomo run``)."""
-
-    name = "run"
-    cmd_options = Run.cmd_options + FARM_OPTIONS
-    session_factory = None    # set by majordomo: FarmSession(options), then .open(tasks)
-
-    def execute(self, params, args):
-        options = {"taskmanager": params.get("farm_taskmanager"),
-                   "config": params.get("farm_config"), "embedded": params.get("embedded"),
-                   "slots": params.get("farm_slots"), "report": params.get("farm_report"),
-                   "nice": params.get("farm_nice"), "keep": params.get("farm_keep"),
-                   "processes": params.get("num_process") or 0,
-                   "threads": params.get("par_type") == "thread"}
-        try:
-            if options["slots"] is not None and options["slots"] < 1:
-                raise UsageError("--slots must be at least 1 (without it: -n, else the "
-                                 "CPU count)")
-            self.session = self.session_factory(options)
-        except FarmError as exc:
-            raise InvalidCommand(str(exc)) from None
-        self.params = params        # DOIT_CONFIG's keys join them in super().execute
-        try:
-            return super().execute(params, args)
-        finally:
-            self.session.close()
-
-    def _execute(self, outfile, verbosity=None, always=False, continue_=False,
-                 reporter="console", num_process=0, par_type="process", single=False,
-                 auto_delayed_regex=False, force_verbosity=False, failure_verbosity=0,
-                 pdb=False):
-        # Copied from doit 0.37 Run._execute; only the runner differs.
-        self.control = TaskControl(self.task_list, auto_delayed_regex=auto_delayed_regex)
-        self.control.process(self.sel_tasks)
-        if single:
-            for task_name in self.control.selected_tasks:
-                task = self.control.tasks[task_name]
-                if task.has_subtask:
-                    for sub_name in task.task_dep:
-                        self.control.tasks[sub_name].task_dep = []
-                else:
-                    task.task_dep = []
-        reporter_cls = self.reporters[reporter] if isinstance(reporter, str) else reporter
-        outstream = codecs.open(outfile, "w", encoding="utf-8") \
-            if isinstance(outfile, str) else outfile
-        self.outstream = outstream
-        tasks = reachable(self.control, self.control.selected_tasks)
-        progress = self.session.progress
-        progress.expect(sum(1 for task in tasks if task.actions))
-        try:
-            # what doit's reporter writes clears the progress line first
-            reporter_obj = reporter_cls(progress.writer(outstream),
-                                        {"failure_verbosity": failure_verbosity}) \
-                if isinstance(reporter_cls, type) else reporter_cls
-            stream = Stream(verbosity, force_verbosity)
-            try:
-                session = self.session.open(tasks, exclude=dodo_exclude(
-                    self.params.get("farm_exclude")))
-            except FarmError as exc:
-                raise InvalidCommand(str(exc)) from None
-            with session:
-                runner = FarmRunner(self.dep_manager, reporter_obj, continue_, always, stream,
-                                    session)
-                try:
-                    return runner.run_all(self.control.task_dispatcher())
-                except FarmError as exc:      # the farm failed under us: one ERROR line
-                    raise InvalidCommand(str(exc)) from None
-                finally:
-                    session.progress.close()
-                    if session.timeline is not None:   # the report's critical path
-                        session.timeline.graph = {
-                            name: list(task.task_dep) + list(task.setup_tasks)
-                            for name, task in self.control.tasks.items()}
-        finally:
-            if isinstance(outfile, str):
-                outstream.close()

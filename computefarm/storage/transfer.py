@@ -27,13 +27,14 @@ DOWNLOAD_TRIES = 2           # a blob that arrives corrupt is fetched once more
 class _Batch:
     """One ``upload`` call: the files, and those the store does not have yet."""
 
-    __slots__ = ("files", "remaining", "done", "error")
+    __slots__ = ("files", "remaining", "done", "error", "lacking")
 
-    def __init__(self, files, done):
+    def __init__(self, files, done, probe=False):
         self.files = {digest: (size, source) for digest, size, source in files}
         self.remaining = set(self.files)
         self.done = done
         self.error = None
+        self.lacking = set() if probe else None   # a probe only asks: what the store lacks
 
 
 class _Put:
@@ -94,9 +95,19 @@ class Transfers:
         """Make sure the store has ``files`` (``(digest, size, source)``, the source a
         path or bytes); ``done(error)`` once it has every one (error None), or
         with a one-line error."""
-        batch = _Batch(files, done)
+        self._ask(_Batch(files, done))
+
+    def missing(self, digests, done):
+        """Ask which of ``digests`` the store lacks, sending no blob; ``done(error,
+        lacking)`` with that set (error None), or with a one-line error."""
+        batch = _Batch([(digest, 0, None) for digest in digests], None, probe=True)
+        batch.done = lambda error: done(error, batch.lacking)
+        self._ask(batch)
+
+    def _ask(self, batch):
+        """FIND about ``batch``'s digests, MAX_BATCH at a time."""
         if not batch.remaining:
-            done(None)
+            batch.done(None)
             return
         digests = sorted(batch.remaining)
         for start in range(0, len(digests), MAX_BATCH):
@@ -213,6 +224,11 @@ class Transfers:
         missing = set(body["missing"])
         for digest in digests:
             if digest not in batch.remaining:
+                continue
+            if batch.lacking is not None:        # a probe
+                if digest in missing:
+                    batch.lacking.add(digest)
+                batch.remaining.discard(digest)
                 continue
             put = self.putting.get(digest)
             if put is not None:                  # on its way for another upload

@@ -56,7 +56,7 @@ class Staging:
         """Whether a staged request can run where it is (this is its machine, or
         path_map maps its root)."""
         root = stage.get("root")
-        if not isinstance(root, str):
+        if not isinstance(root, str) or stage.get("away"):   # away: inputs not in it
             return False
         if self.paths.path(root) != root:
             return True
