@@ -451,9 +451,13 @@ def test_download_toplevel_leaves_what_only_feeds_other_tasks_on_the_farm(loopba
     assert executed(toplevel()) == ["show"]                 # all asked for: all land here
     assert upper.read_text() == "ALPHA BETA GAMMA\n" and not record.exists()
 
-    record.write_text('{"files": [')                      # damaged: set aside, said
-    damaged = toplevel("count")
-    assert "is damaged" in damaged.stderr and executed(damaged) == [] and not record.exists()
+    escaping = {"taskmanager": farm.address, "files": {"../../outside": {
+        "digest": "0" * 64, "size": 1, "task": "upper"}}}
+    for text in ('{"files": [', json.dumps(escaping)):    # damaged: set aside, said
+        record.write_text(text)
+        damaged = toplevel("count")
+        assert "is damaged" in damaged.stderr and executed(damaged) == []
+        assert not record.exists()
 
     bad = run_here(farm, "--download", "some")
     assert bad.returncode != 0

@@ -26,7 +26,6 @@ from .. import defaults
 from ..exceptions import ConfigError
 from ..wire.protocol import Code
 
-
 LANE_SLACK = 0.002   # s: a run starting this much before its lane's last one ended is
 #                      drawn after it (a task sent ahead starts as the one before ends)
 

@@ -24,7 +24,7 @@ import os
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from ..exceptions import FarmUnreachable, StorageError, UsageError
-from ..storage.cas import digest_file, remove_file
+from ..storage.cas import digest_file, is_digest, remove_file
 
 SUFFIX = ".farm-outputs"
 LAND_WAIT = 3600.0         # s: files written into the project may take this long
@@ -46,13 +46,14 @@ class RemoteOutputs:
         try:
             with open(self.path) as stream:
                 data = json.load(stream)
+            from ..storage.trees import safe_path  # pathspec: not for every run's start
             self.taskmanager = data["taskmanager"]
-            self.entries = {path: {"digest": e["digest"], "size": e["size"],
-                                   "exec": bool(e.get("exec")), "task": e["task"]}
+            self.entries = {safe_path(path, "a recorded output"): _entry(e, path)
                             for path, e in data["files"].items()}
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError,
+                StorageError) as exc:
             self.entries, self.changed = {}, True
             self.note = ("%s is damaged (%s): the outputs it listed are built again"
                          % (self.path, exc))
@@ -113,8 +114,9 @@ class RemoteOutputs:
     def record(self, task, outputs):
         """``task``'s ``outputs`` (RESULT file entries) stay on the farm: a stale
         file of the same name here goes, so nothing reads an old build."""
+        from ..storage.trees import safe_path
         for entry in outputs:
-            path = entry["path"]
+            path = safe_path(entry["path"], "the task's outputs")
             remove_file(os.path.join(self.root, path))
             self.entries[path] = {"digest": entry["digest"], "size": entry["size"],
                                   "exec": bool(entry.get("exec")), "task": task}
@@ -140,6 +142,16 @@ class RemoteOutputs:
                 json.dump({"taskmanager": self.taskmanager, "files": self.entries}, stream)
             os.replace(partial, self.path)
         self.changed = False
+
+
+def _entry(record, path):
+    """A record read back, checked (ValueError names what is wrong)."""
+    entry = {"digest": record["digest"], "size": record["size"],
+             "exec": bool(record.get("exec")), "task": record["task"]}
+    if not is_digest(entry["digest"]) or not isinstance(entry["size"], int) or \
+            entry["size"] < 0 or not isinstance(entry["task"], str):
+        raise ValueError("the entry of %r is not a digest, a size and a task" % path)
+    return entry
 
 
 def download_mode(text, where):
