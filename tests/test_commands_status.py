@@ -75,3 +75,16 @@ def test_without_a_terminal_it_is_plain_text(farm, tmp_path):
     assert got.returncode == 0, got.stderr
     assert "\x1b" not in got.stdout
     assert "long-one" in got.stdout and "ZeroDivisionError: division by zero" in got.stdout
+
+
+def test_a_reader_that_goes_away_ends_it_quietly(farm):
+    """``farm-status | head -1``: no traceback, the code of a closed pipe (141)."""
+    reader, writer = os.pipe()
+    os.close(reader)                          # gone before a line is written
+    try:
+        got = subprocess.run(command("farm-status") + ["--taskmanager", farm.address],
+                             stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(writer)
+    assert got.returncode == 141 and "Traceback" not in got.stderr and \
+        "Error" not in got.stderr, got.stderr

@@ -1,7 +1,10 @@
 """Every majordomo run writes its timeline in the Chrome trace event format."""
 
 import json
+import os
 import pathlib
+import subprocess
+import sys
 import textwrap
 
 from support import run_tool
@@ -77,6 +80,15 @@ def test_majordomo_timeline_prints_the_last_timeline_and_old_runs_are_pruned(tmp
     assert len(pages) == 2 and page == pages[-1] and page.name[6:-5] == path.name[8:-5]
     actions = check_trace(path)
     assert [e["name"] for e in actions] == ["quick", "quick"]
+    reader, writer = os.pipe()                # majordomo timeline | head: gone at once
+    os.close(reader)
+    try:
+        closed = subprocess.run([sys.executable, "-m", "computefarm.majordomo", "timeline"],
+                                cwd=str(tmp_path), stdout=writer, stderr=subprocess.PIPE,
+                                text=True, timeout=60)
+    finally:
+        os.close(writer)
+    assert closed.returncode == 141 and closed.stderr == "", closed.stderr
     bad = run_tool("majordomo", tmp_path, "run", "quick", env={"COMPUTEFARM_RUNS_KEEP": "0"})
     assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
         "ERROR: $COMPUTEFARM_RUNS_KEEP='0': the number of runs to keep, at least 1"]

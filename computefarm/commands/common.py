@@ -81,3 +81,18 @@ def run_command(prog, build, argv):
     except FarmError as exc:
         print("ERROR: %s: %s" % (prog, exc), file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        return output_closed()
+
+
+def output_closed():
+    """What a command returns when its reader went away (``farm-status | head``):
+    the rest of its output goes nowhere, quietly, and the code says so (128 +
+    SIGPIPE, as a shell tool killed by the signal)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())      # Python's flush at exit would fail again
+    os.close(devnull)
+    return OUTPUT_CLOSED
+
+
+OUTPUT_CLOSED = 141

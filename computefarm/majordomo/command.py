@@ -368,10 +368,15 @@ class Timeline(Command):
         if path is None:
             raise InvalidCommand("no timeline of a majordomo run in %s yet (they are kept "
                                  "in %s)" % (os.getcwd(), timeline.runs_folder(os.getcwd())))
-        print(path)
         page = timeline.last_report(os.getcwd())
-        if page is not None:
-            print(page)
+        try:
+            print(path)
+            if page is not None:
+                print(page)
+            sys.stdout.flush()
+        except BrokenPipeError:              # majordomo timeline | head -1
+            from ..commands.common import output_closed
+            return output_closed()
         return 0
 
 
