@@ -434,6 +434,11 @@ def test_download_toplevel_leaves_what_only_feeds_other_tasks_on_the_farm(loopba
     assert count.read_text().strip() == "3" and not upper.exists()
     assert list(json.loads(record.read_text())["files"]) == ["build/upper.txt"]
     assert executed(toplevel("count")) == []                # doit sees it on the farm
+    listed = subprocess.run([sys.executable, "-m", "computefarm.majordomo", "list",
+                             "--status"], cwd=str(farm.project), capture_output=True,
+                            text=True, timeout=60)             # and so do its other commands
+    assert listed.returncode == 0 and {"U count", "U upper"} <= {
+        line.strip() for line in listed.stdout.splitlines()}, listed.stdout + listed.stderr
     shown = toplevel("show")                                # needs it here: it lands
     assert executed(shown) == ["show"] and "shown: ALPHA BETA GAMMA" in shown.stdout
     assert upper.read_text() == "ALPHA BETA GAMMA\n" and not record.exists()

@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 
-from doit.cmd_base import Command
+from doit.cmd_base import Command, DoitCmdBase
 from doit.cmd_clean import Clean
 from doit.doit_cmd import DoitMain
 from doit.exceptions import InvalidCommand
@@ -27,7 +27,7 @@ from ..exceptions import FarmError, FarmUnreachable
 from ..wire.protocol import Code, logger_name
 from . import runner
 from .progress import Progress
-from .remotefiles import RemoteOutputs
+from .remotefiles import RemoteOutputs, checker
 from .runcommand import FarmRun
 
 WAITING = (Code.NO_CAPABILITY, Code.NO_MATCH)   # notices that tasks wait for workers
@@ -380,20 +380,29 @@ class Timeline(Command):
         return 0
 
 
-class FarmClean(Clean):
-    """doit's ``clean``; the cleaned tasks' outputs left on the farm are forgotten
-    too, so their tasks run again as doit's would."""
+class SeesFarmFiles:
+    """A doit command whose file checker sees the outputs a run left on the farm
+    (``remotefiles``), so ``list --status``, ``info`` or ``reset-dep`` judge as
+    ``run`` does."""
 
     def execute(self, params, args):
         self.params = params
         return super().execute(params, args)
 
+    def get_checker_cls(self, check_file_uptodate):
+        self.remote = RemoteOutputs(self.params["dep_file"], os.getcwd())
+        return checker(super().get_checker_cls(check_file_uptodate), self.remote)
+
+
+class FarmClean(SeesFarmFiles, Clean):
+    """doit's ``clean``; the cleaned tasks' outputs left on the farm are forgotten
+    too, so their tasks run again as doit's would."""
+
     def clean_tasks(self, tasks, dryrun, cleanforget):
         super().clean_tasks(tasks, dryrun, cleanforget)
         if not dryrun:
-            remote = RemoteOutputs(self.params["dep_file"], os.getcwd())
-            remote.forget_tasks({task.name for task in tasks})
-            remote.save()
+            self.remote.forget_tasks({task.name for task in tasks})
+            self.remote.save()
 
 
 class Majordomo(DoitMain):
@@ -408,6 +417,9 @@ class Majordomo(DoitMain):
 
     def get_cmds(self):
         commands = super().get_cmds()
+        for cls in self.DOIT_CMDS:       # the farm's outputs are files for each of them
+            if issubclass(cls, DoitCmdBase):
+                commands[cls.get_name()] = type(cls.__name__, (SeesFarmFiles, cls), {})
         commands["timeline"] = Timeline
         commands["clean"] = FarmClean
         commands["run"] = MajordomoRun   # last, so no plugin replaces it
