@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import random
 import subprocess
 import sys
 import textwrap
@@ -92,3 +93,31 @@ def test_majordomo_timeline_prints_the_last_timeline_and_old_runs_are_pruned(tmp
     bad = run_tool("majordomo", tmp_path, "run", "quick", env={"COMPUTEFARM_RUNS_KEEP": "0"})
     assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
         "ERROR: $COMPUTEFARM_RUNS_KEEP='0': the number of runs to keep, at least 1"]
+
+
+def test_runs_that_follow_each_other_on_a_slot_are_drawn_in_one_lane_without_overlap():
+    """Tasks sent ahead start as the one before ends: with clocks read a moment
+    apart and times rounded to microseconds, a slot still shows one lane whose
+    runs never overlap."""
+    from computefarm.client.tasks import TaskResult
+    from computefarm.client.timeline import Timeline
+
+    rng = random.Random(7)
+    now = [1_700_000_000.123456789]
+    timeline = Timeline(clock=lambda: now[0])
+    worker_start = 1_699_999_000.0 + rng.random()     # its clock: skewed from ours
+    for i in range(400):
+        duration = rng.uniform(0.002, 0.05)
+        read_late = rng.uniform(0, 0.0005)          # the start read a moment late
+        body = {"id": "c:%d" % i, "status": "ok", "attempt": 1, "host": "h",
+                "worker": "w", "machine": "m", "duration": duration,
+                "started": worker_start + read_late}
+        submitted = now[0]
+        now[0] += duration + rng.uniform(0.0001, 0.003)     # its result arrives
+        timeline.add("t%d" % i, submitted - 1.0, TaskResult(body))
+        worker_start += duration                      # the next starts as it ends
+    events = [e for e in timeline.events() if e["ph"] == "X"]
+    assert len(events) == 400 and {e["tid"] for e in events} == {events[0]["tid"]}
+    events.sort(key=lambda e: e["ts"])
+    for first, second in zip(events, events[1:]):
+        assert first["ts"] + first["dur"] <= second["ts"], (first, second)

@@ -82,21 +82,22 @@ class Timeline:
             stopped = sum(end - begin for begin, end in pauses)
             start = max(submitted, start - stopped)   # the worker's duration leaves them out
             run = max(0.0, min((result.duration or 0.0) + stopped, ended - start))
+            queued = start - submitted
+            start -= self.began            # from here on as drawn: lanes and events alike
             worker_lanes = lanes.setdefault((machine, result.worker), [])
             index = workers.setdefault((machine, result.worker), len(workers))
             lane = next((i for i, free in enumerate(worker_lanes)
                          if free <= start + LANE_SLACK), None)
             if lane is None:
                 lane = len(worker_lanes)
-                worker_lanes.append(0.0)
+                worker_lanes.append(float("-inf"))
             elif worker_lanes[lane] > start:   # one started as the other ended, its
                 end = start + run              # clock read a moment apart: drawn after it
                 start = worker_lanes[lane]
                 run = max(0.0, end - start)
             worker_lanes[lane] = start + run
-            placed.append((name, start - self.began, run, machine, (index, lane), result,
-                           start - submitted, [(begin - self.began, end - self.began)
-                                               for begin, end in pauses]))
+            placed.append((name, start, run, machine, (index, lane), result, queued,
+                           [(begin - self.began, end - self.began) for begin, end in pauses]))
         return placed
 
     def hits(self):
