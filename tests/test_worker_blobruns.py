@@ -5,14 +5,17 @@ import hashlib
 import os
 import pickle
 import re
+import shutil
 import time
 
 import cloudpickle
-from support import wait_until
+import pytest
+import yaml
+from support import Farm, wait_until
 
 from computefarm import defaults, pickling
 from computefarm.client import FarmExecutor
-from computefarm.exceptions import UsageError
+from computefarm.exceptions import RemoteError, UsageError
 from computefarm.wire.protocol import Code
 
 BIG = defaults.MAX_MESSAGE_SIZE + (16 << 20)       # more than any one message may carry
@@ -127,3 +130,36 @@ def test_big_arguments_from_a_future_s_callback_are_refused_clearly(farm):
         assert "cannot be sent from a future's callback" in str(seen[0])
         assert executor.submit(len, b"x" * (defaults.PY_INLINE_MAX + 1)).result(60) == \
             defaults.PY_INLINE_MAX + 1                   # from the caller's thread: fine
+
+
+def test_a_function_the_store_lost_is_sent_again_by_the_next_task(tmp_path):
+    """The executor remembers which blobs the store has; when the store loses one
+    (evicted, wiped), the task that needed it fails saying so, and the next one
+    uploads it again instead of failing the same way for ever."""
+    store = tmp_path / "tm-store"
+    farm = Farm(tmp_path, store=str(store))
+    try:
+        farm.start_taskmanager()
+        first = farm.start_worker("python", machine="m1", config=cache_config(tmp_path, "m1"))
+        payload = os.urandom(4 * defaults.FUNCTION_INLINE_MAX)
+
+        def big():                 # nested: pickled by value, with its payload
+            return len(payload)
+        with FarmExecutor(farm.address) as executor:
+            assert executor.submit(big).result(60) == len(payload)
+            for folder in store.iterdir():                  # the store lost every blob
+                if folder.name != "tmp":
+                    shutil.rmtree(folder)
+            farm.stop(first)        # a worker whose cache is empty must fetch it
+            farm.start_worker("python", machine="m2", config=cache_config(tmp_path, "m2"))
+            with pytest.raises(RemoteError, match=Code.MISSING):
+                executor.submit(big).result(60)
+            assert executor.submit(big).result(60) == len(payload)   # sent again
+    finally:
+        farm.close()
+
+
+def cache_config(tmp_path, machine):
+    config = tmp_path / ("%s.yaml" % machine)
+    config.write_text(yaml.safe_dump({"machines": {machine: {"cache": str(tmp_path / machine)}}}))
+    return config

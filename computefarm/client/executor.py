@@ -9,6 +9,7 @@ from concurrent.futures import Executor, InvalidStateError
 from .. import defaults, pickling
 from ..exceptions import RemoteError, UsageError
 from ..storage.cas import digest_bytes
+from ..wire.protocol import Code
 from .client import Client
 
 _EMPTY_ARGUMENTS = pickling.dumps(((), {}))
@@ -90,6 +91,9 @@ class FarmExecutor(Executor):
             if body["status"] == "ok":
                 value = pickle.loads(body.get("value"))
             else:
+                if body.get("code") == Code.STAGING and Code.MISSING in (body.get("error")
+                                                                         or ""):
+                    self._lost(body["error"])
                 error = _remote_error(body)
         except Exception as exc:          # the value does not unpickle here
             error = exc
@@ -100,6 +104,14 @@ class FarmExecutor(Executor):
                 future.set_exception(error)
         except InvalidStateError:         # cancelled by its caller meanwhile
             pass
+
+    def _lost(self, error):
+        """The store lost a blob this executor had sent (evicted, or the store
+        wiped): the digests the task's ``error`` names are forgotten, so the next
+        task that needs one uploads it again instead of failing the same way."""
+        with self._lock:
+            for digest in [d for d in self._stored if d[:12] in error]:
+                del self._stored[digest]
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         """Wait for the outstanding tasks (``wait``), or stop them on the farm
