@@ -115,8 +115,8 @@ class RemoteOutputs:
         """``task``'s ``outputs`` (RESULT file entries) stay on the farm: a stale
         file of the same name here goes, so nothing reads an old build."""
         from ..storage.trees import safe_path
-        for entry in outputs:
-            path = safe_path(entry["path"], "the task's outputs")
+        paths = [safe_path(entry["path"], "the task's outputs") for entry in outputs]
+        for path, entry in zip(paths, outputs):      # all checked before any is touched
             remove_file(os.path.join(self.root, path))
             self.entries[path] = {"digest": entry["digest"], "size": entry["size"],
                                   "exec": bool(entry.get("exec")), "task": task}

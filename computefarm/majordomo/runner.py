@@ -322,10 +322,10 @@ class FarmRunner(Runner):
         if not result.outputs or result.status != "ok":
             return None
         remote = self.session.remote
-        if self.session.leaves_remote(job.task.name):
-            remote.record(job.task.name, result.outputs)
-            return None
         try:
+            if self.session.leaves_remote(job.task.name):
+                remote.record(job.task.name, result.outputs)   # a bad path: StorageError
+                return None
             self.session.files.fetch(result)
         except FarmError as exc:
             return TaskError("farm: fetching its outputs: %s" % exc)

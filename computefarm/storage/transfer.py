@@ -25,7 +25,8 @@ DOWNLOAD_TRIES = 2           # a blob that arrives corrupt is fetched once more
 
 
 class _Batch:
-    """One ``upload`` call: the files, and those the store does not have yet."""
+    """One ``upload`` call: the files, and those the store does not have yet; or
+    one ``missing`` call (a probe: nothing is sent, ``lacking`` is the answer)."""
 
     __slots__ = ("files", "remaining", "done", "error", "lacking")
 
