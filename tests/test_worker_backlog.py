@@ -59,10 +59,12 @@ def test_a_task_waiting_on_its_worker_is_cancelled_there(farm, tmp_path):
     assert not marker.exists(), "a task cancelled while it waited still ran"
 
 
-def held_back(client, worker, machine, task, site=None):
+def held_back(client, worker, machine, task, site=None, ahead=0):
     """Run ``task`` on ``worker``, then hold its one slot with a blocker and submit
-    one more: the entry of ``machine``'s worker while that one waits somewhere
-    (queued, or sent ahead to the worker), and the futures to finish."""
+    one more: the entry of ``machine``'s worker once that one waits where
+    expected (``ahead`` 1: sent ahead to the worker, 0: queued), and the futures
+    to finish. (A status read between a SUBMIT and the scheduling that follows
+    it may see the second task queued for a moment: wait, do not sample.)"""
     requires = {"site": site} if site else None
     assert client.submit("shell", {"cmd": task}, requires=requires).result(30).ok
     go = worker / "go"
@@ -72,7 +74,8 @@ def held_back(client, worker, machine, task, site=None):
     def placed():                  # scheduled: running, sent ahead or queued
         status = client.status()
         entry = next(w for w in status["workers"] if w["machine"] == machine)
-        placed = entry["used"] >= 1 and entry["used"] + status["queues"].get("shell", 0) == 2
+        placed = entry["used"] == 1 + ahead and \
+            entry["used"] + status["queues"].get("shell", 0) == 2
         return placed and entry
     entry = wait_until(placed, what="the blocker running, the second task placed")
     go.write_text("")
@@ -95,7 +98,7 @@ def test_the_only_worker_of_a_capability_holds_one_task_a_slot_ahead(farm, tmp_p
     capability is sent one a slot beyond its slots; no other could start it sooner."""
     farm.start_worker("shell", slots=1, machine="only")
     client = farm.client()
-    entry, futures = held_back(client, tmp_path, "only", "sleep 0.1")
+    entry, futures = held_back(client, tmp_path, "only", "sleep 0.1", ahead=1)
     assert entry["depth"] == 1 and entry["used"] == 2, entry      # the second waits there
     assert all(f.result(30).ok for f in futures)
 
