@@ -6,11 +6,14 @@
 Measures, on this machine:
   0. the limit: a bare pyzmq ROUTER broker with 2 DEALER workers and msgpack
      (bench/barebroker.py), no-op tasks/s and round trip, in the same run: each
-     of --rounds rounds runs the broker, Client and FarmExecutor in turn, and
-     the figures are the medians (the machines here are shared and noisy);
+     of --rounds rounds runs the brokers, Client and FarmExecutor in turn, and
+     the figures are the medians (the machines here are shared and noisy). Two
+     brokers: workers holding 64 tasks at once (pipelined: the wire's limit),
+     and one at a time (ZeroMQ's guide's load-balancing broker, the setup of
+     the FarmExecutor issue's table);
   1. python no-op tasks/s with many in flight: ``Client.submit`` with a payload
      pickled once, and ``FarmExecutor.submit(noop)`` as a user calls it; each
-     as a share of the bare broker's rate;
+     as a share of each bare broker's rate;
   2. round-trip latency p50/p99 with one task in flight (both ways), and as a
      multiple of the bare broker's;
   3. shell ``true`` tasks/s against ``doit -n 2`` running the same command actions;
@@ -185,6 +188,7 @@ def main(argv=None):
     keydir = tempfile.TemporaryDirectory()
     config, curve = (curve_config(keydir.name) if args.curve else (None, None))
     broker = BareBroker(cloudpickle.dumps((noop, (), {})))
+    lockstep = BareBroker(cloudpickle.dumps((noop, (), {})), credit=1)
     farm = LocalFarm(["python", "shell"], slots=args.slots, workers=2, config=config)
     farm.start()
     median = statistics.median
@@ -192,27 +196,35 @@ def main(argv=None):
         with Client(farm.address, curve=curve) as client, \
                 FarmExecutor(farm.address, curve=curve) as executor:
             broker.throughput(1000)                    # warm up: slots, caches, connections
+            lockstep.throughput(1000)
             python_throughput(client, 1000)
             executor_throughput(executor, 1000)
-            rates = {"bare": [], "client": [], "executor": []}
+            rates = {"bare": [], "lockstep": [], "client": [], "executor": []}
             used = collections.Counter()
             for _ in range(args.rounds):               # each round all three, in turn
                 rates["bare"].append(broker.throughput(args.tasks))
+                rates["lockstep"].append(lockstep.throughput(args.tasks))
                 before = cpu_seconds(farm)
                 rates["client"].append(python_throughput(client, args.tasks))
                 after = cpu_seconds(farm)
                 used.update({name: after[name] - before[name] for name in after})
                 rates["executor"].append(executor_throughput(executor, args.tasks))
-            bare = median(rates["bare"])
+            bare, lock = median(rates["bare"]), median(rates["lockstep"])
             print("bare pyzmq broker, 2 DEALER workers, msgpack: %.0f tasks/s" % bare)
-            print("python no-op: %.0f tasks/s (%d tasks, 2 workers x %d slot(s)), %.0f%% "
-                  "of the bare broker" % (median(rates["client"]), args.tasks, args.slots,
-                                          100.0 * median(rates["client"]) / bare))
+            print("bare broker, one task a worker at a time (the issue's setup): %.0f tasks/s"
+                  % lock)
+
+            def shares(rate):
+                return "%.0f%% of the bare broker, %.0f%% of the one a task at a time" % (
+                    100.0 * rate / bare, 100.0 * rate / lock)
+            print("python no-op: %.0f tasks/s (%d tasks, 2 workers x %d slot(s)), %s"
+                  % (median(rates["client"]), args.tasks, args.slots,
+                     shares(median(rates["client"]))))
             print("  CPU microseconds per task: " + ", ".join(
                 "%s %.0f" % (name, used[name] * 1e6 / args.tasks / args.rounds)
                 for name in sorted(used)))
-            print("FarmExecutor.submit(noop): %.0f tasks/s, %.0f%% of the bare broker"
-                  % (median(rates["executor"]), 100.0 * median(rates["executor"]) / bare))
+            print("FarmExecutor.submit(noop): %.0f tasks/s, %s"
+                  % (median(rates["executor"]), shares(median(rates["executor"]))))
             payload = cloudpickle.dumps((noop, (), {}))
             trips = {"bare": [], "client": [], "executor": []}
             for _ in range(args.rounds):
@@ -234,6 +246,7 @@ def main(argv=None):
     finally:
         farm.stop()
         broker.close()
+        lockstep.close()
     doit = doit_throughput(args.shell)
     print("shell `true`: farm %.0f tasks/s, doit -n 2 %.0f tasks/s: %.0f%% of doit"
           % (shell, doit, 100.0 * shell / doit))

@@ -39,6 +39,15 @@ class Service:
         self.stop_requested = True
 
 
+def drain_pipe(fd):
+    """Read a non-blocking wake-up pipe empty (its bytes only said: look again)."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
 def write_ready_file(path, text):
     """Write ``text`` to ``path`` atomically: a reader sees all of it or none.
 

@@ -17,10 +17,11 @@ from concurrent.futures import Future, TimeoutError
 
 import zmq
 
-from .. import defaults, localkeys
+from .. import defaults, localkeys, tracing
 from ..configcheck import check_address
 from ..exceptions import AccessRefused, FarmUnreachable, UsageError
 from ..hostinfo import host_name, local_user, machine_id
+from ..service import drain_pipe
 from ..wire import protocol
 from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg
@@ -339,18 +340,20 @@ class Client:
         self._link = link
         try:
             while not self._closing:
-                poller.poll(100)
+                if tracing.on:
+                    tracing.mark("poll")
+                ready = dict(poller.poll(100))
+                if tracing.on:
+                    tracing.mark("wake")
                 now = self.clock()
                 self._woken = False
-                try:
-                    while os.read(self._wake_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
-                for mtype, body in link.receive(now):
-                    if not self.files.handle(mtype, body, now) \
-                            and not self.batch_requests.handle(mtype, body):
-                        self._process(mtype, body)
+                if self._wake_r in ready:
+                    drain_pipe(self._wake_r)
+                if link.socket in ready:
+                    for mtype, body in link.receive(now):
+                        if not self.files.handle(mtype, body, now) \
+                                and not self.batch_requests.handle(mtype, body):
+                            self._process(mtype, body)
                 self._send_new(now)
                 self.files.pump(link, now)
                 self.batch_requests.pump(link, now)

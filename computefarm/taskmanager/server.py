@@ -15,7 +15,7 @@ import time
 
 import zmq
 
-from .. import addresses, defaults
+from .. import addresses, defaults, tracing
 from ..exceptions import ProtocolError, UsageError
 from ..service import Service, write_ready_file
 from ..storage.cas import BlobStore, location
@@ -167,17 +167,21 @@ class TaskManager(Handlers, Service):
 
     def loop(self, now=None):
         timeout = max(0.0, min(defaults.POLL_MAX, self.next_heartbeat - self.clock()))
+        if tracing.on:
+            tracing.mark("poll")
         events = self.poller.poll(timeout * 1000)
+        if tracing.on:
+            tracing.mark("wake")
         clock = self.clock
         cpu_started = time.thread_time()
         started = clock()
         now = started if now is None else now
-        if events:
-            if self.zap is not None:
-                self.zap.handle(now)
+        ready = {item[0] for item in events}
+        if self.zap is not None and self.zap.socket in ready:
+            self.zap.handle(now)                 # key checks of new connections
+        if self.socket in ready:
             self.drain(now, started)
-        if self.blobs.writer.done or (events and any(
-                item[0] == self.blobs.writer.wakeup for item in events)):
+        if self.blobs.writer.done or self.blobs.writer.wakeup in ready:
             self.blobs.completed()               # chunks the writer thread has written
         drained = clock()
         self.batches.refill(now)

@@ -19,6 +19,7 @@ import struct
 import msgpack
 import zmq
 
+from .. import tracing
 from ..exceptions import ProtocolError
 from . import schemas
 from .schemas import MAX_BATCH, MAX_RECORDS, MAX_TAILS, ROLES, STATUSES  # noqa: F401  (used by peers)
@@ -367,15 +368,21 @@ class BadMessage(ProtocolError):
         self.sender = sender
 
 
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+
+
 def send(socket, mtype, body, to=None):
     """Send one message, never waiting: zmq.Again when the queue is full (nothing is
     sent); ``to`` is the routing id when sending from the ROUTER."""
     frame = encode(mtype, body)
+    if tracing.on:
+        tracing.mark("send %d" % mtype)
     if to is None:
-        socket.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
+        socket.send(frame, _NOBLOCK, copy=len(frame) < 65536)
     else:
-        socket.send(to, zmq.SNDMORE | zmq.NOBLOCK)
-        socket.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
+        socket.send(to, _MORE)
+        socket.send(frame, _NOBLOCK, copy=len(frame) < 65536)
 
 
 def recv_router(socket, with_user=False):
@@ -385,21 +392,24 @@ def recv_router(socket, with_user=False):
     (CURVE), when ``with_user``; else None. The sender is returned even for a bad message so
     the caller can log it.
     """
-    user = None
-    if with_user:
-        parts = socket.recv_multipart(zmq.NOBLOCK, copy=False)
-        user = parts[-1].get("User-Id")
+    sender = socket.recv(_NOBLOCK)
+    parts, user = [], None
+    while socket.rcvmore:          # the body's part is a Frame for its metadata (User-Id)
+        part = socket.recv(_NOBLOCK, copy=not (with_user and not parts))
+        parts.append(part)
+    if with_user and parts:
+        user = parts[0].get("User-Id")
         user = user.encode() if user else None
-        frames = [part.bytes for part in parts]
-    else:
-        frames = socket.recv_multipart(zmq.NOBLOCK)
-    sender = frames[0]
-    if len(frames) != 2:
-        raise BadMessage(sender, "%d frames, expected 1" % (len(frames) - 1))
+        parts[0] = parts[0].bytes
+    if len(parts) != 1:
+        raise BadMessage(sender, "%d frames, expected 1" % len(parts))
+    frame = parts[0]
     try:
-        mtype, body = decode(frames[1])
+        mtype, body = decode(frame)
     except ProtocolError as exc:
         raise BadMessage(sender, str(exc)) from None
+    if tracing.on:
+        tracing.mark("recv %d" % mtype)
     return sender, mtype, body, user
 
 
@@ -421,4 +431,7 @@ def recv_dealer(socket):
     frames = socket.recv_multipart(zmq.NOBLOCK)
     if len(frames) != 1:
         raise ProtocolError("%d frames, expected 1" % len(frames))
-    return decode(frames[0])
+    mtype, body = decode(frames[0])
+    if tracing.on:
+        tracing.mark("recv %d" % mtype)
+    return mtype, body

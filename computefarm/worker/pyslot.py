@@ -21,7 +21,7 @@ import traceback
 import cloudpickle
 import msgpack
 
-from computefarm import defaults, pickling
+from computefarm import defaults, pickling, tracing
 from computefarm.pickling import LoadedFunctions
 
 _LENGTH = struct.Struct("!I")
@@ -155,14 +155,20 @@ def main(argv=None):
     results = os.fdopen(int(argv[2]), "wb", buffering=0)
     base_env, base_cwd = dict(os.environ), os.getcwd()
     added, functions = set(), LoadedFunctions()
+    tracing.through()                            # its worker kills it: marks go at once
     while True:
         request = read_frame(requests)
         if request is None:
             return 0
+        if tracing.on:
+            tracing.mark("slot-in")
         reply, added = run_one(request, base_env, base_cwd, added, functions)
         sys.stdout.flush()
         sys.stderr.flush()
-        results.write(frame(reply))
+        reply = frame(reply)
+        if tracing.on:
+            tracing.mark("slot-out")
+        results.write(reply)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ import time
 
 import zmq
 
-from .. import defaults
+from .. import defaults, tracing
 from ..exceptions import AccessRefused, PluginError, ProtocolError, StorageError
 from ..hostinfo import host_name, machine_id
-from ..service import Service, write_ready_file
+from ..service import Service, drain_pipe, write_ready_file
 from ..wire import protocol
 from ..wire.link import Link, peer_id
 from ..wire.protocol import Msg
@@ -181,7 +181,11 @@ class FarmWorker(Service):
         if self.gathering is not None:
             timeout = min(timeout, max(0.0, self.gathering + defaults.RESULT_GATHER
                                        - self.clock()))
+        if tracing.on:
+            tracing.mark("poll")
         events = self.poller.poll(timeout * 1000)
+        if tracing.on:
+            tracing.mark("wake")
         now = self.clock() if now is None else now
         links = {up.link.socket: up for up in self.upstreams if up.link.socket is not None}
         for sock, _ in events:
@@ -190,7 +194,7 @@ class FarmWorker(Service):
                 for mtype, body in up.link.receive(now):
                     self.process_taskmanager(up, mtype, body, now)
             elif self.wakeup is not None and sock == self.wakeup[0]:
-                _drain_pipe(sock)
+                drain_pipe(sock)
             elif sock in self.fd_runs:
                 run = self.fd_runs[sock]
                 self.emit(run, run.readable(sock))
@@ -437,14 +441,6 @@ class FarmWorker(Service):
         """When the oldest result kept back was (the loop's poll wakes for it)."""
         kept = [up.gathering for up in self.upstreams if up.gathering is not None]
         return min(kept) if kept else None
-
-
-def _drain_pipe(fd):
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
 
 
 def _version():

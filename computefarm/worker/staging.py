@@ -49,6 +49,7 @@ class Staging:
         self.store = None                       # opened at the first staged task
         self.fetching = {}                      # digest -> callbacks waiting for it
         self.serial = 0
+        self.spill_dir = None
         self.fetched = 0                        # bytes fetched into the cache
         self.hasher = None                      # the hashing thread (hash_later)
 
@@ -95,8 +96,10 @@ class Staging:
         """Where a task may spill its result (``blobruns``): a name in this worker's
         folder of results, made by whoever writes there first."""
         self.serial += 1
-        return os.path.join(self.cache_dir, "scratch", "%d-results" % os.getpid(),
-                            "%d.pickle" % self.serial)
+        if self.spill_dir is None:       # named once: a python task asks for one each
+            self.spill_dir = os.path.join(self.cache_dir, "scratch",
+                                          "%d-results" % os.getpid(), "")
+        return "%s%d.pickle" % (self.spill_dir, self.serial)
 
     def scratch(self):
         self.serial += 1

@@ -18,7 +18,7 @@ slot's whole tree and a fresh slot takes its place. A slot dies with its worker
 import os
 import sys
 
-from computefarm import defaults
+from computefarm import defaults, tracing
 from computefarm.exceptions import PluginError
 from computefarm.storage.cas import remove_file
 from computefarm.worker import pyslot
@@ -50,6 +50,8 @@ class Slot:
 
     def send(self, request):
         data = pyslot.frame(request)
+        if tracing.on:
+            tracing.mark("request")
         view = memoryview(data)
         while view:
             written = os.write(self.req_w, view)
@@ -110,6 +112,8 @@ class SlotRun(Run):
             if len(self.buffer) >= 4 + size:
                 self.reply = pyslot.msgpack.unpackb(memoryview(self.buffer)[4:4 + size],
                                                     raw=False)
+                if tracing.on:
+                    tracing.mark("reply")
         return []
 
     def close_fd(self, fd):
