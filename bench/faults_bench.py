@@ -131,11 +131,19 @@ class Run:
             time.sleep(0.05)
 
     def start_workers(self):
-        for n in (1, 2):
-            self.spawn("worker%d" % n, command("worker") + [
-                "--config", str(self.dir / "worker.yaml"), "--taskmanager", self.address,
-                "--capability", "shell", "--slots", "4", "--machine", "w%d" % n],
-                "worker%d.log" % n)
+        """Both workers, once the TaskManager has welcomed them (a build started
+        before would find no worker of its capability and stop at once)."""
+        ready = [self.dir / ("worker%d.ready" % n) for n in (1, 2)]
+        workers = [self.spawn("worker%d" % n, command("worker") + [
+            "--config", str(self.dir / "worker.yaml"), "--taskmanager", self.address,
+            "--capability", "shell", "--slots", "4", "--machine", "w%d" % n,
+            "--ready-file", str(path)], "worker%d.log" % n) for n, path in zip((1, 2), ready)]
+        deadline = time.monotonic() + 30
+        while not all(path.exists() for path in ready):
+            if any(w.poll() is not None for w in workers) or time.monotonic() > deadline:
+                raise RuntimeError("the workers did not start; the last lines of the logs:"
+                                   "\n%s" % self.tails())
+            time.sleep(0.05)
 
     def start_build(self):
         return self.spawn("client", [sys.executable, "-m", "computefarm.majordomo", "run",
@@ -148,8 +156,17 @@ class Run:
         deadline = time.monotonic() + timeout
         while self.ran() < count:
             if build.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the build stopped or stalled early: see %s" % self.dir)
+                raise RuntimeError("the build %s after %d of %d tasks; the last lines of "
+                                   "its logs:\n%s" % (
+                                       "stalled" if build.poll() is None else "stopped",
+                                       self.ran(), count, self.tails()))
             time.sleep(0.02)
+
+    def tails(self, lines=15):
+        """The end of each process's log (the folder goes with the benchmark)."""
+        return "\n".join("== %s\n%s" % (log.name, "\n".join(
+            log.read_text(errors="replace").splitlines()[-lines:]))
+            for log in sorted(self.dir.glob("*.log")))
 
     def outcome(self, build, timeout=600):
         try:
