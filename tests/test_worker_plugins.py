@@ -176,3 +176,39 @@ def test_large_python_results_arrive_even_beyond_the_message_limit(farm):
     after = client.submit("python", {"payload": cloudpickle.dumps((blob, (10,), {}))})
     result = after.result(60)
     assert result.ok and result.value_blob is None and cloudpickle.loads(result.value) == b"r" * 10
+
+
+def test_what_a_python_task_prints_after_it_returned_is_not_the_next_tasks(farm, tmp_path):
+    """A thread a task leaves running prints while its slot is idle: those bytes
+    are dropped, not handed to the next task on that slot (another user's, maybe)."""
+    import cloudpickle
+    from support import wait_until
+    worker = farm.start_worker("python")             # one slot: both tasks run on it
+    printed = tmp_path / "printed"
+
+    def leaves_a_thread(path):
+        import threading
+        import time
+
+        def later():
+            time.sleep(0.2)
+            print("printed by the first task's thread", flush=True)
+            open(path, "w").close()
+        threading.Thread(target=later, daemon=True).start()
+        return "first"
+
+    def second():
+        print("the second task's own line")
+        return "second"
+
+    first = farm.client().submit("python", {"payload": cloudpickle.dumps(
+        (leaves_a_thread, (str(printed),), {}))}).result(30)
+    assert first.ok and first.stdout == []
+    wait_until(printed.exists, what="the first task's thread printed")
+    lines = []
+    result = farm.client().submit("python", {"payload": cloudpickle.dumps((second, (), {}))},
+                                  on_output=lambda stream, line: lines.append(line)).result(30)
+    assert result.ok and result.stdout == ["the second task's own line"]
+    assert lines == ["the second task's own line"]
+    wait_until(lambda: "printed after its last task returned" in worker.log.read_text(),
+               what="the worker's warning")

@@ -12,10 +12,15 @@ Both are decoded only inside a slot process (``computefarm.worker.pyslot``), one
 per slot, started ahead and reused from task to task so a task costs no process
 start. Each slot is the leader of its own session: a timeout or cancel kills the
 slot's whole tree and a fresh slot takes its place. A slot dies with its worker
-(``pyslot.die_with``), even one in the middle of a task.
+(``pyslot.die_with``), even one in the middle of a task. What a slot prints
+between two tasks (a thread a task left running) is dropped before the next
+task starts, never given to it (it may be another user's); what such a thread
+prints while the next task runs cannot be told from that task's own output.
 """
 
+import logging
 import os
+import select
 import sys
 
 from computefarm import defaults, tracing
@@ -27,6 +32,8 @@ from computefarm.worker.processes import Tree, spawn
 from computefarm.worker.runs import LineSplitter, Outcome, Run
 
 _CALL = ("payload", "function", "arguments", "origin", "spill")   # what the slot needs
+
+log = logging.getLogger(__name__)
 
 
 class Slot:
@@ -46,7 +53,26 @@ class Slot:
         self.tree = Tree(self.proc.pid)
         self.output = {self.proc.stdout.fileno(): ("stdout", LineSplitter()),
                        self.proc.stderr.fileno(): ("stderr", LineSplitter())}
+        self.between = select.poll()   # its output pipes, looked at before each task
+        for fd in self.output:
+            self.between.register(fd, select.POLLIN)
         self.healthy = True
+
+    def drop_stray_output(self):
+        """Bytes the slot printed since its last task returned (a thread that task
+        left running), read and dropped: never the next task's output, which may
+        be another user's. How many."""
+        dropped = 0
+        for fd, _ in self.between.poll(0):
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:               # BlockingIOError: nothing more
+                    break
+                if not data:
+                    break
+                dropped += len(data)
+        return dropped
 
     def send(self, request):
         data = pyslot.frame(request)
@@ -191,6 +217,11 @@ class PythonWorker(WorkerPlugin):
             raise PluginError("python request needs 'payload' (the pickled callable and its "
                               "arguments), or 'function' and 'arguments' (bytes, or blobs)")
         slot = self.idle.pop() if self.idle else Slot()
+        dropped = slot.drop_stray_output()
+        if dropped:
+            log.warning("python slot %d: dropped %d byte(s) printed after its last task "
+                        "returned (a thread it left running?), before starting task %s",
+                        slot.proc.pid, dropped, task.id)
         return SlotRun(self, slot, task, request, now)
 
     def give_back(self, slot):
