@@ -212,3 +212,29 @@ def test_what_a_python_task_prints_after_it_returned_is_not_the_next_tasks(farm,
     assert lines == ["the second task's own line"]
     wait_until(lambda: "printed after its last task returned" in worker.log.read_text(),
                what="the worker's warning")
+
+
+def test_a_python_tasks_last_line_without_a_newline_is_its_own(farm):
+    """The slot outlives the task: a last line printed without a newline is this
+    task's last line, not the start of the next task's first one."""
+    import cloudpickle
+    farm.start_worker("python")                      # one slot: both tasks run on it
+    client = farm.client()
+
+    def unterminated():
+        import sys
+        sys.stdout.write("the first task's line, no newline")
+        sys.stderr.write("and on stderr")
+        return 1
+
+    def terminated():
+        print("the second task's line")
+        return 2
+
+    first = client.submit("python", {"payload": cloudpickle.dumps((unterminated, (), {}))})
+    first = first.result(30)
+    assert first.ok and first.stdout == ["the first task's line, no newline"]
+    assert first.stderr == ["and on stderr"]
+    second = client.submit("python", {"payload": cloudpickle.dumps((terminated, (), {}))})
+    second = second.result(30)
+    assert second.ok and second.stdout == ["the second task's line"] and second.stderr == []

@@ -12,7 +12,8 @@ Both are decoded only inside a slot process (``computefarm.worker.pyslot``), one
 per slot, started ahead and reused from task to task so a task costs no process
 start. Each slot is the leader of its own session: a timeout or cancel kills the
 slot's whole tree and a fresh slot takes its place. A slot dies with its worker
-(``pyslot.die_with``), even one in the middle of a task. What a slot prints
+(``pyslot.die_with``), even one in the middle of a task. A task's output ends
+with it, an unterminated last line included (``SlotRun.drain``); what a slot prints
 between two tasks (a thread a task left running) is dropped before the next
 task starts, never given to it (it may be another user's); what such a thread
 prints while the next task runs cannot be told from that task's own output.
@@ -149,10 +150,15 @@ class SlotRun(Run):
         self.dead = True
 
     def drain(self):
+        """What the task printed that is still in the slot's pipes (read only where
+        there is some), and its last lines without a newline: the slot outlives
+        the task, so nothing the task printed may be left for the next one."""
         lines = []
-        for fd in [fd for fd in self.fds if fd != self.slot.res_r]:
+        for fd, _ in self.slot.between.poll(0):
             if fd in self.fds:
                 lines.extend(self.readable(fd))
+        for stream, splitter in self.slot.output.values():
+            lines.extend((stream, line) for line in splitter.close())
         return lines
 
     def poll(self, now):
