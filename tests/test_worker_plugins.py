@@ -238,3 +238,29 @@ def test_a_python_tasks_last_line_without_a_newline_is_its_own(farm):
     second = client.submit("python", {"payload": cloudpickle.dumps((terminated, (), {}))})
     second = second.result(30)
     assert second.ok and second.stdout == ["the second task's line"] and second.stderr == []
+
+
+def test_a_python_slot_killed_while_idle_is_replaced_not_handed_a_task(farm):
+    """The OOM killer, or a person, kills an idle slot: the next task runs on a new one."""
+    import os
+    import signal
+
+    import cloudpickle
+    import psutil
+    from support import wait_until
+    worker = farm.start_worker("python")
+    client = farm.client()
+    payload = cloudpickle.dumps((sum, ([1, 2],), {}))
+    assert client.submit("python", {"payload": payload}).result(30).ok
+    slot = psutil.Process(worker.pid).children()[0]
+    os.kill(slot.pid, signal.SIGKILL)
+
+    def killed():
+        try:
+            return slot.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+    wait_until(killed, what="the slot killed")
+    result = client.submit("python", {"payload": payload}).result(30)
+    assert result.ok and cloudpickle.loads(result.value) == 3, result.error
+    wait_until(lambda: "ended while idle" in worker.log.read_text(), what="the warning")

@@ -222,13 +222,25 @@ class PythonWorker(WorkerPlugin):
                 for name in ("function", "arguments"))):
             raise PluginError("python request needs 'payload' (the pickled callable and its "
                               "arguments), or 'function' and 'arguments' (bytes, or blobs)")
-        slot = self.idle.pop() if self.idle else Slot()
+        slot = self._idle_slot()
         dropped = slot.drop_stray_output()
         if dropped:
             log.warning("python slot %d: dropped %d byte(s) printed after its last task "
                         "returned (a thread it left running?), before starting task %s",
                         slot.proc.pid, dropped, task.id)
         return SlotRun(self, slot, task, request, now)
+
+    def _idle_slot(self):
+        """An idle slot that is alive, else a new one: one killed while idle (by the
+        OOM killer, or a person) is replaced, not handed the task."""
+        while self.idle:
+            slot = self.idle.pop()
+            if slot.proc.poll() is None:
+                return slot
+            log.warning("python slot %d ended while idle (exit code %s): starting another",
+                        slot.proc.pid, slot.proc.returncode)
+            slot.close()
+        return Slot()
 
     def give_back(self, slot):
         if slot.healthy and len(self.idle) < self.slots:
