@@ -37,9 +37,9 @@ from computefarm import tracing
 from computefarm.client import FarmExecutor, LocalFarm
 from computefarm.wire.protocol import Msg
 
-HOPS = {frozenset(("client", "taskmanager")): "ZeroMQ", frozenset(("taskmanager", "worker")):
-        "ZeroMQ", frozenset(("worker", "slot")): "pipe", frozenset(("caller", "client")):
-        "thread"}
+HOPS = {frozenset(pair): kind for pair, kind in (       # what joins two roles
+    (("client", "taskmanager"), "ZeroMQ"), (("taskmanager", "worker"), "ZeroMQ"),
+    (("worker", "slot"), "pipe"), (("caller", "client"), "thread"))}
 
 
 def noop():

@@ -9,10 +9,11 @@ kills, writes each at once (``through``). Off, a mark costs the test of one
 module attribute: that is why this is process-wide module state, as ``logging``
 is, and not an object handed to every loop and codec that marks.
 
-Events: ``poll`` and ``wake`` (a loop waits, its poll returned), ``recv N`` (message type N decoded),
-``send N`` (about to be sent), ``request`` and ``reply`` (a worker wrote a task
-to a python slot, read its answer), ``slot-in`` and ``slot-out`` (the slot has
-the task, has its answer), and whatever a benchmark marks itself.
+Events: ``poll`` and ``wake`` (a loop waits, its poll returned), ``recv N``
+(message type N decoded), ``send N`` (about to be sent), ``request`` and
+``reply`` (a worker wrote a task to a python slot, read its answer), ``slot-in``
+and ``slot-out`` (the slot has the task, has its answer), and whatever a
+benchmark marks itself.
 """
 
 import atexit
