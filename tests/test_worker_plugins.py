@@ -240,6 +240,36 @@ def test_a_python_tasks_last_line_without_a_newline_is_its_own(farm):
     assert second.ok and second.stdout == ["the second task's line"] and second.stderr == []
 
 
+def test_a_python_slot_that_stops_reading_is_replaced_and_the_task_runs(farm):
+    """A slot alive when checked but no longer reading its requests (dying as the
+    task is handed over): the task runs on a new slot, not failing on a broken pipe."""
+    import cloudpickle
+    import psutil
+    from support import wait_until
+
+    def stop_reading_requests():
+        import os
+        import sys
+        keep_r, keep_w = os.pipe()         # the slot waits on this one, forever
+        os.dup2(keep_r, int(sys.argv[1]))  # its request pipe's read end, closed
+        return os.getpid()
+
+    worker = farm.start_worker("python")   # one slot
+    client = farm.client()
+    result = client.submit("python", {"payload": cloudpickle.dumps(
+        (stop_reading_requests, (), {}))}).result(30)
+    assert result.ok, result.error
+    stuck = psutil.Process(cloudpickle.loads(result.value))
+    assert stuck.is_running() and stuck.ppid() == worker.pid
+    result = client.submit("python", {"payload": cloudpickle.dumps((sum, ([1, 2],), {}))}
+                           ).result(30)
+    assert result.ok and cloudpickle.loads(result.value) == 3, result.error
+    wait_until(lambda: "no longer reads its requests" in worker.log.read_text(),
+               what="the warning")
+    wait_until(lambda: not stuck.is_running() or stuck.status() == psutil.STATUS_ZOMBIE,
+               what="the stuck slot killed")
+
+
 def test_a_python_slot_killed_while_idle_is_replaced_not_handed_a_task(farm):
     """The OOM killer, or a person, kills an idle slot: the next task runs on a new one."""
     import os

@@ -16,7 +16,9 @@ slot's whole tree and a fresh slot takes its place. A slot dies with its worker
 with it, an unterminated last line included (``SlotRun.drain``); what a slot prints
 between two tasks (a thread a task left running) is dropped before the next
 task starts, never given to it (it may be another user's); what such a thread
-prints while the next task runs cannot be told from that task's own output.
+prints while the next task runs cannot be told from that task's own output. A
+slot found dead, or no longer reading its requests, when a task would start on
+it is replaced by a new one that runs the task.
 """
 
 import logging
@@ -228,7 +230,13 @@ class PythonWorker(WorkerPlugin):
             log.warning("python slot %d: dropped %d byte(s) printed after its last task "
                         "returned (a thread it left running?), before starting task %s",
                         slot.proc.pid, dropped, task.id)
-        return SlotRun(self, slot, task, request, now)
+        try:
+            return SlotRun(self, slot, task, request, now)
+        except BrokenPipeError:        # it stopped reading after the check above
+            log.warning("python slot %d no longer reads its requests (it died as task %s "
+                        "was handed to it?): starting another", slot.proc.pid, task.id)
+            slot.close()
+            return SlotRun(self, Slot(), task, request, now)
 
     def _idle_slot(self):
         """An idle slot that is alive, else a new one: one killed while idle (by the
