@@ -16,8 +16,10 @@ Measures, on this machine:
      as a share of each bare broker's rate;
   2. round-trip latency p50/p99 with one task in flight (both ways), and as a
      multiple of the bare broker's;
-  3. shell ``true`` tasks/s against ``doit -n 2`` running the same command actions;
-  4. TaskManager memory (RSS) with --queued requests waiting, and after they ran.
+  3. shell ``true`` tasks/s against ``doit -n 2`` running the same command actions
+     (``--shell 0``: not measured);
+  4. TaskManager memory (RSS) with --queued requests waiting, and after they ran
+     (``--queued 0``: not measured).
 Everything runs on 127.0.0.1; every process started is stopped.
 """
 
@@ -242,14 +244,15 @@ def main(argv=None):
                                          p50s[name] / p50s["bare"]))
             p50, p99 = latency(client, "shell", {"cmd": "true"}, min(args.latency, 500))
             print("shell `true` round trip, one in flight: p50 %.3f ms, p99 %.3f ms" % (p50, p99))
-            shell = shell_throughput(client, args.shell)
+            shell = shell_throughput(client, args.shell) if args.shell else None
     finally:
         farm.stop()
         broker.close()
         lockstep.close()
-    doit = doit_throughput(args.shell)
-    print("shell `true`: farm %.0f tasks/s, doit -n 2 %.0f tasks/s: %.0f%% of doit"
-          % (shell, doit, 100.0 * shell / doit))
+    if args.shell:
+        doit = doit_throughput(args.shell)
+        print("shell `true`: farm %.0f tasks/s, doit -n 2 %.0f tasks/s: %.0f%% of doit"
+              % (shell, doit, 100.0 * shell / doit))
     if args.queued:
         base, queued, after = memory(args.queued)
         mib = 1024.0 * 1024.0
