@@ -93,6 +93,34 @@ def test_another_size_replaces_it_and_keep_farm_0_leaves_it_alone(tmp_path, kept
     assert not pid_alive(new["pid"]) and not any(pid_alive(p) for p in new["processes"])
 
 
+def test_a_second_keeper_is_refused_and_the_first_stays_reachable(tmp_path, kept):
+    """A keeper started by hand while one runs would overwrite its state: no run,
+    nor 'localfarm stop', would find the first any more. It is refused instead."""
+    env, current = kept
+    assert run_tool("majordomo", project(tmp_path), "run", "--keep-farm", "60",
+                    env=env).returncode == 0
+    state = current()
+    second = subprocess.Popen([sys.executable, "-m", "computefarm.commands", "localfarm",
+                               "--idle", "60"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        _, error = second.communicate(timeout=60)
+    finally:
+        after = current()          # one that started anyway is in the state: stopped after
+        if second.poll() is None:
+            second.kill()
+            second.wait()
+    assert second.returncode == 2, error
+    assert error.strip() == ("ERROR: localfarm: a local farm already runs (keeper pid %d, "
+                             "%s): stop it first with 'localfarm stop'"
+                             % (state["pid"], state["address"]))
+    assert after == state and pid_alive(state["pid"])
+    stopped = subprocess.run([sys.executable, "-m", "computefarm.commands", "localfarm",
+                              "stop"], env=env, capture_output=True, text=True, timeout=60)
+    assert stopped.stdout.strip() == "stopped the local farm"
+    assert not pid_alive(state["pid"]) and not any(pid_alive(p) for p in state["processes"])
+
+
 def test_a_run_that_attached_but_has_not_connected_yet_keeps_it(tmp_path, kept, monkeypatch):
     """The keeper decides to stop under the lock runs attach under, and counts an
     attach (a lease) as use: a run between attaching and connecting is not left

@@ -1,7 +1,8 @@
 """The keeper of majordomo's kept local farm (client/warmfarm.py).
 
     python -m computefarm.commands localfarm [--idle S] [--slots N] [--config FILE]
-        run a local farm until nothing used it for S seconds (majordomo starts it)
+        run a local farm until nothing used it for S seconds (majordomo starts it;
+        refused while another runs)
     python -m computefarm.commands localfarm stop
         stop the one running now
 """
@@ -15,6 +16,7 @@ import time
 from .. import defaults
 from ..client import Client, LocalFarm, warmfarm
 from ..config import load_config
+from ..exceptions import FarmError
 from ..hostinfo import live_start
 from ..service import Service, run_service
 from .common import add_version, run_command
@@ -44,6 +46,11 @@ class Keeper(Service):
         self.next_check = 0.0
 
     def initialize(self):
+        running = warmfarm.read_state()
+        if running is not None and running.get("pid") != os.getpid():
+            # its state would be overwritten: no run, nor 'localfarm stop', would find it
+            raise FarmError("a local farm already runs (keeper pid %d, %s): stop it first "
+                            "with 'localfarm stop'" % (running["pid"], running.get("address")))
         self.farm = LocalFarm(capabilities(), slots=self.slots, config=self.config,
                               monitor=True, log_dir=warmfarm.state_dir())
         self.farm.start()
