@@ -1,6 +1,8 @@
 """The one shape of every long-running part: initialize, loop, shutdown.
 
-``run_service`` owns the stop flag, the signals and crash logging; a service only
+``run_service`` owns the stop flag, the signals, crash logging and, for a process
+started by another that must not outlive it (``parent``: a LocalFarm's), the
+watch on that parent; a service only
 implements ``initialize()``, ``loop(now=None)`` (one short iteration that polls
 for at most ``defaults.POLL_MAX``) and ``shutdown()``. Tests call ``loop(now)``
 directly with the time they want.
@@ -59,8 +61,10 @@ def write_ready_file(path, text):
     os.replace(tmp, path)
 
 
-def run_service(service, signals=(signal.SIGTERM, signal.SIGINT)):
-    """Run ``service`` until a stop signal; returns the process exit code."""
+def run_service(service, signals=(signal.SIGTERM, signal.SIGINT), parent=None):
+    """Run ``service`` until a stop signal, or until process ``parent`` (the one
+    that started it) is gone: killed or crashed, it could not stop it. Returns
+    the process exit code."""
 
     def on_signal(signum, _frame):
         service.request_stop("received %s, shutting down" % signal.Signals(signum).name)
@@ -71,6 +75,9 @@ def run_service(service, signals=(signal.SIGTERM, signal.SIGINT)):
         try:
             while not service.stop_requested:
                 service.loop()
+                if parent is not None and os.getppid() != parent:
+                    service.request_stop("the process that started it (pid %d) is gone"
+                                         % parent)
         finally:
             service.shutdown()
     except FarmError:

@@ -177,3 +177,45 @@ def test_a_task_s_lines_reach_its_client_before_its_result(farm):
     assert all(f.result(60).ok for f in futures)
     for index in range(TASKS):
         assert events.index("line-%d" % index) < events.index("done-%d" % index), index
+
+
+OWNER = """
+import sys, time
+from computefarm.client import LocalFarm
+farm = LocalFarm(["python"], slots=1, log_dir=sys.argv[1], monitor=True, log_level="INFO")
+farm.start()
+print(" ".join(str(p.pid) for p in farm.processes), flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_local_farm_whose_owner_is_killed_stops(tmp_path):
+    """kill -9 of the program that started a LocalFarm (majordomo, a script) cannot
+    stop its processes: each notices its parent is gone and stops as on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER)
+    owner = subprocess.Popen([sys.executable, str(script), str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True)
+    pids = []
+    try:
+        pids = [int(pid) for pid in owner.stdout.readline().split()]
+        assert len(pids) == 3 and all(pid_alive(pid) for pid in pids)   # TM, worker, monitor
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait(10)
+        wait_until(lambda: not any(pid_alive(pid) for pid in pids), timeout=30,
+                   what="the farm's processes stopping")
+        for name in ("taskmanager-0", "worker-1", "monitor-2"):
+            log = (tmp_path / (name + ".log")).read_text()
+            assert "(pid %d) is gone" % owner.pid in log, (name, log)
+            assert "Traceback" not in log, (name, log)
+    finally:
+        for pid in pids:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(10)

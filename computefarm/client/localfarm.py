@@ -58,6 +58,7 @@ class LocalFarm:
         self.start_taskmanager()
         workers = [self._start_worker(self.capabilities, self.slots)
                    for _ in range(self.workers)]
+        self._start_monitor()
         self.wait_ready(workers)
         return self.address
 
@@ -88,11 +89,14 @@ class LocalFarm:
         self.capabilities = list(capabilities)
         workers = [self._start_worker(self.capabilities, self.slots)
                    for _ in range(self.workers)]
-        if self.monitor:
-            self._spawn("monitor", ["--taskmanager", self.address], nice=10)
+        self._start_monitor()
         if wait:
             self.wait_ready(workers)
         return workers
+
+    def _start_monitor(self):
+        if self.monitor:
+            self._spawn("monitor", ["--taskmanager", self.address], nice=10)
 
     def check(self):
         """FarmError if a process of this farm has died."""
@@ -144,8 +148,9 @@ class LocalFarm:
             proc = subprocess.Popen(
                 (["nice", "-n", str(nice)] if nice else []) +
                 [sys.executable, "-m", "computefarm.commands", command, "--log-level",
-                 log_level or self.log_level] + (["--config", self.config] if self.config
-                                                  else []) + args, stdout=stream, stderr=stream,
+                 log_level or self.log_level, "--parent", str(os.getpid())] +
+                (["--config", self.config] if self.config else []) + args,
+                stdout=stream, stderr=stream,
                 stdin=subprocess.DEVNULL, start_new_session=True)
         proc.log = log
         self.processes.append(proc)

@@ -23,6 +23,13 @@ def add_version(parser):
                         version="%(prog)s (ComputeFarm) " + __version__)
 
 
+def add_parent_option(parser):
+    """--parent: the process that started this one; gone, this one stops cleanly."""
+    parser.add_argument("--parent", type=int, metavar="PID",
+                        help="stop, as on SIGTERM, when process PID (the one that started "
+                             "this one) is gone")
+
+
 def add_common_options(parser, several=False):
     """``several``: --taskmanager may be given more than once (workers, monitors)."""
     add_version(parser)

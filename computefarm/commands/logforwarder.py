@@ -5,7 +5,7 @@ import argparse
 from .. import defaults
 from ..logs.forwarder import LogForwarder
 from ..service import run_service
-from .common import add_common_options, run_command, setup
+from .common import add_common_options, add_parent_option, run_command, setup
 
 
 def main(argv=None):
@@ -17,10 +17,10 @@ def main(argv=None):
         parser.add_argument("--cutelog", metavar="HOST:PORT")
         parser.add_argument("--records", required=True, metavar="FILE")
         parser.add_argument("--buffer", type=int, default=defaults.CUTELOG_BUFFER)
-        parser.add_argument("--parent", type=int, help="stop when this process is gone")
+        add_parent_option(parser)
         args = parser.parse_args(argv)
         config = setup(args, "logforwarder")
         forwarder = LogForwarder(config.taskmanager.address, args.cutelog, args.records,
-                                 buffer=args.buffer, parent=args.parent)
-        return run_service(forwarder)
+                                 buffer=args.buffer)
+        return run_service(forwarder, parent=args.parent)
     return run_command("farm-logforwarder", build, argv)

@@ -5,7 +5,7 @@ import argparse
 from ..exceptions import UsageError
 from ..monitor.service import FarmMonitor
 from ..service import run_service
-from .common import add_common_options, run_command, setup
+from .common import add_common_options, add_parent_option, run_command, setup
 from .worker import this_machine, upstreams
 
 
@@ -24,6 +24,7 @@ def main(argv=None):
         parser.add_argument("--owner-scope", type=int, metavar="PID",
                             help="count only this process tree as the owner's load "
                                  "(containers, tests; default: the whole machine)")
+        add_parent_option(parser)
         args = parser.parse_args(argv)
         config = setup(args, "monitor")
         args.machine = args.machine or config.this_machine
@@ -34,5 +35,5 @@ def main(argv=None):
         monitor = FarmMonitor(taskmanagers, machine=args.machine,
                               interval=interval, workdir=args.workdir,
                               owner_scope=args.owner_scope, curve=curves)
-        return run_service(monitor)
+        return run_service(monitor, parent=args.parent)
     return run_command("farm-monitor", build, argv)

@@ -6,7 +6,7 @@ from ..config import ON_OWNER
 from ..configcheck import check_address
 from ..service import run_service
 from ..taskmanager.server import TaskManager
-from .common import add_common_options, run_command, setup
+from .common import add_common_options, add_parent_option, run_command, setup
 
 
 def main(argv=None):
@@ -33,6 +33,7 @@ def main(argv=None):
                             help="the batches' SQLite file, or 'memory' (default: "
                                  "taskmanager.database, else taskmanager-PORT.sqlite in "
                                  "$COMPUTEFARM_DATA or ~/.local/share/computefarm)")
+        add_parent_option(parser)
         args = parser.parse_args(argv)
         config = setup(args, "taskmanager")
         bind = args.bind
@@ -51,5 +52,5 @@ def main(argv=None):
                               placement=args.placement or config.load.placement,
                               logging_config=config.logging, keys=config.keys,
                               insecure=args.insecure, users=config.users)
-        return run_service(manager)
+        return run_service(manager, parent=args.parent)
     return run_command("farm-taskmanager", build, argv)

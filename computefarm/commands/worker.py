@@ -9,7 +9,7 @@ from ..hostinfo import host_name, machine_id
 from ..service import run_service
 from ..worker.pilot import PilotLimits
 from ..worker.service import FarmWorker
-from .common import add_common_options, run_command, setup
+from .common import add_common_options, add_parent_option, run_command, setup
 
 
 def main(argv=None):
@@ -49,6 +49,7 @@ def main(argv=None):
         parser.add_argument("--ready-file", metavar="FILE",
                             help="rewrite FILE (JSON: welcomes, incarnation, pid) each time "
                                  "the TaskManager welcomes this worker")
+        add_parent_option(parser)
         args = parser.parse_args(argv)
         config = setup(args, "worker")
         args.machine = args.machine or config.this_machine
@@ -69,7 +70,7 @@ def main(argv=None):
                             cache=machine.cache if machine else None,
                             cache_size=machine.cache_size if machine else defaults.CACHE_SIZE,
                             pilot=limits)
-        return run_service(worker)
+        return run_service(worker, parent=args.parent)
     return run_command("farm-worker", build, argv)
 
 

@@ -171,7 +171,7 @@ class LogForwarder(Service):
     name = "log forwarder"
 
     def __init__(self, address, cutelog, records_path, buffer=defaults.CUTELOG_BUFFER,
-                 context=None, clock=time.monotonic, parent=None):
+                 context=None, clock=time.monotonic):
         super().__init__()
         self.address = address
         self.cutelog_address = cutelog
@@ -179,7 +179,6 @@ class LogForwarder(Service):
         self.buffer = buffer
         self.context = context or zmq.Context.instance()
         self.clock = clock
-        self.parent = parent
         self.identity = peer_id("logger")
         self.file = None
         self.sink = None
@@ -224,8 +223,6 @@ class LogForwarder(Service):
         if self.sink is not None:
             self.sink.pump(now)
         self.link.tick(now)
-        if self.parent is not None and os.getppid() != self.parent:
-            self.request_stop("the TaskManager is gone")
 
     def emit(self, records):
         """``records``: JSON texts, to the file and to cutelog."""
