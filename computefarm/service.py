@@ -1,10 +1,10 @@
 """The one shape of every long-running part: initialize, loop, shutdown.
 
 ``run_service`` owns the stop flag, the signals, crash logging and, for a process
-started by another that must not outlive it (``parent``: a LocalFarm's), the
-watch on that parent; a service only
-implements ``initialize()``, ``loop(now=None)`` (one short iteration that polls
-for at most ``defaults.POLL_MAX``) and ``shutdown()``. Tests call ``loop(now)``
+that must not outlive the one that started it (``parent``: a LocalFarm's), the
+watch on that parent; a service only implements ``initialize()``,
+``loop(now=None)`` (one short iteration that polls for at most
+``defaults.POLL_MAX``) and ``shutdown()``. Tests call ``loop(now)``
 directly with the time they want.
 """
 
