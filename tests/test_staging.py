@@ -17,9 +17,9 @@ import sys
 import hosts
 import pytest
 import yaml
-from support import Farm, SecureFarm
+from support import Farm, SecureFarm, wait_until
 
-from computefarm.storage.cas import digest_file
+from computefarm.storage.cas import digest_bytes, digest_file
 
 PEERS = (("w1", "worker"), ("w2", "worker"), ("c1", "client"))
 
@@ -468,3 +468,70 @@ def test_download_toplevel_leaves_what_only_feeds_other_tasks_on_the_farm(loopba
     assert bad.returncode != 0
     assert "ERROR: --download (or DOIT_CONFIG['farm_download']) must be one of all, " \
         "toplevel, not 'some'" in bad.stderr
+
+
+HELD_DODO = """
+import os, time
+
+def task_early():
+    return {"actions": ["head -c 300000 /dev/urandom > build/early.bin"],
+            "targets": ["build/early.bin"], "meta": {"cache": False}}
+
+def task_pause():
+    def pause():                # a python action on this machine: waits for the test
+        open(%(pausing)r, "w").close()
+        deadline = time.monotonic() + 90
+        while not os.path.exists(%(go)r):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+    return {"actions": [pause], "task_dep": ["early"], "uptodate": [False]}
+
+def task_late():
+    return {"actions": ["wc -c < build/early.bin > build/late.txt"],
+            "file_dep": ["build/early.bin"], "task_dep": ["pause"],
+            "targets": ["build/late.txt"], "meta": {"cache": False}}
+"""
+
+
+def test_an_output_left_on_the_farm_outlasts_other_users_uploads_while_its_run_needs_it(
+        tmp_path):
+    """The store holds what a run uploaded and left there: another client filling
+    it mid-run pushes out its own older blobs, not the output a later task of the
+    run reads; once the run is gone, nothing is held."""
+    (tmp_path / "farm").mkdir()
+    farm = Farm(tmp_path / "farm", store=str(tmp_path / "tm-store"), store_size=1_000_000)
+    farm.project = tmp_path / "laptop" / "project"
+    (farm.project / "build").mkdir(parents=True)
+    farm.start_taskmanager()
+    pausing, go = tmp_path / "pausing", tmp_path / "go"
+    (farm.project / "dodo.py").write_text(HELD_DODO % {"pausing": str(pausing), "go": str(go)})
+    run = None
+    try:
+        first = hidden_worker(farm, tmp_path, "w1")
+        farm.start_worker("python", machine="here")
+        run = subprocess.Popen([sys.executable, "-m", "computefarm.majordomo", "run",
+                                "--taskmanager", farm.address, "--download", "toplevel",
+                                "late"], cwd=str(farm.project), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        wait_until(pausing.exists, timeout=90, what="the run to reach its pause")
+        farm.stop(first)                       # late's worker: an empty cache
+        hidden_worker(farm, tmp_path, "w2")
+        other = farm.client()
+        fillers = [os.urandom(300_000) for _ in range(3)]       # 1.2 MB with early.bin
+        other.upload([(digest_bytes(data), len(data), data) for data in fillers]).result(60)
+        store = other.status()["store"]
+        assert store["evicted"] >= 1 and store["evicted_held"] == 0 and store["held"] >= 2
+        assert store["bytes"] <= 1_000_000
+        go.touch()
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, out + err
+        assert (farm.project / "build" / "late.txt").read_text().strip() == "300000"
+        assert not (farm.project / "build" / "early.bin").exists()    # it stayed there
+        wait_until(lambda: other.status()["store"]["held"] == 0, timeout=30,
+                   what="the run's holds to go with it")
+    finally:
+        if run is not None and run.poll() is None:
+            run.kill()
+            run.communicate()
+        farm.close()

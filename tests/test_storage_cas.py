@@ -72,6 +72,30 @@ def test_the_least_recently_used_unpinned_blobs_go_first_and_the_order_survives_
     assert digest_bytes(blobs[0]) in again and digest_bytes(b"D" * 10) in again
 
 
+def test_blobs_a_run_holds_go_only_when_the_others_cannot_make_room(tmp_path):
+    clock = Clock()
+    store = BlobStore(tmp_path / "s", limit=40, clock=clock)
+    a, b, c, d = (bytes([65 + i]) * 10 for i in range(4))
+    store.hold(digest_bytes(c))                      # held before it arrives
+    for data in (a, b, c, d):                        # oldest first: A, B, C, D
+        clock.now += 100
+        receive(store, data)
+    store.hold(digest_bytes(a))                      # A, the least recently used, is held
+    store.pin(digest_bytes(d))                       # D is being read
+    receive(store, b"E" * 10)                        # B goes: the oldest nobody holds
+    assert [digest_bytes(x) in store for x in (a, b, c, d)] == [True, False, True, True]
+    assert (store.evicted, store.evicted_held) == (1, 0)
+    receive(store, b"F" * 20)            # E goes, then the older held blob: A, not C
+    assert [digest_bytes(x) in store for x in (a, c, d, b"E" * 10)] == \
+        [False, True, True, False]
+    assert (store.evicted, store.evicted_held) == (3, 1) and store.used == 40
+    store.release(digest_bytes(c))
+    store.release(digest_bytes(a))
+    assert not store.held
+    receive(store, b"G" * 10)                        # C is an ordinary blob again
+    assert digest_bytes(c) not in store
+
+
 def test_a_blob_larger_than_the_store_is_refused_with_a_clear_error(tmp_path):
     store = BlobStore(tmp_path / "s", limit=10)
     with pytest.raises(StorageError, match="larger than the store's limit"):

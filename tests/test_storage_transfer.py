@@ -150,6 +150,32 @@ def test_an_upload_goes_on_after_the_taskmanager_restarts(stored, tmp_path):
     assert digest_file(str(target))[0] == big[0]
 
 
+def test_what_a_client_holds_is_held_again_by_a_restarted_taskmanager_and_let_go_with_it(
+        stored):
+    """Holds live in the TaskManager's memory: a client asks again when it is
+    welcomed, here by the TaskManager started on the same port; over MAX_BATCH
+    digests, some not in the store yet, and a hold asked twice counts once."""
+    client = stored.client()
+    blobs = [(digest_bytes(b"held %d" % i), len(b"held %d" % i), b"held %d" % i)
+             for i in range(MAX_BATCH + 10)]
+    later = [digest_bytes(b"later %d" % i) for i in range(5)]
+    assert client.upload(blobs, hold=True).result(30) is None
+    assert client.missing(later, hold=True).result(30) == set(later)
+    assert client.missing(later[:2], hold=True).result(30) == set(later[:2])
+    assert client.upload(blobs[:3]).result(30) is None           # not held: no change
+    held = len(blobs) + len(later)
+    assert client.status()["store"]["held"] == held
+    address = stored.address
+    assert stored.stop(stored.taskmanager) == 0
+    stored.start_taskmanager(bind=address)
+    wait_until(lambda: client.status()["store"]["held"] == held, timeout=30,
+               what="the holds asked again")
+    client.close()
+    other = stored.client()
+    wait_until(lambda: other.status()["store"]["held"] == 0, timeout=30,
+               what="the holds let go with the client")
+
+
 def test_a_snapshot_whose_file_is_not_what_its_digest_says_reads_it_again(stored, tmp_path):
     """A file rewritten in place keeping its size, mtime and inode (or one that
     changed while it was read) reaches the store as content that is not its

@@ -170,15 +170,18 @@ class Client(ClientThread):
         self._wake()
         return future
 
-    def upload(self, files):
+    def upload(self, files, hold=False):
         """Make sure the TaskManager's store has ``files``, each ``(digest, size,
         path or bytes)`` (``storage.cas.digest_file``); a Future resolved once it
-        has, or failed with StorageError."""
-        return self.files.upload(files)
+        has, or failed with StorageError. ``hold``: while this client is
+        connected, the store evicts them only when nothing else makes room (for
+        files later tasks will read)."""
+        return self.files.upload(files, hold)
 
-    def missing(self, digests):
-        """Which of ``digests`` the TaskManager's store lacks: a Future of a set."""
-        return self.files.missing(digests)
+    def missing(self, digests, hold=False):
+        """Which of ``digests`` the TaskManager's store lacks: a Future of a set.
+        ``hold``: as ``upload``'s, for those it has (and those that come later)."""
+        return self.files.missing(digests, hold)
 
     def download(self, digest, size, path, mode=0o644):
         """Fetch blob ``digest`` (``size`` bytes) from the TaskManager's store to

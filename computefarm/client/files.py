@@ -31,14 +31,16 @@ class Files:
         self.serial = 0
 
     # -- the caller's side -----------------------------------------------------
-    def upload(self, files):
+    def upload(self, files, hold=False):
         """A Future resolved once the TaskManager's store has every one of ``files``
-        (``(digest, size, path or bytes)``), or failed with StorageError."""
-        return self._request("upload", list(files))
+        (``(digest, size, path or bytes)``), or failed with StorageError.
+        ``hold``: the store keeps them for as long as this client is connected
+        (storage/transfer.py)."""
+        return self._request("upload", (list(files), hold))
 
-    def missing(self, digests):
+    def missing(self, digests, hold=False):
         """A Future of the set of ``digests`` the TaskManager's store lacks."""
-        return self._request("missing", list(digests))
+        return self._request("missing", (list(digests), hold))
 
     def download(self, digest, size, path, mode=0o644):
         """A Future of ``path`` once blob ``digest`` is written there (atomically,
@@ -59,11 +61,11 @@ class Files:
             requests, self.requests = self.requests, []
         for kind, arguments, future in requests:
             if kind == "upload":
-                self.transfers.upload(arguments, lambda error, f=future: self._settle(
-                    f, error, None))
+                self.transfers.upload(arguments[0], lambda error, f=future: self._settle(
+                    f, error, None), hold=arguments[1])
             elif kind == "missing":
-                self.transfers.missing(arguments, lambda error, lacking, f=future:
-                                       self._settle(f, error, lacking))
+                self.transfers.missing(arguments[0], lambda error, lacking, f=future:
+                                       self._settle(f, error, lacking), hold=arguments[1])
             else:
                 self._start_download(future, *arguments)
         if self.transfers.busy:
@@ -135,14 +137,18 @@ class Files:
         return self.transfers.handle(mtype, body, now)
 
     def reset(self):
+        """The client was welcomed (again): what was in flight goes again, and
+        what the store held for it is held again."""
         self.transfers.reset()
+        self.transfers.rehold()
 
     def fail_all(self, text):
         with self.lock:
             futures, self.futures = self.futures, set()
             self.requests = []
         self.transfers.abandon()                   # no half-written file is left
-        self.transfers = Transfers()
+        held, self.transfers = self.transfers.held, Transfers()
+        self.transfers.held = held                 # asked again of the next TaskManager
         for future in futures:
             if not future.done():
                 future.set_exception(FarmUnreachable(text))

@@ -171,8 +171,10 @@ class ProjectFiles:
         self._upload(files, timeout)
 
     def _upload(self, files, timeout):
+        """Make sure the store has ``files``, held there while the client is
+        connected: its tasks read them."""
         _wait(self.client.upload([(digest, size, source)
-                                  for digest, (size, source) in files.items()]),
+                                  for digest, (size, source) in files.items()], hold=True),
               timeout, "uploading the project's files")
 
 

@@ -16,7 +16,10 @@ them. doit sees those files through ``checker``: they exist, and their state
 is their digest, so an unchanged output keeps its users up to date. A record
 for another TaskManager, or whose blob the store no longer has, is dropped
 when the run starts: doit then finds the output missing and its task runs
-again (never a failed build).
+again (never a failed build). While the run is connected, the store holds
+every output so recorded (``Client.missing(hold=True)``): another user's
+uploads make it evict other blobs first, so a task later in the run still finds
+its input there.
 """
 
 import json
@@ -40,6 +43,7 @@ class RemoteOutputs:
         self.path = os.path.abspath(dep_file) + SUFFIX
         self.root = os.path.abspath(root)
         self.taskmanager = None
+        self.client = None         # the run's, once attached: it holds the recorded blobs
         self.entries = {}          # path relative to root -> {digest, size, exec, task}
         self.changed = False
         self.note = None           # why a damaged record was set aside, for the user
@@ -74,7 +78,9 @@ class RemoteOutputs:
 
     def attach(self, client, taskmanager, timeout=ASK_WAIT):
         """The run uses ``client`` of the TaskManager at ``taskmanager``: records of
-        another TaskManager's, or whose blob its store no longer has, go."""
+        another TaskManager's, or whose blob its store no longer has, go; the
+        store holds the others while the run lasts."""
+        self.client = client
         if self.taskmanager != taskmanager:
             self.forget(list(self.entries))
             self.taskmanager = taskmanager
@@ -83,7 +89,8 @@ class RemoteOutputs:
         if not self.entries:
             return
         try:
-            gone = client.missing({e["digest"] for e in self.entries.values()}).result(timeout)
+            gone = client.missing({e["digest"] for e in self.entries.values()},
+                                  hold=True).result(timeout)
         except FutureTimeout:
             raise FarmUnreachable("asking the TaskManager which outputs it still has: no "
                                   "answer within %gs" % timeout) from None
@@ -121,6 +128,8 @@ class RemoteOutputs:
             self.entries[path] = {"digest": entry["digest"], "size": entry["size"],
                                   "exec": bool(entry.get("exec")), "task": task}
         self.changed = True
+        if self.client is not None:      # the answer is not needed: the task just made them
+            self.client.missing([entry["digest"] for entry in outputs], hold=True)
 
     def forget(self, paths):
         for path in paths:

@@ -4,10 +4,12 @@ Layout: ``ROOT/ab/abcdef...`` (a digest's first two hex digits fan it out) and
 ``ROOT/tmp/`` for blobs on their way in. A blob is written under ``tmp``, its
 digest checked, then renamed into place, so nobody ever reads a torn or corrupt
 blob. Stored blobs are read-only. When a new blob would take the store past its
-limit, the least recently used blobs that nobody holds (``pin``) go first; the
-time of last use is the file's access time (set at most every ``TOUCH_EVERY``
-seconds), so the order survives a restart. Its mtime is left alone: a worker
-tells by it that a task wrote into an input hard-linked from its cache.
+limit, the least recently used blobs go first: never one a process is using
+(``pin``), and one a run holds (``hold``: a client that will read it later) only
+when the others are not enough. The time of last use is the file's access time
+(set at most every ``TOUCH_EVERY`` seconds), so the order survives a restart.
+Its mtime is left alone: a worker tells by it that a task wrote into an input
+hard-linked from its cache.
 
 The TaskManager keeps one store (what clients upload, what workers produce);
 each worker keeps one as its cache.
@@ -111,8 +113,10 @@ class BlobStore:
         self.blobs = collections.OrderedDict()    # digest -> size, least recently used first
         self.used = 0                            # bytes of the blobs stored
         self.pins = collections.Counter()        # digest -> holders: never evicted
+        self.held = collections.Counter()        # digest -> runs that hold it: evicted last
         self.touched = {}                        # digest -> when its mtime was last set
         self.evicted = 0                         # blobs removed to make room
+        self.evicted_held = 0                    # ... of them, blobs a run held
         self._serial = 0
         try:
             os.makedirs(self.tmp, exist_ok=True)
@@ -276,11 +280,15 @@ class BlobStore:
         self.pins[digest] += 1
 
     def unpin(self, digest):
-        left = self.pins[digest] - 1
-        if left > 0:
-            self.pins[digest] = left
-        else:
-            self.pins.pop(digest, None)
+        _count_down(self.pins, digest)
+
+    def hold(self, digest):
+        """A run will read ``digest`` (here now or arriving later): it goes only
+        when the blobs nobody holds are not enough to make room."""
+        self.held[digest] += 1
+
+    def release(self, digest):
+        _count_down(self.held, digest)
 
     # -- inside ----------------------------------------------------------------------
     def _place(self, temporary, digest, size):
@@ -303,20 +311,43 @@ class BlobStore:
         for digest in list(self.blobs):
             if self.used + size <= self.limit:
                 break
-            if digest in self.pins:
-                continue
-            _unlink(self.path(digest))
-            self._forget(digest)
-            self.evicted += 1
+            if digest not in self.pins and digest not in self.held:
+                self._evict(digest)
+        held = 0
+        for digest in list(self.blobs) if self.used + size > self.limit else ():
+            if self.used + size <= self.limit:
+                break
+            if digest not in self.pins:
+                self._evict(digest)
+                held += 1
+        if held:
+            self.evicted_held += held
+            log.warning("blob store %s: %d blob(s) runs hold had to go: its limit (%d "
+                        "bytes) is smaller than what the runs using it read", self.root,
+                        held, self.limit)
         if self.used + size > self.limit:
             log.warning("blob store %s: %d bytes over its limit of %d (blobs in use)",
                         self.root, self.used + size - self.limit, self.limit)
+
+    def _evict(self, digest):
+        _unlink(self.path(digest))
+        self._forget(digest)
+        self.evicted += 1
 
     def _forget(self, digest):
         size = self.blobs.pop(digest, None)
         if size is not None:
             self.used -= size
         self.touched.pop(digest, None)
+
+
+def _count_down(counter, digest):
+    """One holder of ``digest`` fewer in ``counter`` (gone at none)."""
+    left = counter[digest] - 1
+    if left > 0:
+        counter[digest] = left
+    else:
+        counter.pop(digest, None)
 
 
 def pid_alive(pid):

@@ -28,14 +28,15 @@ class _Batch:
     """One ``upload`` call: the files, and those the store does not have yet; or
     one ``missing`` call (a probe: nothing is sent, ``lacking`` is the answer)."""
 
-    __slots__ = ("files", "remaining", "done", "error", "lacking")
+    __slots__ = ("files", "remaining", "done", "error", "lacking", "hold")
 
-    def __init__(self, files, done, probe=False):
+    def __init__(self, files, done, probe=False, hold=False):
         self.files = {digest: (size, source) for digest, size, source in files}
         self.remaining = set(self.files)
         self.done = done
         self.error = None
         self.lacking = set() if probe else None   # a probe only asks: what the store lacks
+        self.hold = hold                          # the store holds them for this peer
 
 
 class _Put:
@@ -85,6 +86,7 @@ class Transfers:
         self.progress_at = None              # when an answer last came
         self.sent_bytes = 0
         self.received_bytes = 0
+        self.held = set()                    # digests the store holds for this peer
         self._refs = itertools.count(1)
 
     @property
@@ -92,21 +94,31 @@ class Transfers:
         return bool(self.finding or self.asked or self.puts or self.putting or self.gets or
                     self.getting)
 
-    def upload(self, files, done):
+    def upload(self, files, done, hold=False):
         """Make sure the store has ``files`` (``(digest, size, source)``, the source a
         path or bytes); ``done(error)`` once it has every one (error None), or
-        with a one-line error."""
-        self._ask(_Batch(files, done))
+        with a one-line error. ``hold``: the store keeps them while this peer is
+        there (blobs nobody holds are evicted first; see ``cas.BlobStore.hold``)."""
+        self._ask(_Batch(files, done, hold=hold))
 
-    def missing(self, digests, done):
+    def missing(self, digests, done, hold=False):
         """Ask which of ``digests`` the store lacks, sending no blob; ``done(error,
         lacking)`` with that set (error None), or with a one-line error."""
-        batch = _Batch([(digest, 0, None) for digest in digests], None, probe=True)
+        batch = _Batch([(digest, 0, None) for digest in digests], None, probe=True, hold=hold)
         batch.done = lambda error: done(error, batch.lacking)
         self._ask(batch)
 
+    def rehold(self):
+        """A TaskManager that welcomed this peer again (perhaps one started since)
+        is asked to hold again what the store held for it."""
+        if self.held:
+            self._ask(_Batch([(digest, 0, None) for digest in self.held],
+                             lambda error: None, probe=True, hold=True))
+
     def _ask(self, batch):
         """FIND about ``batch``'s digests, MAX_BATCH at a time."""
+        if batch.hold:
+            self.held.update(batch.remaining)
         if not batch.remaining:
             batch.done(None)
             return
@@ -133,7 +145,7 @@ class Transfers:
         while self.finding:
             batch, digests = self.finding[0]
             ref = next(self._refs)
-            if not link.send(Msg.FIND, protocol.find(ref, digests), now):
+            if not link.send(Msg.FIND, protocol.find(ref, digests, batch.hold), now):
                 return
             self.finding.popleft()
             self.asked[ref] = (batch, digests)

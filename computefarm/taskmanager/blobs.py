@@ -12,6 +12,13 @@ their own (``Writer``: file writes and sha256 release the GIL), so the loop
 only queues the chunk; the STORED that lets the peer send more goes once the
 chunk is written, so a peer never has more than its window queued here.
 
+A FIND may ask the store to hold its blobs (``hold``: a majordomo run's
+project files and the outputs it left on the farm, which its later tasks
+read): while that peer is here, what it holds is evicted only when nothing else
+can make room (``cas.BlobStore.hold``), so another user's uploads do not push a
+run's inputs out under it. A peer holds at most ``defaults.HELD_BLOBS``, all
+together ``HELD_BLOBS_ALL``: each costs the TaskManager about 150 bytes.
+
 Blobs are shared by everyone the farm lets in: anyone who knows a digest (the
 content's hash) may read it, as anyone with the content could.
 """
@@ -91,11 +98,16 @@ class BlobService:
         self.backlog = 0                       # bytes queued for the writer
         self.incoming = {}          # (routing id, digest) -> cas.Incoming
         self.uploads = {}           # routing id -> blobs it is uploading
+        self.holds = {}             # routing id -> the digests it holds
+        self.holding = 0            # digests held, all peers together
+        self.overheld = set()       # routing ids whose holds reached the limit (logged)
         self.received = 0           # bytes taken in by PUT
         self.served = 0             # bytes sent by BLOB
         self.corrupt = 0            # blobs refused whose content did not have their digest
 
     def find(self, rid, body):
+        if body.get("hold"):
+            self._hold(rid, body["digests"])
         missing = [digest for digest in body["digests"] if not self.store.present(digest)]
         self.send(rid, Msg.FOUND, protocol.found(body["ref"], missing))
 
@@ -201,9 +213,30 @@ class BlobService:
         self.served += len(data)
         self.send(rid, Msg.BLOB, protocol.blob(digest, offset, size, data))
 
+    def _hold(self, rid, digests):
+        held = self.holds.setdefault(rid, set())
+        for digest in digests:
+            if digest in held:
+                continue
+            if len(held) >= defaults.HELD_BLOBS or self.holding >= defaults.HELD_BLOBS_ALL:
+                if rid not in self.overheld:
+                    self.overheld.add(rid)
+                    log.warning("TaskManager: peer %s holds %d blobs (all peers %d): no more "
+                                "are held for it", rid.hex(), len(held), self.holding)
+                return
+            held.add(digest)
+            self.holding += 1
+            self.store.hold(digest)
+
     def tidy(self, peers):
         """What peers no longer here (``peers``: routing id -> peer) were uploading
-        is dropped."""
+        is dropped, and what they held let go."""
+        for rid in [rid for rid in self.holds if rid not in peers]:
+            held = self.holds.pop(rid)
+            self.holding -= len(held)
+            for digest in held:
+                self.store.release(digest)
+            self.overheld.discard(rid)
         for rid in [rid for rid in self.uploads if rid not in peers]:
             del self.uploads[rid]
             for key in [key for key in self.incoming if key[0] == rid]:
@@ -214,7 +247,8 @@ class BlobService:
     def describe(self):
         store = self.store
         return {"blobs": len(store), "bytes": store.used, "limit": store.limit,
-                "evicted": store.evicted, "uploading": len(self.incoming),
+                "evicted": store.evicted, "held": len(store.held),
+                "evicted_held": store.evicted_held, "uploading": len(self.incoming),
                 "received": self.received, "served": self.served, "corrupt": self.corrupt}
 
     def _drop(self, key, abort=True):

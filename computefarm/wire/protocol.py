@@ -185,8 +185,11 @@ def started_item(task_id, attempt, host, worker, machine):
             "machine": machine}
 
 
-def find(ref, digests):
-    return {"ref": ref, "digests": list(digests)}
+def find(ref, digests, hold=False):
+    body = {"ref": ref, "digests": list(digests)}
+    if hold:
+        body["hold"] = True
+    return body
 
 
 def found(ref, missing):

@@ -388,7 +388,7 @@ SCHEMAS = {
     "LOG": record(("records",), records=List(LOG_RECORD, MAX_BATCH)),
     "SLOTS": record(("slots",), slots=Int(0, MAX_SLOTS), draining=TEXT),
     "DEMAND": record(("wanted",), wanted=Bool()),
-    "FIND": record(("ref", "digests"), ref=Int(), digests=DIGESTS),
+    "FIND": record(("ref", "digests"), ref=Int(), digests=DIGESTS, hold=Bool()),
     "FOUND": record(("ref", "missing"), ref=Int(), missing=DIGESTS),
     "PUT": record(("digest", "size", "offset", "data"), digest=DIGEST, size=Int(),
                   offset=Int(), data=Bytes()),
