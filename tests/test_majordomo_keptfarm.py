@@ -121,6 +121,38 @@ def test_a_second_keeper_is_refused_and_the_first_stays_reachable(tmp_path, kept
     assert not pid_alive(state["pid"]) and not any(pid_alive(p) for p in state["processes"])
 
 
+def test_of_two_keepers_started_in_the_same_instant_one_runs(kept):
+    """Each checked the state before the other wrote it: both ran a farm, and the
+    state named only one. A lock each holds for its life decides instead."""
+    env, current = kept
+    keepers = [subprocess.Popen([sys.executable, "-m", "computefarm.commands", "localfarm",
+                                 "--idle", "60"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        wait_until(lambda: any(k.poll() is not None for k in keepers), timeout=60,
+                   what="one keeper to give way")
+        [refused] = [k for k in keepers if k.poll() is not None]
+        [running] = [k for k in keepers if k is not refused]
+        wait_until(lambda: (current() or {}).get("pid") == running.pid, timeout=60,
+                   what="the other to run")
+        error = refused.stderr.read()
+        assert refused.returncode == 2, error
+        assert error.startswith("ERROR: localfarm: ") and len(error.strip().splitlines()) == 1
+        assert "stop it" in error and "localfarm stop" in error
+        state = current()
+        assert pid_alive(running.pid) and all(pid_alive(p) for p in state["processes"])
+        stopped = subprocess.run([sys.executable, "-m", "computefarm.commands", "localfarm",
+                                  "stop"], env=env, capture_output=True, text=True, timeout=60)
+        assert stopped.stdout.strip() == "stopped the local farm"
+        assert running.wait(30) == 0
+    finally:
+        for keeper in keepers:
+            if keeper.poll() is None:
+                keeper.kill()
+            keeper.wait()
+            keeper.stderr.close()
+
+
 def test_a_run_that_attached_but_has_not_connected_yet_keeps_it(tmp_path, kept, monkeypatch):
     """The keeper decides to stop under the lock runs attach under, and counts an
     attach (a lease) as use: a run between attaching and connecting is not left

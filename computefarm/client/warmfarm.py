@@ -13,7 +13,9 @@ seconds (majordomo --keep-farm, 300 by default; 0: a farm per run, as before),
 when the installed ComputeFarm changes, or on SIGTERM (``stop``).
 
 Two runs starting together do not start two keepers: the state file is read
-and the keeper started under a lock.
+and the keeper started under a lock. A keeper holds a lock of its own for its
+life (``claim``), which the kernel drops when it ends, however it ends: a
+second keeper, even one started by hand in the same instant, is refused.
 """
 
 import contextlib
@@ -102,6 +104,25 @@ def attach(config, slots, idle, timeout=defaults.START_TIMEOUT):
         keeper.terminate()
         raise FarmError("the local farm did not start within %g s: see %s"
                         % (timeout, os.path.join(state_dir(), "keeper.log")))
+
+
+def claim():
+    """Make this process the keeper: the open lock file, held until it is closed
+    or the process ends; FarmError (naming the running keeper) if another holds it."""
+    os.makedirs(state_dir(), mode=0o700, exist_ok=True)
+    handle = open(os.path.join(state_dir(), "keeper.lock"), "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        running = read_state()
+        if running is None:
+            raise FarmError("another local farm is starting: stop it with 'localfarm stop' "
+                            "once it runs") from None
+        # its state would be overwritten: no run, nor 'localfarm stop', would find it
+        raise FarmError("a local farm already runs (keeper pid %d, %s): stop it first with "
+                        "'localfarm stop'" % (running["pid"], running.get("address"))) from None
+    return handle
 
 
 @contextlib.contextmanager

@@ -16,7 +16,6 @@ import time
 from .. import defaults
 from ..client import Client, LocalFarm, warmfarm
 from ..config import load_config
-from ..exceptions import FarmError
 from ..hostinfo import live_start
 from ..service import Service, run_service
 from .common import add_version, run_command
@@ -41,16 +40,13 @@ class Keeper(Service):
         self.clock = clock
         self.farm = None
         self.client = None
+        self.claimed = None            # the keeper's lock, held while it runs
         self.idle_since = None
         self.idle_wall = None          # the same moment, on the wall clock (leases)
         self.next_check = 0.0
 
     def initialize(self):
-        running = warmfarm.read_state()
-        if running is not None and running.get("pid") != os.getpid():
-            # its state would be overwritten: no run, nor 'localfarm stop', would find it
-            raise FarmError("a local farm already runs (keeper pid %d, %s): stop it first "
-                            "with 'localfarm stop'" % (running["pid"], running.get("address")))
+        self.claimed = warmfarm.claim()     # FarmError while another keeper runs
         self.farm = LocalFarm(capabilities(), slots=self.slots, config=self.config,
                               monitor=True, log_dir=warmfarm.state_dir())
         self.farm.start()
@@ -93,6 +89,8 @@ class Keeper(Service):
             self.client.close()
         if self.farm is not None:
             self.farm.stop()
+        if self.claimed is not None:        # only now may another keeper start
+            self.claimed.close()
 
 
 def main(argv=None):
