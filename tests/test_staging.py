@@ -400,11 +400,57 @@ def test_a_staged_task_s_big_output_never_costs_its_worker_a_heartbeat(tmp_path)
 
 REMOTE_DODO = CACHED_DODO[:CACHED_DODO.index("def task_stamp")] + '''
 def task_show():
-    def show():                  # a python action: it reads the project itself
+    def show():                  # a python action: it reads the project's files
         print("shown:", open("build/upper.txt").read().strip())
     return {"actions": [show], "file_dep": ["build/upper.txt"], "verbosity": 2,
             "uptodate": [False]}
 '''
+
+
+PYTHON_DODO = """
+import os
+
+def task_upper():
+    return {"actions": ["tr a-z A-Z < words.txt > build/upper.txt"],
+            "file_dep": ["words.txt"], "targets": ["build/upper.txt"]}
+
+def task_report():
+    def report(targets):        # reads an input and a file of the tree, writes a target
+        words = open("build/upper.txt").read().split()
+        note = open("notes/extra.txt").read().strip()
+        with open(targets[0], "w") as stream:
+            stream.write("%d words from %s; %s\\n" % (len(words), words[0], note))
+        print("ran in", os.getcwd())
+    return {"actions": [report], "file_dep": ["build/upper.txt"],
+            "targets": ["build/report.txt"], "verbosity": 2}
+"""
+
+
+def test_a_python_action_runs_on_a_worker_that_sees_none_of_the_project(loopback_farm,
+                                                                         tmp_path):
+    """Python actions are staged as command tasks are: the tree and their inputs
+    (here one left on the farm) laid out where the slot runs them, their targets
+    brought back."""
+    farm = loopback_farm
+    hidden_worker(farm, tmp_path, "w1")
+    config = tmp_path / "p1.yaml"
+    config.write_text(yaml.safe_dump({"machines": {"p1": {"cache": str(tmp_path / "p1")}}}))
+    farm.start_worker("python", machine="p1", config=config,
+                      host=hosts.Elsewhere(farm.project.parent))
+    (farm.project / "words.txt").write_text("alpha beta gamma\n")
+    (farm.project / "notes").mkdir()
+    (farm.project / "notes" / "extra.txt").write_text("a note\n")
+    (farm.project / "dodo.py").write_text(PYTHON_DODO)
+    done = run_here(farm, "--download", "toplevel", "report")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert executed(done) == ["report", "upper"]
+    report = farm.project / "build" / "report.txt"
+    assert report.read_text() == "3 words from ALPHA; a note\n"
+    assert not (farm.project / "build" / "upper.txt").exists()     # it stayed on the farm
+    [ran_in] = [line.split(" ", 2)[2] for line in done.stdout.splitlines()
+                if line.startswith("ran in ")]
+    assert ran_in.startswith(str(tmp_path / "p1" / "scratch"))       # not in the project
+    assert executed(run_here(farm, "--download", "toplevel", "report")) == []
 
 
 def executed(done):
@@ -419,7 +465,7 @@ def test_download_toplevel_leaves_what_only_feeds_other_tasks_on_the_farm(loopba
     here needs it or the run asks for its task."""
     farm = loopback_farm
     hidden_worker(farm, tmp_path, "w1")
-    farm.start_worker("python", machine="here")        # python actions: in the project
+    farm.start_worker("python", machine="here")        # python actions: on this machine
     (farm.project / "words.txt").write_text("alpha beta gamma\n")
     (farm.project / "dodo.py").write_text(REMOTE_DODO)
     upper, count = farm.project / "build" / "upper.txt", farm.project / "build" / "count.txt"
@@ -439,8 +485,11 @@ def test_download_toplevel_leaves_what_only_feeds_other_tasks_on_the_farm(loopba
                             text=True, timeout=60)             # and so do its other commands
     assert listed.returncode == 0 and {"U count", "U upper"} <= {
         line.strip() for line in listed.stdout.splitlines()}, listed.stdout + listed.stderr
-    shown = toplevel("show")                                # needs it here: it lands
+    shown = toplevel("show")              # a python action, staged: it reads it there
     assert executed(shown) == ["show"] and "shown: ALPHA BETA GAMMA" in shown.stdout
+    assert not upper.exists() and list(json.loads(record.read_text())["files"]) == \
+        ["build/upper.txt"]
+    assert executed(toplevel("upper")) == []                # asked for: it lands
     assert upper.read_text() == "ALPHA BETA GAMMA\n" and not record.exists()
     assert executed(toplevel("count")) == []                # the same content: up to date
 

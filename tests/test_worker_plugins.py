@@ -61,6 +61,33 @@ def test_python_task_cwd_env_and_output(farm, tmp_path):
     assert result.stdout == ["working in %s" % tmp_path]
 
 
+def test_a_python_task_whose_folder_is_missing_or_removed_fails_alone(farm, tmp_path):
+    """A folder this machine lacks is the task's one-line error, not its slot's
+    end; nor is the folder the last task ran in being removed since (a staged
+    task's scratch folder)."""
+    worker = farm.start_worker("python", slots=1)
+    client = farm.client()
+    import os
+
+    import cloudpickle
+    import psutil
+    payload = cloudpickle.dumps((os.getpid, (), {}))
+    slot = cloudpickle.loads(client.submit("python", {"payload": payload}).result(30).value)
+    payload = cloudpickle.dumps((os.getcwd, (), {}))
+    missing = client.submit("python", {"payload": payload, "cwd": str(tmp_path / "absent")})
+    result = missing.result(30)
+    assert result.status == "failed" and result.error == \
+        "cannot run in %s on this machine: No such file or directory" % (tmp_path / "absent")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    first = client.submit("python", {"payload": payload, "cwd": str(gone)}).result(30)
+    assert cloudpickle.loads(first.value) == str(gone)
+    gone.rmdir()
+    again = client.submit("python", {"payload": payload, "cwd": str(tmp_path)}).result(30)
+    assert again.ok and cloudpickle.loads(again.value) == str(tmp_path)
+    assert [p.pid for p in psutil.Process(worker.pid).children()] == [slot]   # the same one
+
+
 def test_python_task_that_kills_its_process_fails_and_slot_recovers(farm):
     farm.start_worker("python")
     client = farm.client()

@@ -207,10 +207,11 @@ class FarmRunner(Runner):
         requires = job.placement.requires if capability == job.placement.capability else None
         cache_as = None
         try:
-            if files is not None and not isinstance(action, PythonAction):
+            if files is not None:
                 request = files.stage(request, job.task.file_dep, job.task.targets,
                                       narrow=job.placement.inputs, remote=remote)
-                if job.placement.cache and job.task.targets:   # no targets: side effects
+                if job.placement.cache and job.task.targets and \
+                        not isinstance(action, PythonAction):   # a pickle names no outcome
                     cache_as = files.action(capability, request, requires)
             elif remote is not None:   # it reads the project itself: the farm's files land
                 remote.land(self.session.client, job.task.file_dep)

@@ -77,8 +77,16 @@ def run_one(request, base_env, base_cwd, previous_env=(), functions=None):
     ``spill`` when the request gives one (the reply then says ``spilled``)."""
     previous_env = set_environment(request.get("env") or {}, base_env, previous_env)
     cwd = request.get("cwd") or base_cwd
-    if cwd != os.getcwd():
-        os.chdir(cwd)
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:        # a staged task's scratch folder, removed since
+        here = None
+    if cwd != here:
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            return {"status": "failed", "value": None, "error": "cannot run in %s on this "
+                    "machine: %s" % (cwd, exc.strerror)}, previous_env
     try:
         if "function" in request or "function_path" in request:
             fn = _function(request, functions)

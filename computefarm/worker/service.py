@@ -327,6 +327,8 @@ class FarmWorker(Service):
                 raise PluginError("this worker has no capability %r" % spec["capability"])
             request = protocol.unpack_body(spec["body"])
             task = Task(task_id, attempt, spec.get("timeout"), self.identity)
+            if plugin.takes_blobs:           # where a result too big for a message goes
+                request["spill"] = self.staging.spill_path()
             stage = request.get("stage")
             if stage is not None and not self.staging.in_place(stage):
                 run = StagedRun(self.staging, self.upstreams[spec[UPSTREAM]].transfers,
@@ -334,8 +336,6 @@ class FarmWorker(Service):
                 run.on_started = self._watch
             else:
                 request.pop("stage", None)
-                if plugin.takes_blobs:       # where a result too big for a message goes
-                    request["spill"] = self.staging.spill_path()
                 if request.get("blobs"):
                     run = BlobRun(self.staging, self.upstreams[spec[UPSTREAM]].transfers,
                                   plugin, self.paths.apply(request), task, now)
