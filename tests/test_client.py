@@ -189,17 +189,29 @@ time.sleep(120)
 """
 
 
+NEXT_OWNER = """
+from computefarm.client import LocalFarm
+with LocalFarm(["python"], slots=1):
+    pass
+"""
+
+
 def test_a_local_farm_whose_owner_is_killed_stops(tmp_path):
     """kill -9 of the program that started a LocalFarm (majordomo, a script) cannot
-    stop its processes: each notices its parent is gone and stops as on SIGTERM."""
+    stop its processes: each notices its parent is gone and stops as on SIGTERM.
+    Its temporary folder is removed by the next LocalFarm started (not another's
+    whose owner lives)."""
     import os
     import signal
     import subprocess
     import sys
     script = tmp_path / "owner.py"
     script.write_text(OWNER)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = dict(os.environ, TMPDIR=str(temporary))
     owner = subprocess.Popen([sys.executable, str(script), str(tmp_path)],
-                             stdout=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, text=True, env=env)
     pids = []
     try:
         pids = [int(pid) for pid in owner.stdout.readline().split()]
@@ -212,6 +224,14 @@ def test_a_local_farm_whose_owner_is_killed_stops(tmp_path):
             log = (tmp_path / (name + ".log")).read_text()
             assert "(pid %d) is gone" % owner.pid in log, (name, log)
             assert "Traceback" not in log, (name, log)
+        [left] = [p.name for p in temporary.iterdir()]
+        assert left.startswith("computefarm-%d-" % owner.pid)
+        alive = temporary / ("computefarm-%d-x" % os.getpid())        # its owner lives
+        alive.mkdir()
+        started = subprocess.run([sys.executable, "-c", NEXT_OWNER], env=env, timeout=60,
+                                 capture_output=True, text=True)
+        assert started.returncode == 0, started.stderr
+        assert [p.name for p in temporary.iterdir()] == [alive.name]
     finally:
         for pid in pids:
             if pid_alive(pid):

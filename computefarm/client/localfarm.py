@@ -4,10 +4,14 @@
 connect clients to; everything it started is stopped (by pid) on exit. By
 default it binds a free port of 127.0.0.1; ``bind`` can name another address
 (majordomo starts the farm.yaml TaskManager that way). majordomo's embedded
-farm, the examples and the benchmarks use it.
+farm, the examples and the benchmarks use it. Its ready files (and logs, when
+no ``log_dir`` is given) go in a temporary folder named for its owner's pid,
+removed by ``stop``; one whose owner was killed is removed by the next
+LocalFarm that starts (its processes stopped by themselves: ``--parent``).
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +21,9 @@ import time
 
 from .. import addresses, defaults
 from ..exceptions import FarmError
+from ..storage.cas import pid_alive
+
+FOLDER_PREFIX = "computefarm-"     # + the owner's pid + "-": its temporary folder
 
 
 class LocalFarm:
@@ -65,7 +72,8 @@ class LocalFarm:
     def start_taskmanager(self):
         """Start the TaskManager without waiting for it; its address is known at once
         (a port of 0 in ``bind`` is replaced by a free port of 127.0.0.1)."""
-        self._tmp = tempfile.TemporaryDirectory(prefix="computefarm-")
+        _remove_orphaned_folders()
+        self._tmp = tempfile.TemporaryDirectory(prefix="%s%d-" % (FOLDER_PREFIX, os.getpid()))
         self.address = _with_free_port(self.bind)
         self._ready = os.path.join(self._tmp.name, "ready")
         self._manager = self._spawn("taskmanager", ["--bind", self.address,
@@ -170,6 +178,21 @@ class LocalFarm:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+def _remove_orphaned_folders():
+    """Remove the temporary folders of LocalFarms whose owner is gone (killed, it
+    could not remove its own)."""
+    root = tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(FOLDER_PREFIX):
+            pid = name[len(FOLDER_PREFIX):].split("-", 1)[0]
+            if pid.isdigit() and not pid_alive(pid):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
 def _read(path):
