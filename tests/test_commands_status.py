@@ -10,6 +10,7 @@ from support import Terminal, command, wait_until
 
 from computefarm.commands.statusview import reason
 from computefarm.hostinfo import local_user
+from computefarm.storage.cas import digest_bytes
 
 TRACEBACK = ('Traceback (most recent call last):\n  File "x.py", line 3, in f\n'
              '    1 / 0\nZeroDivisionError: division by zero\n')
@@ -69,12 +70,19 @@ def test_watch_redraws_in_place_with_names_headers_and_reasons(farm, tmp_path):
 
 
 def test_without_a_terminal_it_is_plain_text(farm, tmp_path):
-    busy_farm(farm, tmp_path)
+    client, _, _ = busy_farm(farm, tmp_path)
+    blobs = [(digest_bytes(data), len(data), data) for data in (b"kept", b"x" * 3000)]
+    client.upload(blobs[:1], hold=True).result(30)
+    client.upload(blobs[1:]).result(30)
     got = subprocess.run(command("farm-status") + ["--taskmanager", farm.address],
                          capture_output=True, text=True, timeout=60)
     assert got.returncode == 0, got.stderr
     assert "\x1b" not in got.stdout
     assert "long-one" in got.stdout and "ZeroDivisionError: division by zero" in got.stdout
+    [store] = [line for line in got.stdout.splitlines() if line.startswith("STORE")]
+    assert re.match(r"STORE +\d+ blob\(s\), [\d.]+ (bytes|KiB|MiB|GiB) of 20\.0 GiB; 1 held by "
+                    r"runs; evicted \d+ \(0 held\); action cache: \d+ entries, \d+ hits, \d+ "
+                    r"misses$", store), store        # (the tests' store is shared: counts vary)
 
 
 def test_a_reader_that_goes_away_ends_it_quietly(farm):

@@ -2,7 +2,8 @@
 
 ``render`` makes the lines: a heading with the time, then machines (state, a
 CPU bar on a terminal), workers (used/slots), what is queued (per capability),
-users (running, queued, fair-share usage, weight, share of the slots), the
+the blob store (its size, what runs hold in it, what it evicted) and the action
+cache, users (running, queued, fair-share usage, weight, share of the slots), the
 batches under way (farm-run), the running tasks by name with their age, and the recent failures
 with the line of their error that says what went wrong (a traceback's last
 line, not its first). ``Screen`` redraws them in place on a terminal: the
@@ -51,6 +52,13 @@ def render(status, address, wall_time=None, width=100, bars=False):
             row["capability"] + "".join(" %s=%s" % item for item in
                                         sorted(row["requires"].items())),
             row["queued"], row["slots"], row["free"]))
+    store, cache = status.get("store"), status.get("action_cache")
+    if store:
+        lines += ["", "STORE     %d blob(s), %s of %s; %d held by runs; evicted %d (%d held)%s"
+                  % (store["blobs"], _size(store["bytes"]), _size(store["limit"]),
+                     store.get("held", 0), store["evicted"], store.get("evicted_held", 0),
+                     "; action cache: %d entries, %d hits, %d misses" % (
+                         cache["entries"], cache["hits"], cache["misses"]) if cache else "")]
     factories = status.get("factories") or []
     if factories:
         lines += ["", "FACTORIES %-20s %-8s %8s %8s %8s  %s" % (
@@ -127,6 +135,13 @@ def _cpu(percent, bars):
 
 def _num(value):
     return "-" if value is None else "%.1f" % value
+
+
+def _size(value):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return ("%d %s" if unit == "bytes" else "%.1f %s") % (value, unit)
+        value /= 1024.0
 
 
 def _mib(value):
