@@ -25,7 +25,7 @@ from ..config import load_config
 from ..configcheck import check_address
 from ..exceptions import FarmError, FarmUnreachable
 from ..wire.protocol import Code, logger_name
-from . import runner
+from .placement import needed_capabilities
 from .progress import Progress
 from .remotefiles import RemoteOutputs, checker
 from .runcommand import FarmRun
@@ -86,7 +86,7 @@ class FarmSession:
     def open(self, tasks, exclude=()):
         """Start or reach the farm for ``tasks``; ``exclude``: more gitignore-style
         patterns of files staging leaves out (DOIT_CONFIG's ``farm_exclude``)."""
-        needed = runner.needed_capabilities(tasks)
+        needed = needed_capabilities(tasks)
         try:
             if self.kept is not None:
                 self._kept(needed)
