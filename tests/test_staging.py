@@ -454,8 +454,10 @@ def test_a_python_action_runs_on_a_worker_that_sees_none_of_the_project(loopback
 
 
 def executed(done):
-    """The tasks a majordomo run executed (doit's '. NAME' lines)."""
-    return sorted(line[2:].strip() for line in done.stdout.splitlines() if line.startswith(". "))
+    """The tasks a majordomo run executed (doit's '. NAME' lines); ``done`` a
+    finished run, or its output."""
+    text = done if isinstance(done, str) else done.stdout
+    return sorted(line[2:].strip() for line in text.splitlines() if line.startswith(". "))
 
 
 def test_download_toplevel_leaves_what_only_feeds_other_tasks_on_the_farm(loopback_farm,
@@ -543,44 +545,101 @@ def task_late():
 """
 
 
+class PausedRun:
+    """HELD_DODO's ``majordomo run --download toplevel late`` on a farm whose store
+    holds 1 MB: early.bin (300 KB) is left on the farm, then the run pauses until
+    ``resume`` while another client may fill the store; late then reads early.bin
+    on a worker whose cache is empty."""
+
+    def __init__(self, tmp_path):
+        (tmp_path / "farm").mkdir()
+        self.farm = farm = Farm(tmp_path / "farm", store=str(tmp_path / "tm-store"),
+                                store_size=1_000_000)
+        self.tmp_path = tmp_path
+        farm.project = tmp_path / "laptop" / "project"
+        (farm.project / "build").mkdir(parents=True)
+        farm.start_taskmanager()
+        self.pausing, self.go = tmp_path / "pausing", tmp_path / "go"
+        (farm.project / "dodo.py").write_text(HELD_DODO % {"pausing": str(self.pausing),
+                                                            "go": str(self.go)})
+        self.run = None
+        self.workers = 1
+        self.worker = hidden_worker(farm, tmp_path, "w1")
+        farm.start_worker("python", machine="here")
+
+    def start(self):
+        self.pausing.unlink(missing_ok=True)
+        self.go.unlink(missing_ok=True)
+        self.run = subprocess.Popen([sys.executable, "-m", "computefarm.majordomo", "run",
+                                     "--taskmanager", self.farm.address, "--download",
+                                     "toplevel", "late"], cwd=str(self.farm.project),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(self.pausing.exists, timeout=90, what="the run to reach its pause")
+        self.farm.stop(self.worker)                  # late's worker: an empty cache
+        self.workers += 1
+        self.worker = hidden_worker(self.farm, self.tmp_path, "w%d" % self.workers)
+
+    def resume(self):
+        self.go.touch()
+        out, err = self.run.communicate(timeout=120)
+        return self.run.returncode, out + err
+
+    def close(self):
+        if self.run is not None and self.run.poll() is None:
+            self.run.kill()
+            self.run.communicate()
+        self.farm.close()
+
+
+def fill(client, hold):
+    """Another client's 900 KB: with early.bin, more than the store holds."""
+    fillers = [os.urandom(300_000) for _ in range(3)]
+    client.upload([(digest_bytes(data), len(data), data) for data in fillers],
+                  hold=hold).result(60)
+    return client.status()["store"]
+
+
 def test_an_output_left_on_the_farm_outlasts_other_users_uploads_while_its_run_needs_it(
         tmp_path):
     """The store holds what a run uploaded and left there: another client filling
     it mid-run pushes out its own older blobs, not the output a later task of the
     run reads; once the run is gone, nothing is held."""
-    (tmp_path / "farm").mkdir()
-    farm = Farm(tmp_path / "farm", store=str(tmp_path / "tm-store"), store_size=1_000_000)
-    farm.project = tmp_path / "laptop" / "project"
-    (farm.project / "build").mkdir(parents=True)
-    farm.start_taskmanager()
-    pausing, go = tmp_path / "pausing", tmp_path / "go"
-    (farm.project / "dodo.py").write_text(HELD_DODO % {"pausing": str(pausing), "go": str(go)})
-    run = None
+    paused = PausedRun(tmp_path)
     try:
-        first = hidden_worker(farm, tmp_path, "w1")
-        farm.start_worker("python", machine="here")
-        run = subprocess.Popen([sys.executable, "-m", "computefarm.majordomo", "run",
-                                "--taskmanager", farm.address, "--download", "toplevel",
-                                "late"], cwd=str(farm.project), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-        wait_until(pausing.exists, timeout=90, what="the run to reach its pause")
-        farm.stop(first)                       # late's worker: an empty cache
-        hidden_worker(farm, tmp_path, "w2")
-        other = farm.client()
-        fillers = [os.urandom(300_000) for _ in range(3)]       # 1.2 MB with early.bin
-        other.upload([(digest_bytes(data), len(data), data) for data in fillers]).result(60)
-        store = other.status()["store"]
+        paused.start()
+        other = paused.farm.client()
+        store = fill(other, hold=False)
         assert store["evicted"] >= 1 and store["evicted_held"] == 0 and store["held"] >= 2
         assert store["bytes"] <= 1_000_000
-        go.touch()
-        out, err = run.communicate(timeout=120)
-        assert run.returncode == 0, out + err
-        assert (farm.project / "build" / "late.txt").read_text().strip() == "300000"
-        assert not (farm.project / "build" / "early.bin").exists()    # it stayed there
+        code, output = paused.resume()
+        assert code == 0, output
+        build = paused.farm.project / "build"
+        assert (build / "late.txt").read_text().strip() == "300000"
+        assert not (build / "early.bin").exists()                     # it stayed there
         wait_until(lambda: other.status()["store"]["held"] == 0, timeout=30,
                    what="the run's holds to go with it")
     finally:
-        if run is not None and run.poll() is None:
-            run.kill()
-            run.communicate()
-        farm.close()
+        paused.close()
+
+
+def test_an_output_a_store_too_small_lost_mid_run_is_named_and_made_again_next_run(tmp_path):
+    """When what runs hold fills the store, held blobs go too: the task that needed
+    one fails naming the file and the task that made it, and the next run makes
+    it again."""
+    paused = PausedRun(tmp_path)
+    try:
+        paused.start()
+        store = fill(paused.farm.client(), hold=True)            # everything is held
+        assert store["evicted_held"] >= 1
+        code, output = paused.resume()
+        assert code != 0
+        assert "farm: build/early.bin (made by early) left the TaskManager's store during " \
+            "the run: it had to evict blobs runs held, being too small for them (see " \
+            "farm-status); the next run makes it again" in output, output
+        paused.start()
+        code, output = paused.resume()
+        assert code == 0, output
+        assert executed(output) == ["early", "late", "pause"]
+        assert (paused.farm.project / "build" / "late.txt").read_text().strip() == "300000"
+    finally:
+        paused.close()

@@ -26,7 +26,7 @@ import json
 import os
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from ..exceptions import FarmUnreachable, StorageError, UsageError
+from ..exceptions import FarmError, FarmUnreachable, StorageError, UsageError
 from ..storage.cas import digest_file, is_digest, remove_file
 
 SUFFIX = ".farm-outputs"
@@ -130,6 +130,26 @@ class RemoteOutputs:
         self.changed = True
         if self.client is not None:      # the answer is not needed: the task just made them
             self.client.missing([entry["digest"] for entry in outputs], hold=True)
+
+    def lost(self, paths, timeout=ASK_WAIT):
+        """Of ``paths`` (a task's inputs), those only on the farm whose blob the
+        store no longer has (it evicted blobs the run held, being too small for
+        them): ``[(relative path, task)]``, their records forgotten, so the next
+        run makes them again."""
+        entries = {}
+        for path in paths:
+            entry = self.get(path)
+            if entry is not None:
+                entries[self.relative(path)] = entry
+        if not entries or self.client is None:
+            return []
+        try:
+            gone = self.client.missing({e["digest"] for e in entries.values()}).result(timeout)
+        except (FutureTimeout, FarmError):
+            return []                # the task's own error says what went wrong
+        lost = [(path, e["task"]) for path, e in sorted(entries.items()) if e["digest"] in gone]
+        self.forget([path for path, _ in lost])
+        return lost
 
     def forget(self, paths):
         for path in paths:

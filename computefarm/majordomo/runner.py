@@ -200,7 +200,8 @@ class FarmRunner(Runner):
                     result = future.result()
                 except FarmUnreachable as exc:
                     error = TaskError("the farm went away: %s" % exc)
-            if result is not None and self._restage(job, result):
+            lost = self._lost_inputs(job, result) if result is not None else None
+            if result is not None and lost is None and self._restage(job, result):
                 return False
             if result is not None:
                 job.hosts.append(result.host if result.code != Code.CACHE_HIT else "")
@@ -209,7 +210,7 @@ class FarmRunner(Runner):
                 self.session.timeline.add(task.name, job.submitted, result)
                 self.session.progress.ran(task.name, result)
                 action = task.actions[job.index]
-                error = self._fetch(job, result) or self._apply(action, result)
+                error = lost or self._fetch(job, result) or self._apply(action, result)
                 if error is None:
                     task.result = action.result
                     task.values.update(action.values)
@@ -241,6 +242,23 @@ class FarmRunner(Runner):
             return False            # the result's own error says what went wrong
         self._submit(job)
         return True
+
+    def _lost_inputs(self, job, result):
+        """A TaskError naming the inputs left on the farm that a staged task found
+        gone from the store (``RemoteOutputs.lost``), or None. Sending the
+        project again would not bring them back."""
+        remote = self.session.remote
+        if remote is None or result.code != Code.STAGING or \
+                Code.MISSING not in (result.error or ""):
+            return None
+        lost = remote.lost(job.task.file_dep)
+        if not lost:
+            return None
+        return TaskError("farm: %s left the TaskManager's store during the run: it had to "
+                         "evict blobs runs held, being too small for them (see farm-status); "
+                         "the next run makes %s again" % (
+                             ", ".join("%s (made by %s)" % item for item in lost),
+                             "them" if len(lost) > 1 else "it"))
 
     def _fetch(self, job, result):
         """A staged task's outputs, written into the project (or left on the farm,
