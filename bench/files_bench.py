@@ -1,6 +1,6 @@
 """Files over the port: staged builds against a shared filesystem, and the wire.
 
-    python bench/files_bench.py [--only build|wire|python ...] [--files 40] [--rounds 3]
+    python bench/files_bench.py [--only build|wire|python|holds ...] [--files 40] [--rounds 3]
         [--workers 3] [--slots 2] [--gib 1.0] [--tcp-rounds 3] [--mib 500]
 
   build  A generated C project of --files sources (each a few hundred lines for
@@ -31,6 +31,11 @@
   python FarmExecutor with --mib MiB (default 500) of arguments, then of
          result: both travel as blobs (no message may carry them); and a
          function holding 1 MiB sent with 200 tasks: the bytes uploaded.
+  holds  What the store's holds cost the TaskManager: its RSS before and after
+         a client holds 200,000 digests (the most one peer may); then a store
+         of 20 MB full of 1 KB blobs takes 5,000 more, once with none held and
+         once with the older half held (each new blob's room is made past
+         them): the uploads' rate and the TaskManager's longest loop turn.
 """
 
 import argparse
@@ -391,9 +396,56 @@ def bench_python(args, folder):
         farm.close()
 
 
+def bench_holds(args, folder):
+    import psutil
+
+    from computefarm import defaults
+    from computefarm.storage.cas import digest_bytes
+    farm = Farm(folder, store=str(folder / "store"))
+    farm.start_taskmanager()
+    try:
+        manager = psutil.Process(farm.taskmanager.pid)
+        client = farm.client()
+        before = manager.memory_info().rss
+        digests = [digest_bytes(b"held %d" % i) for i in range(defaults.HELD_BLOBS)]
+        started = time.monotonic()
+        client.missing(digests, hold=True).result(300)
+        took = time.monotonic() - started
+        held = client.status()["store"]["held"]
+        after = manager.memory_info().rss
+        print("%d digests held: %.2f s to ask; TaskManager RSS %.1f -> %.1f MB (%.0f bytes "
+              "a digest)" % (held, took, before / 1e6, after / 1e6, (after - before) / held))
+    finally:
+        farm.close()
+    for hold in (False, True):
+        part = folder / ("held" if hold else "none")
+        part.mkdir()
+        farm = Farm(part, store=str(part / "store"), store_size=20 << 20)
+        farm.start_taskmanager()
+        try:
+            client = farm.client()
+            blobs = [os.urandom(1024) for _ in range(20 * 1024)]
+            old = [(digest_bytes(data), len(data), data) for data in blobs]
+            client.upload(old[:len(old) // 2], hold=hold).result(300)
+            client.upload(old[len(old) // 2:]).result(300)
+            new = [(digest_bytes(data), len(data), data)
+                   for data in (os.urandom(1024) for _ in range(5000))]
+            started = time.monotonic()
+            client.upload(new).result(300)
+            took = time.monotonic() - started
+            status = client.status()
+            print("store full of 20,480 blobs of 1 KB, %s held: 5,000 more in %.2f s (%.0f "
+                  "blobs/s), %d evicted (%d held), longest loop turn %.1f ms" % (
+                      "the older half" if hold else "none", took, 5000 / took,
+                      status["store"]["evicted"], status["store"]["evicted_held"],
+                      status["loop"]["longest_ms"]))
+        finally:
+            farm.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=("build", "wire", "python"))
+    parser.add_argument("--only", action="append", choices=("build", "wire", "python", "holds"))
     parser.add_argument("--mib", type=float, default=500.0,
                         help="python: MiB of arguments and of result")
     parser.add_argument("--files", type=int, default=40)
@@ -403,7 +455,7 @@ def main():
     parser.add_argument("--gib", type=float, default=1.0)
     parser.add_argument("--tcp-rounds", type=int, default=3)
     args = parser.parse_args()
-    parts = args.only or ["build", "wire", "python"]
+    parts = args.only or ["build", "wire", "python", "holds"]
     if os.geteuid() != 0 and "build" in parts:
         raise SystemExit("the build part needs root (mount namespaces for the staged workers)")
     with tempfile.TemporaryDirectory(prefix="files-bench-") as folder:
@@ -412,7 +464,8 @@ def main():
             os.environ[env] = os.path.join(folder, name)
         for part in parts:
             (pathlib.Path(folder) / part).mkdir()
-            {"build": bench_build, "wire": bench_wire, "python": bench_python}[part](
+            {"build": bench_build, "wire": bench_wire, "python": bench_python,
+             "holds": bench_holds}[part](
                 args, pathlib.Path(folder) / part)
 
 

@@ -334,9 +334,10 @@ TRANSFER_STALL = 30.0
 # Blobs a peer may be uploading at once (partial files on the TaskManager).
 UPLOADS_PER_PEER = 64
 # Blobs one peer, and all peers together, may hold in the TaskManager's store
-# (FIND hold: evicted last while the peer is connected; ~150 bytes of memory each).
+# (FIND hold: evicted last while the peer is connected; ~200 bytes of memory each,
+# the digest's string included: 40 MB for one peer, 100 MB for all at most).
 HELD_BLOBS = 200_000
-HELD_BLOBS_ALL = 1_000_000
+HELD_BLOBS_ALL = 500_000
 # The TaskManager's blob store and each machine's cache (its workers share it):
 # where (farm.yaml taskmanager.store, machines.NAME.cache, else these variables,
 # else these folders), and how many bytes before the least recently used blobs

@@ -85,15 +85,15 @@ def test_blobs_a_run_holds_go_only_when_the_others_cannot_make_room(tmp_path):
     receive(store, b"E" * 10)                        # B goes: the oldest nobody holds
     assert [digest_bytes(x) in store for x in (a, b, c, d)] == [True, False, True, True]
     assert (store.evicted, store.evicted_held) == (1, 0)
-    receive(store, b"F" * 20)            # E goes, then the older held blob: A, not C
+    receive(store, b"F" * 20)    # E goes, then the held blob least recently used or
     assert [digest_bytes(x) in store for x in (a, c, d, b"E" * 10)] == \
-        [False, True, True, False]
+        [True, False, True, False]                   # held: C (held since it came), not A
     assert (store.evicted, store.evicted_held) == (3, 1) and store.used == 40
     store.release(digest_bytes(c))
     store.release(digest_bytes(a))
-    assert not store.held
-    receive(store, b"G" * 10)                        # C is an ordinary blob again
-    assert digest_bytes(c) not in store
+    assert not store.held and not store.held_order
+    receive(store, b"G" * 10)                        # A is an ordinary blob again
+    assert digest_bytes(a) not in store
 
 
 def test_a_blob_larger_than_the_store_is_refused_with_a_clear_error(tmp_path):

@@ -6,10 +6,13 @@ digest checked, then renamed into place, so nobody ever reads a torn or corrupt
 blob. Stored blobs are read-only. When a new blob would take the store past its
 limit, the least recently used blobs go first: never one a process is using
 (``pin``), and one a run holds (``hold``: a client that will read it later) only
-when the others are not enough. The time of last use is the file's access time
-(set at most every ``TOUCH_EVERY`` seconds), so the order survives a restart.
-Its mtime is left alone: a worker tells by it that a task wrote into an input
-hard-linked from its cache.
+when the others are not enough, least recently used or held first. Making room
+looks at the blobs in that order only until there is enough: held ones it
+passes go to the end, so a store full of small blobs takes one in constant time.
+The time of last use is the file's access time (set at most every
+``TOUCH_EVERY`` seconds), so the order survives a restart. Its mtime is left
+alone: a worker tells by it that a task wrote into an input hard-linked from its
+cache.
 
 The TaskManager keeps one store (what clients upload, what workers produce);
 each worker keeps one as its cache.
@@ -114,6 +117,7 @@ class BlobStore:
         self.used = 0                            # bytes of the blobs stored
         self.pins = collections.Counter()        # digest -> holders: never evicted
         self.held = collections.Counter()        # digest -> runs that hold it: evicted last
+        self.held_order = collections.OrderedDict()   # those here, least recently used first
         self.touched = {}                        # digest -> when its mtime was last set
         self.evicted = 0                         # blobs removed to make room
         self.evicted_held = 0                    # ... of them, blobs a run held
@@ -166,6 +170,8 @@ class BlobStore:
         if digest not in self.blobs:
             return False
         self.blobs.move_to_end(digest)
+        if digest in self.held_order:
+            self.held_order.move_to_end(digest)
         now = self.clock()
         if now - self.touched.get(digest, 0.0) >= TOUCH_EVERY:
             self.touched[digest] = now
@@ -286,9 +292,14 @@ class BlobStore:
         """A run will read ``digest`` (here now or arriving later): it goes only
         when the blobs nobody holds are not enough to make room."""
         self.held[digest] += 1
+        if digest in self.blobs:
+            self.held_order[digest] = None
+            self.held_order.move_to_end(digest)
 
     def release(self, digest):
         _count_down(self.held, digest)
+        if digest not in self.held:
+            self.held_order.pop(digest, None)
 
     # -- inside ----------------------------------------------------------------------
     def _place(self, temporary, digest, size):
@@ -304,41 +315,52 @@ class BlobStore:
         self.blobs[digest] = size
         self.blobs.move_to_end(digest)
         self.touched[digest] = now
+        if digest in self.held:
+            self.held_order[digest] = None
+            self.held_order.move_to_end(digest)
 
     def _make_room(self, size):
-        if self.used + size <= self.limit:
+        need = self.used + size - self.limit
+        if need <= 0:
             return
-        for digest in list(self.blobs):
-            if self.used + size <= self.limit:
-                break
-            if digest not in self.pins and digest not in self.held:
-                self._evict(digest)
-        held = 0
-        for digest in list(self.blobs) if self.used + size > self.limit else ():
-            if self.used + size <= self.limit:
-                break
+        victims, passed = [], []
+        for digest, blob_size in self.blobs.items():     # least recently used first
+            if digest in self.held:
+                passed.append(digest)
+            elif digest not in self.pins:
+                victims.append(digest)
+                need -= blob_size
+                if need <= 0:
+                    break
+        for digest in passed:        # out of the next search's way (held_order keeps theirs)
+            self.blobs.move_to_end(digest)
+        unheld = len(victims)
+        for digest in self.held_order if need > 0 else ():   # then those runs hold
             if digest not in self.pins:
-                self._evict(digest)
-                held += 1
+                victims.append(digest)
+                need -= self.blobs[digest]
+                if need <= 0:
+                    break
+        held = len(victims) - unheld
+        for digest in victims:
+            _unlink(self.path(digest))
+            self._forget(digest)
+        self.evicted += len(victims)
         if held:
             self.evicted_held += held
             log.warning("blob store %s: %d blob(s) runs hold had to go: its limit (%d "
                         "bytes) is smaller than what the runs using it read", self.root,
                         held, self.limit)
-        if self.used + size > self.limit:
+        if need > 0:
             log.warning("blob store %s: %d bytes over its limit of %d (blobs in use)",
-                        self.root, self.used + size - self.limit, self.limit)
-
-    def _evict(self, digest):
-        _unlink(self.path(digest))
-        self._forget(digest)
-        self.evicted += 1
+                        self.root, need, self.limit)
 
     def _forget(self, digest):
         size = self.blobs.pop(digest, None)
         if size is not None:
             self.used -= size
         self.touched.pop(digest, None)
+        self.held_order.pop(digest, None)
 
 
 def _count_down(counter, digest):

@@ -17,7 +17,7 @@ project files and the outputs it left on the farm, which its later tasks
 read): while that peer is here, what it holds is evicted only when nothing else
 can make room (``cas.BlobStore.hold``), so another user's uploads do not push a
 run's inputs out under it. A peer holds at most ``defaults.HELD_BLOBS``, all
-together ``HELD_BLOBS_ALL``: each costs the TaskManager about 150 bytes.
+together ``HELD_BLOBS_ALL``: each costs the TaskManager about 200 bytes.
 
 Blobs are shared by everyone the farm lets in: anyone who knows a digest (the
 content's hash) may read it, as anyone with the content could.
