@@ -4,6 +4,7 @@ import pytest
 
 from computefarm import defaults
 from computefarm.storage.cas import BlobStore, digest_bytes
+from computefarm.taskmanager import blobs as blobs_module
 from computefarm.taskmanager.blobs import BlobService
 from computefarm.wire import protocol
 from computefarm.wire.protocol import Msg
@@ -35,8 +36,11 @@ def test_a_peer_holds_at_most_its_share_and_all_peers_theirs(service, monkeypatc
     assert sent[0][2]["missing"] == digests[:7]
     warned = [r.getMessage() for r in caplog.records if "no more are held" in r.getMessage()]
     assert len(warned) == 2 and "peer 61 holds 5 blobs" in warned[0]
+    monkeypatch.setattr(blobs_module, "RELEASES_PER_TICK", 3)     # a few a tick
     blobs.tidy({b"b": object()})                        # a left: what it held goes
-    assert b"a" not in blobs.holds and blobs.holding == 3
+    assert b"a" not in blobs.holds and blobs.holding == 5
+    blobs.tidy({b"b": object()})
+    assert blobs.holding == 3 and not blobs.releasing
     assert sorted(blobs.store.held) == sorted(digests[:2] + digests[9:10])
     blobs.tidy({})
-    assert not blobs.store.held and blobs.holding == 0 and not blobs.overheld
+    assert blobs.holding == 0 and not blobs.store.held and not blobs.overheld

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_PENDING = 2 * defaults.TRANSFER_WINDOW    # chunks of one peer waiting to be written
 MAX_BACKLOG = 256 << 20                       # bytes of all peers' chunks waiting
+RELEASES_PER_TICK = 20_000    # holds of peers gone let go a tick (~8 ms): no long turn
 
 
 class Writer(threading.Thread):
@@ -100,6 +101,7 @@ class BlobService:
         self.uploads = {}           # routing id -> blobs it is uploading
         self.holds = {}             # routing id -> the digests it holds
         self.holding = 0            # digests held, all peers together
+        self.releasing = collections.deque()   # sets of digests held by peers now gone
         self.overheld = set()       # routing ids whose holds reached the limit (logged)
         self.received = 0           # bytes taken in by PUT
         self.served = 0             # bytes sent by BLOB
@@ -230,13 +232,20 @@ class BlobService:
 
     def tidy(self, peers):
         """What peers no longer here (``peers``: routing id -> peer) were uploading
-        is dropped, and what they held let go."""
+        is dropped, and what they held let go (``RELEASES_PER_TICK`` at a time)."""
         for rid in [rid for rid in self.holds if rid not in peers]:
-            held = self.holds.pop(rid)
-            self.holding -= len(held)
-            for digest in held:
-                self.store.release(digest)
+            self.releasing.append(self.holds.pop(rid))
             self.overheld.discard(rid)
+        budget = RELEASES_PER_TICK
+        while self.releasing and budget:
+            held = self.releasing[0]
+            count = min(budget, len(held))
+            for _ in range(count):
+                self.store.release(held.pop())
+            self.holding -= count
+            budget -= count
+            if not held:
+                self.releasing.popleft()
         for rid in [rid for rid in self.uploads if rid not in peers]:
             del self.uploads[rid]
             for key in [key for key in self.incoming if key[0] == rid]:
