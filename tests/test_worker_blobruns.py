@@ -16,6 +16,7 @@ from support import Farm, wait_until
 from computefarm import defaults, pickling
 from computefarm.client import FarmExecutor
 from computefarm.exceptions import RemoteError, UsageError
+from computefarm.storage.cas import digest_bytes
 from computefarm.wire.protocol import Code
 
 BIG = defaults.MAX_MESSAGE_SIZE + (16 << 20)       # more than any one message may carry
@@ -155,6 +156,33 @@ def test_a_function_the_store_lost_is_sent_again_by_the_next_task(tmp_path):
             with pytest.raises(RemoteError, match=Code.MISSING):
                 executor.submit(big).result(60)
             assert executor.submit(big).result(60) == len(payload)   # sent again
+    finally:
+        farm.close()
+
+
+def test_a_function_outlasts_other_uploads_while_its_executor_is_connected(tmp_path):
+    """An executor's function blobs are held in the store: another client filling
+    it evicts its own blobs, and the next task's worker (an empty cache) still
+    finds the function there, first time."""
+    store = tmp_path / "tm-store"
+    farm = Farm(tmp_path, store=str(store), store_size=1_000_000)
+    try:
+        farm.start_taskmanager()
+        first = farm.start_worker("python", machine="m1", config=cache_config(tmp_path, "m1"))
+        payload = os.urandom(300_000)
+
+        def big():                 # nested: pickled by value, with its payload
+            return len(payload)
+        with FarmExecutor(farm.address) as executor:
+            assert executor.submit(big).result(60) == len(payload)
+            other = farm.client()
+            fillers = [os.urandom(300_000) for _ in range(3)]
+            other.upload([(digest_bytes(data), len(data), data) for data in fillers]).result(60)
+            store = other.status()["store"]
+            assert store["evicted"] >= 1 and store["evicted_held"] == 0 and store["held"] == 1
+            farm.stop(first)        # a worker whose cache is empty must fetch it
+            farm.start_worker("python", machine="m2", config=cache_config(tmp_path, "m2"))
+            assert executor.submit(big).result(60) == len(payload)
     finally:
         farm.close()
 

@@ -45,7 +45,8 @@ class FarmExecutor(Executor):
         if len(function) <= defaults.FUNCTION_INLINE_MAX:
             request["function"] = function
         else:
-            blobs["function"] = self._store(function, self._functions.digest(fn, function))
+            blobs["function"] = self._store(function, self._functions.digest(fn, function),
+                                            hold=True)
         if len(arguments) <= defaults.PY_INLINE_MAX:
             request["arguments"] = arguments
         else:
@@ -61,9 +62,11 @@ class FarmExecutor(Executor):
             self._futures.add(future)
         return future
 
-    def _store(self, blob, digest):
+    def _store(self, blob, digest, hold=False):
         """``{digest, size}`` of ``blob``, once the TaskManager's store has it
-        (uploaded by the first task that sends it)."""
+        (uploaded by the first task that sends it). ``hold``: the store keeps it
+        while this executor is connected, other uploads evicted first (a
+        function: its next tasks need it; not arguments, used once)."""
         with self._lock:
             known = digest in self._stored
             if known:
@@ -74,7 +77,7 @@ class FarmExecutor(Executor):
                                  "pickled, or arguments of more than %d, cannot be sent "
                                  "from a future's callback (it waits for their upload)"
                                  % (defaults.FUNCTION_INLINE_MAX, defaults.PY_INLINE_MAX))
-            self.client.upload([(digest, len(blob), blob)]).result()
+            self.client.upload([(digest, len(blob), blob)], hold=hold).result()
             with self._lock:
                 self._stored[digest] = True
                 while len(self._stored) > _REMEMBERED:
