@@ -95,8 +95,8 @@ def render(timeline, graph, title, wall_time=None):
          "runs (%s of run time saved)" % (len(hits), _seconds(sum(
              h[2].duration or 0.0 for h in hits)))),
         ("staged", "%s of inputs laid out, %s of them fetched into the machines' caches" % (
-            _bytes(sum(p[5].staging.get("bytes") or 0 for p in placed)),
-            _bytes(sum(p[5].staging.get("fetched") or 0 for p in placed))))]))
+            byte_size(sum(p[5].staging.get("bytes") or 0 for p in placed)),
+            byte_size(sum(p[5].staging.get("fetched") or 0 for p in placed))))]))
     parts.append("<h2>Timeline</h2>")
     parts.append(_gantt(placed, tracks, wall, critical))
     parts.append("<h2>Critical path</h2>")
@@ -210,12 +210,13 @@ def _machines(placed, tracks, wall, hits=()):
                      _percent(busy / (wall * slots)) if slots else "-",
                      _seconds(sum(map(_stopped, mine))),
                      "%d" % sum(p[5].status != "ok" for p in mine),
-                     _bytes(sum(p[5].staging.get("fetched") or 0 for p in mine)),
+                     byte_size(sum(p[5].staging.get("fetched") or 0 for p in mine)),
                      "%d" % reused.get(machine, 0)))
     return rows
 
 
-def _bytes(count):
+def byte_size(count):
+    """``count`` bytes as people read them: '512 bytes', '3.4 MiB'."""
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if count < 1024 or unit == "GiB":
             return ("%d %s" if unit == "bytes" else "%.1f %s") % (count, unit)

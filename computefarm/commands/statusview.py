@@ -13,7 +13,7 @@ its row, and what is left below is cleared, so nothing flickers or scrolls.
 
 import time
 
-from ..client.report import reason
+from ..client.report import byte_size, reason
 
 BAR = 10            # characters of a CPU bar
 
@@ -55,7 +55,7 @@ def render(status, address, wall_time=None, width=100, bars=False):
     store, cache = status.get("store"), status.get("action_cache")
     if store:
         lines += ["", "STORE     %d blob(s), %s of %s; %d held by runs; evicted %d (%d held)%s"
-                  % (store["blobs"], _size(store["bytes"]), _size(store["limit"]),
+                  % (store["blobs"], byte_size(store["bytes"]), byte_size(store["limit"]),
                      store.get("held", 0), store["evicted"], store.get("evicted_held", 0),
                      "; action cache: %d entries, %d hits, %d misses" % (
                          cache["entries"], cache["hits"], cache["misses"]) if cache else "")]
@@ -135,13 +135,6 @@ def _cpu(percent, bars):
 
 def _num(value):
     return "-" if value is None else "%.1f" % value
-
-
-def _size(value):
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return ("%d %s" if unit == "bytes" else "%.1f %s") % (value, unit)
-        value /= 1024.0
 
 
 def _mib(value):

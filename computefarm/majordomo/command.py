@@ -184,7 +184,7 @@ class FarmSession:
         sent = self.client.files.transfers.sent_bytes
         self.progress.note("staged %d file(s) of %s in %.1fs (%s sent)" % (
             len(self.files.manifest.files), os.path.basename(self.project) or "/",
-            time.monotonic() - started, _size(sent)))
+            time.monotonic() - started, report.byte_size(sent)))
 
     def _check_offered(self, needed, until):
         """FarmError unless a worker of the TaskManager offers every ``needed``
@@ -300,13 +300,6 @@ def _keep(options):
     if keep < 0:
         raise FarmError("--keep-farm %g: expected seconds >= 0" % keep)
     return keep
-
-
-def _size(count):
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return "%d %s" % (count, unit) if unit == "bytes" else "%.1f %s" % (count, unit)
-        count /= 1024.0
 
 
 def _missing(capability, names, why):
