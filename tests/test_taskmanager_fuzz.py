@@ -101,6 +101,8 @@ def decode_ms(frame):
 
 def test_after_fuzzing_the_build_is_right_and_the_loop_stayed_short(fuzzed):
     farm, client, build, _, manager, largest = fuzzed
+    if not largest:                  # run alone (-k): the fuzzing first, as in the module
+        test_fuzzed_messages_of_every_type_never_hurt_the_farm(fuzzed=fuzzed)
     results = [future.result(120) for future in build]
     assert [r.status for r in results] == ["ok"] * BUILD
     assert [r.stdout for r in results] == [[str(i)] for i in range(BUILD)]
